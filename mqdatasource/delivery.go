@@ -1,0 +1,111 @@
+package mqdatasource
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"unicode/utf8"
+)
+
+// MaxMessageIDLen is the length, in characters, of the transaction_record
+// message_id column. The stored id is Delivery.Key + "#" + ConsumerGroup, so
+// the key and the group together must fit in it.
+const MaxMessageIDLen = 255
+
+// Delivery identifies one delivery of a message to a consumer group: what the
+// claim row in transaction_record records. The exactlyonce package builds it
+// from a rocketmq-client-go MessageExt; users of other brokers fill it in
+// themselves and pass it with WithDelivery.
+type Delivery struct {
+	// ConsumerGroup is the group the message is consumed by. Each group
+	// applies a message once: the stored id is Key + "#" + ConsumerGroup.
+	ConsumerGroup string
+	// Key is the message's dedupe key: stable across every delivery of the
+	// same message (for RocketMQ the EXTEND_UNIQ_INFO property, else the
+	// UNIQ_KEY msgId, else the offset msgId).
+	Key string
+	// Topic, BrokerName, QueueID and QueueOffset say where the delivery came
+	// from. They are stored for operations and purging, not for dedupe.
+	Topic       string
+	BrokerName  string
+	QueueID     int
+	QueueOffset int64
+}
+
+// MessageID returns the value stored in transaction_record.message_id:
+// Key + "#" + ConsumerGroup, the format of the Java ExactlyOnceConsumer, so a
+// consumer group can move between the two on the same table.
+func (d Delivery) MessageID() string { return d.Key + "#" + d.ConsumerGroup }
+
+// Validate reports whether d can be claimed: a non-empty key and group, and a
+// message id that fits the column. The error wraps ErrInvalidDelivery.
+func (d Delivery) Validate() error {
+	switch {
+	case d.Key == "":
+		return fmt.Errorf("%w: empty dedupe key (topic %q, queue %d, offset %d)", ErrInvalidDelivery, d.Topic, d.QueueID, d.QueueOffset)
+	case d.ConsumerGroup == "":
+		return fmt.Errorf("%w: empty consumer group for key %q", ErrInvalidDelivery, d.Key)
+	case !utf8.ValidString(d.Key) || !utf8.ValidString(d.ConsumerGroup):
+		return fmt.Errorf("%w: key %q or group %q is not valid UTF-8", ErrInvalidDelivery, d.Key, d.ConsumerGroup)
+	}
+	if n := utf8.RuneCountInString(d.MessageID()); n > MaxMessageIDLen {
+		return fmt.Errorf("%w: message id %q is %d characters, the column holds %d", ErrInvalidDelivery, truncate(d.MessageID(), 40), n, MaxMessageIDLen)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// claim is the per-delivery state shared by every transaction begun with the
+// same delivery context: it is what makes a second claim a detectable misuse.
+type claim struct {
+	d Delivery
+
+	mu    sync.Mutex
+	state claimState
+}
+
+type claimState int
+
+const (
+	claimFree      claimState = iota // no transaction holds the claim
+	claimActive                      // a transaction holds it and is open
+	claimCommitted                   // a transaction holding it committed
+)
+
+type deliveryKey struct{}
+
+// WithDelivery returns a copy of ctx carrying d. A transaction begun through
+// a DataSource with that context (or one derived from it) first claims d in
+// transaction_record; see DataSource.BeginTx. Call it once per delivery: every
+// transaction begun with the returned context shares one claim, and after one
+// of them commits, beginning another fails with ErrDeliveryReused.
+func WithDelivery(ctx context.Context, d Delivery) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, &claim{d: d})
+}
+
+// DeliveryFromContext returns the delivery WithDelivery put in ctx.
+func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
+	c, ok := ctx.Value(deliveryKey{}).(*claim)
+	if !ok {
+		return Delivery{}, false
+	}
+	return c.d, true
+}
+
+// WithoutDelivery returns a context derived from ctx that carries no
+// delivery, for statements a handler deliberately runs unprotected (reads on a
+// separate connection, writes to an audit table that must survive a rollback).
+func WithoutDelivery(ctx context.Context) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, (*claim)(nil))
+}
+
+func claimFromContext(ctx context.Context) *claim {
+	c, _ := ctx.Value(deliveryKey{}).(*claim)
+	return c
+}
