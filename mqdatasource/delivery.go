@@ -109,3 +109,34 @@ func claimFromContext(ctx context.Context) *claim {
 	c, _ := ctx.Value(deliveryKey{}).(*claim)
 	return c
 }
+
+// acquire marks the claim held by a new transaction, or says why it cannot
+// be: another transaction holds it, or one already committed it.
+func (c *claim) acquire() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case claimActive:
+		return fmt.Errorf("%w: message id %q is claimed by a transaction that is still open", ErrDeliveryReused, c.d.MessageID())
+	case claimCommitted:
+		return fmt.Errorf("%w: message id %q was claimed by a transaction that committed; a delivery gets one transaction", ErrDeliveryReused, c.d.MessageID())
+	}
+	c.state = claimActive
+	return nil
+}
+
+// release ends the holding transaction's claim: committed, or free again
+// after a rollback or a failed begin (the handler may retry the delivery).
+// A nil claim is a no-op.
+func (c *claim) release(committed bool) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if committed {
+		c.state = claimCommitted
+	} else if c.state == claimActive {
+		c.state = claimFree
+	}
+}

@@ -1,0 +1,369 @@
+package mqdatasource
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+)
+
+var (
+	_ driver.Conn               = (*conn)(nil)
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+	_ driver.SessionResetter    = (*conn)(nil)
+	_ driver.Validator          = (*conn)(nil)
+	_ driver.NamedValueChecker  = (*conn)(nil)
+)
+
+// conn wraps one driver connection. database/sql never uses a connection
+// from two goroutines at once, and hands it over with a lock, so its fields
+// need no locking of their own.
+type conn struct {
+	inner driver.Conn
+	core  *core
+
+	tx        *tx         // the open transaction, nil if none
+	claimStmt driver.Stmt // the claim INSERT, prepared once per connection
+	noExecer  bool        // inner ExecContext with arguments returned ErrSkip
+	broken    bool        // the connection failed: discard it
+}
+
+func newConn(inner driver.Conn, c *core) *conn { return &conn{inner: inner, core: c} }
+
+// Unwrap returns the driver's own connection, for sql.Conn.Raw users who
+// need it. Statements run on it directly are not guarded.
+func (c *conn) Unwrap() driver.Conn { return c.inner }
+
+func (c *conn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if err := c.guard(ctx, false); err != nil {
+		return nil, err
+	}
+	var (
+		s   driver.Stmt
+		err error
+	)
+	if p, ok := c.inner.(driver.ConnPrepareContext); ok {
+		s, err = p.PrepareContext(ctx, query)
+	} else {
+		s, err = c.inner.Prepare(query)
+	}
+	if err != nil {
+		c.observe(ctx, err)
+		return nil, err
+	}
+	return &stmt{inner: s, c: c}, nil
+}
+
+func (c *conn) Close() error {
+	if c.claimStmt != nil {
+		_ = c.claimStmt.Close()
+		c.claimStmt = nil
+	}
+	return c.inner.Close()
+}
+
+// Begin is the pre-context form; database/sql calls BeginTx.
+func (c *conn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+// BeginTx begins a transaction on the inner connection and, with a delivery
+// in ctx, claims it: see DataSource.BeginTx.
+func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if c.broken {
+		return nil, driver.ErrBadConn
+	}
+	cl := claimFromContext(ctx)
+	if cl != nil {
+		if err := c.core.validate(cl.d); err != nil {
+			return nil, err
+		}
+		if err := cl.acquire(); err != nil {
+			return nil, err
+		}
+	}
+	itx, err := c.beginInner(ctx, opts)
+	if err != nil {
+		cl.release(false)
+		c.observe(ctx, err)
+		return nil, err
+	}
+	t := &tx{c: c, inner: itx, claim: cl, ctx: ctx}
+	c.tx = t
+	if cl == nil {
+		return t, nil
+	}
+	dup, err := c.insertClaim(ctx, cl.d)
+	if err == nil && !dup {
+		return t, nil
+	}
+	// Roll back: nothing but the claim ran in this transaction.
+	_ = itx.Rollback()
+	c.tx = nil
+	cl.release(false)
+	if dup {
+		if err != nil {
+			return nil, fmt.Errorf("%w: message id %q: %w", ErrAlreadyConsumed, cl.d.MessageID(), err)
+		}
+		return nil, fmt.Errorf("%w: message id %q", ErrAlreadyConsumed, cl.d.MessageID())
+	}
+	return nil, err
+}
+
+func (c *conn) beginInner(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if b, ok := c.inner.(driver.ConnBeginTx); ok {
+		return b.BeginTx(ctx, opts)
+	}
+	// The checks database/sql makes for a driver without ConnBeginTx.
+	if opts.Isolation != driver.IsolationLevel(0) {
+		return nil, errors.New("mqdatasource: driver does not support non-default isolation level")
+	}
+	if opts.ReadOnly {
+		return nil, errors.New("mqdatasource: driver does not support read-only transactions")
+	}
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	//lint:ignore SA1019 the fallback for drivers without the context variant
+	return c.inner.Begin()
+}
+
+// insertClaim runs the claim INSERT in the open transaction. It reports
+// dup when the record's unique key already holds the message id; err is
+// then the driver's duplicate error, if any.
+func (c *conn) insertClaim(ctx context.Context, d Delivery) (dup bool, err error) {
+	dl := c.core.dialect.impl()
+	args := dl.claimArgs(d, c.core.now().UnixMilli())
+	if err := c.checkArgs(args); err != nil {
+		return false, err
+	}
+	var res driver.Result
+	if e, ok := c.inner.(driver.ExecerContext); ok && !c.noExecer {
+		res, err = e.ExecContext(ctx, c.core.claimSQL, args)
+		if errors.Is(err, driver.ErrSkip) {
+			c.noExecer = true
+		}
+	}
+	if res == nil && (err == nil || errors.Is(err, driver.ErrSkip)) {
+		res, err = c.execClaimStmt(ctx, args)
+	}
+	if err != nil {
+		if dl.isDuplicate(err, c.core.uk(), d.MessageID()) {
+			return true, err
+		}
+		c.observe(ctx, err)
+		return false, err
+	}
+	if dl.dupByCount {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return false, err
+		}
+		return n == 0, nil
+	}
+	return false, nil
+}
+
+// execClaimStmt runs the claim through a statement prepared once per
+// connection (drivers that prepare for every ExecContext with arguments,
+// like go-sql-driver/mysql without interpolateParams, would otherwise cost
+// a round trip more per claim).
+func (c *conn) execClaimStmt(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	if c.claimStmt == nil {
+		var (
+			s   driver.Stmt
+			err error
+		)
+		if p, ok := c.inner.(driver.ConnPrepareContext); ok {
+			s, err = p.PrepareContext(ctx, c.core.claimSQL)
+		} else {
+			s, err = c.inner.Prepare(c.core.claimSQL)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.claimStmt = s
+	}
+	res, err := stmtExec(ctx, c.claimStmt, args)
+	if err != nil && !c.core.dialect.impl().isDuplicate(err, c.core.uk(), "") {
+		// The statement may be stale (table recreated); prepare anew next
+		// time.
+		_ = c.claimStmt.Close()
+		c.claimStmt = nil
+	}
+	return res, err
+}
+
+// checkArgs runs the driver's own argument check, as database/sql would.
+func (c *conn) checkArgs(args []driver.NamedValue) error {
+	nvc, ok := c.inner.(driver.NamedValueChecker)
+	if !ok {
+		return nil
+	}
+	for i := range args {
+		if err := nvc.CheckNamedValue(&args[i]); err != nil && !errors.Is(err, driver.ErrSkip) {
+			return err
+		}
+	}
+	return nil
+}
+
+// guard refuses statements that must not reach the server: any statement on
+// a transaction the server already aborted, and a write outside a
+// transaction with a delivery in ctx.
+func (c *conn) guard(ctx context.Context, write bool) error {
+	if c.tx != nil {
+		return c.tx.abortedErr()
+	}
+	if write {
+		if cl := claimFromContext(ctx); cl != nil {
+			return fmt.Errorf("%w (message id %q); run it in a transaction, or use WithoutDelivery(ctx) to run it unprotected", ErrNoTransaction, cl.d.MessageID())
+		}
+	}
+	return nil
+}
+
+// observe records what a failed statement means: a lost connection is
+// discarded, and a transaction the server rolled back is marked aborted.
+func (c *conn) observe(ctx context.Context, err error) {
+	if err == nil || errors.Is(err, driver.ErrSkip) {
+		return
+	}
+	k := c.core.dialect.impl().classify(err)
+	if k&kindConnLost != 0 {
+		c.broken = true
+	}
+	if c.tx == nil {
+		return
+	}
+	switch {
+	case k&kindAborts != 0:
+		c.tx.abort(err)
+	case k&kindLockTimeout != 0 && c.rollbackOnTimeout(ctx):
+		c.tx.abort(err)
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// The driver may have cut the statement off mid-way (go-sql-driver
+		// closes the connection): nothing more is safe on this transaction.
+		c.tx.abort(err)
+	}
+}
+
+// rollbackOnTimeout reports whether MySQL rolls the whole transaction back
+// on a lock wait timeout (innodb_rollback_on_timeout, a startup option, so
+// it is read once). When it cannot be read the answer is yes: refusing a
+// live transaction costs a retry, running statements of a dead one in
+// autocommit costs correctness.
+func (c *conn) rollbackOnTimeout(ctx context.Context) bool {
+	switch c.core.rollbackOnTimeout.Load() {
+	case 1:
+		return false
+	case 2:
+		return true
+	}
+	q, ok := c.inner.(driver.QueryerContext)
+	if !ok {
+		return true
+	}
+	rows, err := q.QueryContext(ctx, "SELECT @@innodb_rollback_on_timeout", nil)
+	if err != nil {
+		return true
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return true
+	}
+	on := true
+	switch v := dest[0].(type) {
+	case int64:
+		on = v != 0
+	case []byte:
+		on = string(v) != "0" && string(v) != "OFF"
+	case string:
+		on = v != "0" && v != "OFF"
+	}
+	if on {
+		c.core.rollbackOnTimeout.Store(2)
+	} else {
+		c.core.rollbackOnTimeout.Store(1)
+	}
+	return on
+}
+
+func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if err := c.guard(ctx, true); err != nil {
+		return nil, err
+	}
+	e, ok := c.inner.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	res, err := e.ExecContext(ctx, query, args)
+	c.observe(ctx, err)
+	return res, err
+}
+
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if err := c.guard(ctx, false); err != nil {
+		return nil, err
+	}
+	q, ok := c.inner.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	rows, err := q.QueryContext(ctx, query, args)
+	if err != nil {
+		c.observe(ctx, err)
+		return nil, err
+	}
+	return c.wrapRows(ctx, rows), nil
+}
+
+func (c *conn) Ping(ctx context.Context) error {
+	if c.broken {
+		return driver.ErrBadConn
+	}
+	if p, ok := c.inner.(driver.Pinger); ok {
+		err := p.Ping(ctx)
+		c.observe(ctx, err)
+		return err
+	}
+	return nil
+}
+
+func (c *conn) ResetSession(ctx context.Context) error {
+	if c.broken {
+		return driver.ErrBadConn
+	}
+	if r, ok := c.inner.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (c *conn) IsValid() bool {
+	if c.broken {
+		return false
+	}
+	if v, ok := c.inner.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	if nvc, ok := c.inner.(driver.NamedValueChecker); ok {
+		return nvc.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}

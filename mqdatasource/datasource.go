@@ -1,0 +1,247 @@
+package mqdatasource
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// core is the configuration shared by a connector and every connection it
+// opens.
+type core struct {
+	table    string
+	dialect  Dialect
+	logger   *slog.Logger
+	claimSQL string
+
+	// Learned by CheckSchema; read by every connection.
+	uniqueKey atomic.Pointer[string]
+	idLen     atomic.Int64
+	// rollbackOnTimeout caches MySQL's innodb_rollback_on_timeout:
+	// 0 unknown, 1 OFF, 2 ON.
+	rollbackOnTimeout atomic.Int32
+
+	now func() time.Time
+}
+
+func newCore(cfg *config, drv driver.Driver) (*core, error) {
+	d := cfg.dialect
+	if d == nil {
+		var err error
+		if d, err = detectDialect(drv); err != nil {
+			return nil, err
+		}
+	}
+	c := &core{
+		table:   cfg.table,
+		dialect: d,
+		logger:  cfg.logger,
+		now:     time.Now,
+	}
+	c.claimSQL = d.impl().claimSQL(c.table)
+	return c, nil
+}
+
+// uk returns the name of the unique key on message_id.
+func (c *core) uk() string {
+	if p := c.uniqueKey.Load(); p != nil && *p != "" {
+		return *p
+	}
+	return c.dialect.impl().defaultUniqueKey(c.table)
+}
+
+// validate checks d before any SQL runs: Delivery.Validate, and the length
+// of the message id against the column when CheckSchema learned it.
+func (c *core) validate(d Delivery) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	limit := c.idLen.Load()
+	if limit <= 0 {
+		return nil
+	}
+	id := d.MessageID()
+	n, unit := int64(utf8.RuneCountInString(id)), "characters"
+	if c.dialect.impl().idLenInBytes {
+		n, unit = int64(len(id)), "bytes"
+	}
+	if n > limit {
+		return fmt.Errorf("%w: message id %q is %d %s, column %s.message_id holds %d", ErrInvalidDelivery, truncate(id, 40), n, unit, c.table, limit)
+	}
+	return nil
+}
+
+// DataSource is a *sql.DB whose transactions claim the delivery in their
+// context: BeginTx with a context from WithDelivery inserts the delivery's
+// transaction_record row as the transaction's first statement, so the
+// business writes of the transaction and the record commit or roll back
+// together. See the package documentation.
+//
+// A DataSource is safe for concurrent use, like the *sql.DB it holds.
+type DataSource struct {
+	db   *sql.DB
+	core *core
+}
+
+// Open opens a DataSource like sql.Open: driverName is "mysql"
+// (go-sql-driver/mysql), "sqlserver" or "mssql" (microsoft/go-mssqldb), or
+// "pgx" (jackc/pgx/v5/stdlib); these drivers are registered by this package.
+// Other registered drivers work with WithDialect. Unless
+// WithSchemaCheck(false) is given, Open connects and runs CheckSchema, and
+// fails if the claim table is missing or has the wrong shape.
+func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
+	probe, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	drv := probe.Driver()
+	_ = probe.Close()
+	var c driver.Connector
+	if dc, ok := drv.(driver.DriverContext); ok {
+		if c, err = dc.OpenConnector(dsn); err != nil {
+			return nil, err
+		}
+	} else {
+		c = dsnConnector{dsn: dsn, drv: drv}
+	}
+	return OpenConnector(c, opts...)
+}
+
+// OpenConnector opens a DataSource on a connector of the database driver
+// (mysql.NewConnector, mssql.NewConnector, pgx stdlib.GetConnector). If c
+// implements io.Closer, Close closes it. Unless WithSchemaCheck(false) is
+// given, it connects and runs CheckSchema, and fails if the claim table is
+// missing or has the wrong shape.
+func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	wc, err := newConnector(c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
+	if cfg.schemaCheck {
+		if err := ds.CheckSchema(context.Background()); err != nil {
+			_ = ds.db.Close()
+			return nil, err
+		}
+	}
+	return ds, nil
+}
+
+// NewConnector wraps a connector of the database driver so that every
+// connection it opens claims the delivery in a transaction's context. Use it
+// to build the *sql.DB yourself (sql.OpenDB) or to hand the connector to a
+// library; OpenConnector does the same and adds the schema check and the
+// DataSource helpers. NewConnector does not touch the database.
+func NewConnector(c driver.Connector, opts ...Option) (driver.Connector, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newConnector(c, cfg)
+}
+
+// DB returns the *sql.DB. Hand it to sqlx (sqlx.NewDb(ds.DB(), "mysql")),
+// GORM (gorm.Open(mysql.New(mysql.Config{Conn: ds.DB()}))), bun or ent:
+// their transactions begun with a delivery context get the claim.
+func (ds *DataSource) DB() *sql.DB { return ds.db }
+
+// BeginTx is ds.DB().BeginTx. With a delivery in ctx (WithDelivery) it runs
+// BEGIN and then inserts the claim row, and returns:
+//   - an error wrapping ErrAlreadyConsumed, after rolling back, when the
+//     delivery's message is already recorded for its consumer group;
+//   - an error wrapping ErrDeliveryReused when another transaction with the
+//     same delivery context is open or has committed;
+//   - an error wrapping ErrInvalidDelivery, before any SQL, for an empty key
+//     or group or a message id too long for the column;
+//   - otherwise the database's error, unchanged (see IsRetryable).
+func (ds *DataSource) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	return ds.db.BeginTx(ctx, opts)
+}
+
+// Close closes the *sql.DB (and the driver's connector if it is an
+// io.Closer).
+func (ds *DataSource) Close() error { return ds.db.Close() }
+
+// Table returns the claim table's name.
+func (ds *DataSource) Table() string { return ds.core.table }
+
+// Dialect returns the SQL dialect in use.
+func (ds *DataSource) Dialect() Dialect { return ds.core.dialect }
+
+// IsConsumed reports whether d's message is recorded as consumed by its
+// consumer group: a committed claim exists. It is a pre-check, for skipping
+// work that needs no transaction; the claim in BeginTx remains the guard.
+// It runs outside any transaction and ignores a delivery in ctx.
+func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) {
+	if err := ds.core.validate(d); err != nil {
+		return false, err
+	}
+	dl := ds.core.dialect.impl()
+	var one int
+	err := ds.db.QueryRowContext(WithoutDelivery(ctx), dl.lookupSQL(ds.core.table), dl.stringArg(d.MessageID())).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// Purge deletes the claim records older than before (by ctime, the claim
+// time) in chunks of at most WithPurgeBatchSize rows (default 1000), each
+// chunk its own short statement, until a chunk deletes fewer rows than the
+// batch size or ctx ends. It returns how many rows it deleted. Many
+// processes can purge at once: PostgreSQL and SQL Server skip rows another
+// purge has locked; MySQL chunks wait for each other, and a deadlock between
+// them is retried. A record must be kept longer than a message can be
+// redelivered (the Java client keeps 3 days): a purged record no longer
+// stops a duplicate.
+func (ds *DataSource) Purge(ctx context.Context, before time.Time, opts ...PurgeOption) (int64, error) {
+	pc := purgeConfig{batch: DefaultPurgeBatchSize}
+	for _, o := range opts {
+		if o != nil {
+			o.applyPurge(&pc)
+		}
+	}
+	if pc.batch < 1 {
+		pc.batch = DefaultPurgeBatchSize
+	}
+	ctx = WithoutDelivery(ctx)
+	query := ds.core.dialect.impl().purgeSQL(ds.core.table, pc.batch)
+	cutoff := before.UnixMilli()
+	var total int64
+	retries := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		res, err := ds.db.ExecContext(ctx, query, cutoff)
+		if err != nil {
+			if IsRetryable(err) && retries < 5 && ctx.Err() == nil {
+				retries++
+				continue
+			}
+			return total, fmt.Errorf("mqdatasource: purging %s: %w", ds.core.table, err)
+		}
+		retries = 0
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < int64(pc.batch) {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package mqdatasource
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/stdlib"
+	mssql "github.com/microsoft/go-mssqldb"
+)
+
+// A Dialect is the SQL dialect of a database: how the claim is inserted, how
+// a duplicate and a server-aborted transaction are recognised, how records
+// are looked up and purged, and how the schema is checked. The set is closed:
+// use MySQL(), SQLServer() or PostgreSQL().
+type Dialect interface {
+	// Name returns "mysql", "sqlserver" or "postgres".
+	Name() string
+
+	impl() *dialect
+}
+
+// dialect holds everything that differs between databases. Every SQL text it
+// builds puts the table name in only after ValidateTableName accepted it.
+type dialect struct {
+	name       string
+	migration  string // path of the migration file in the repository
+	ddl        string // contents of the migration file
+	splitDDL   bool   // run the migration file statement by statement
+	quote      func(ident string) string
+	param      func(i int) string // placeholder of the i-th (1-based) argument
+	stringArg  func(s string) any // how a varchar argument is passed
+	dupByCount bool               // the claim INSERT reports a duplicate by affecting 0 rows
+
+	// claimSuffix ends the claim INSERT (PostgreSQL's ON CONFLICT).
+	claimSuffix string
+	// isDuplicate reports whether err, returned by the claim INSERT, is a
+	// violation of the record's own unique key.
+	isDuplicate func(err error, uniqueKey string, messageID string) bool
+	// classify returns what err means for the transaction and the caller.
+	classify func(err error) errKind
+	// purgeSQL returns a DELETE of at most n rows older than its one argument.
+	purgeSQL func(table string, n int) string
+	// inspect reads the table's columns and unique indexes.
+	inspect func(ctx context.Context, db *sql.DB, table string) (*tableInfo, error)
+	// types maps a column name to the accepted data types (lower case).
+	types map[string][]string
+	// defaultUniqueKey names the unique key on message_id that the migration
+	// file creates for table; CheckSchema replaces it with the real name.
+	defaultUniqueKey func(table string) string
+	// idLenInBytes is true when the message_id column length counts bytes.
+	idLenInBytes bool
+}
+
+func (d *dialect) Name() string   { return d.name }
+func (d *dialect) impl() *dialect { return d }
+func (d *dialect) String() string { return d.name }
+
+// MySQL returns the dialect of MySQL and MariaDB (go-sql-driver/mysql).
+func MySQL() Dialect { return mysqlDialect }
+
+// SQLServer returns the dialect of Microsoft SQL Server (microsoft/go-mssqldb,
+// driver names "sqlserver" and "mssql").
+func SQLServer() Dialect { return sqlserverDialect }
+
+// PostgreSQL returns the dialect of PostgreSQL (jackc/pgx/v5/stdlib; lib/pq
+// is detected too but is in maintenance mode: prefer pgx).
+func PostgreSQL() Dialect { return postgresDialect }
+
+// claimColumns are the columns of the claim INSERT, in argument order.
+var claimColumns = []string{"consumer_group", "message_id", "topic_name", "ctime", "queue_id", "offset", "broker_name"}
+
+// claimSQL returns the INSERT of the claim row into table.
+func (d *dialect) claimSQL(table string) string {
+	var cols, vals strings.Builder
+	for i, c := range claimColumns {
+		if i > 0 {
+			cols.WriteString(", ")
+			vals.WriteString(", ")
+		}
+		cols.WriteString(d.quote(c))
+		vals.WriteString(d.param(i + 1))
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)%s", d.quote(table), cols.String(), vals.String(), d.claimSuffix)
+}
+
+// claimArgs returns the claim INSERT's arguments for d at ctime (epoch ms).
+func (d *dialect) claimArgs(dv Delivery, ctime int64) []driver.NamedValue {
+	vals := []any{
+		d.stringArg(dv.ConsumerGroup),
+		d.stringArg(dv.MessageID()),
+		d.stringArg(dv.Topic),
+		ctime,
+		int64(dv.QueueID),
+		dv.QueueOffset,
+		d.stringArg(dv.BrokerName),
+	}
+	args := make([]driver.NamedValue, len(vals))
+	for i, v := range vals {
+		args[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
+	}
+	return args
+}
+
+func (d *dialect) lookupSQL(table string) string {
+	return fmt.Sprintf("SELECT 1 FROM %s WHERE %s = %s", d.quote(table), d.quote("message_id"), d.param(1))
+}
+
+// detectDialect returns the dialect of the driver behind a connector.
+func detectDialect(drv driver.Driver) (Dialect, error) {
+	switch drv.(type) {
+	case *mysql.MySQLDriver, mysql.MySQLDriver:
+		return MySQL(), nil
+	case *mssql.Driver:
+		return SQLServer(), nil
+	case *stdlib.Driver:
+		return PostgreSQL(), nil
+	}
+	t := reflect.TypeOf(drv)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil {
+		switch p := t.PkgPath(); {
+		case strings.HasSuffix(p, "lib/pq"), strings.Contains(p, "jackc/pgx"):
+			return PostgreSQL(), nil
+		case strings.Contains(p, "go-sql-driver/mysql"):
+			return MySQL(), nil
+		case strings.Contains(p, "go-mssqldb"):
+			return SQLServer(), nil
+		}
+	}
+	return nil, fmt.Errorf("mqdatasource: cannot detect the SQL dialect of driver %T; pass WithDialect(MySQL()), WithDialect(SQLServer()) or WithDialect(PostgreSQL())", drv)
+}

@@ -1,0 +1,79 @@
+package mqdatasource
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	mssql "github.com/microsoft/go-mssqldb"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/schema"
+)
+
+// sqlserverDialect: @pN placeholders, [offset] quoted (a reserved word), keys
+// passed as mssql.VarChar so they compare with the varchar columns without an
+// implicit conversion (a Go string is sent as nvarchar).
+var sqlserverDialect = &dialect{
+	name:      "sqlserver",
+	migration: "schema/transaction_record.sqlserver.sql",
+	ddl:       schema.SQLServer,
+	quote:     func(s string) string { return "[" + s + "]" },
+	param:     func(i int) string { return fmt.Sprintf("@p%d", i) },
+	stringArg: func(s string) any { return mssql.VarChar(s) },
+	isDuplicate: func(err error, uk, messageID string) bool {
+		for _, e := range mssqlErrors(err) {
+			// 2627: "Violation of UNIQUE KEY constraint 'NAME'. Cannot insert
+			// duplicate key in object 'dbo.t'. The duplicate key value is (V)."
+			// 2601: "Cannot insert duplicate key row in object 'dbo.t' with
+			// unique index 'NAME'. The duplicate key value is (V)."
+			if (e.Number == 2627 || e.Number == 2601) &&
+				(containsFold(e.Message, "'"+strings.ToLower(uk)+"'") || containsFold(e.Message, "("+strings.ToLower(messageID)+")")) {
+				return true
+			}
+		}
+		return false
+	},
+	classify:         classifySQLServer,
+	defaultUniqueKey: func(t string) string { return "uk_" + t + "_message_id" },
+	purgeSQL: func(t string, n int) string {
+		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < @p1", n, t)
+	},
+	inspect:      inspectSQLServer,
+	idLenInBytes: true,
+	types: map[string][]string{
+		"id":             {"bigint", "int"},
+		"consumer_group": {"varchar", "char", "nvarchar", "nchar"},
+		"message_id":     {"varchar", "char", "nvarchar", "nchar"},
+		"topic_name":     {"varchar", "char", "nvarchar", "nchar"},
+		"ctime":          {"bigint"},
+		"queue_id":       {"int", "bigint"},
+		"offset":         {"bigint"},
+		"broker_name":    {"varchar", "char", "nvarchar", "nchar"},
+	},
+}
+
+func inspectSQLServer(ctx context.Context, db *sql.DB, table string) (*tableInfo, error) {
+	ti := &tableInfo{columns: map[string]columnInfo{}}
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
+FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = @p1`, mssql.VarChar(table))
+	if err != nil {
+		return nil, err
+	}
+	if err := scanColumns(rows, ti); err != nil {
+		return nil, err
+	}
+	rows, err = db.QueryContext(ctx, `SELECT i.name, c.name, 0
+FROM sys.indexes i
+JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id AND ic.is_included_column = 0
+JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+WHERE i.object_id = OBJECT_ID(QUOTENAME(SCHEMA_NAME()) + '.' + QUOTENAME(@p1)) AND i.is_unique = 1 AND i.has_filter = 0
+ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
+	if err != nil {
+		return nil, err
+	}
+	if err := scanIndexes(rows, ti); err != nil {
+		return nil, err
+	}
+	return ti, nil
+}

@@ -1,0 +1,194 @@
+package mqdatasource
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// SchemaError says what is wrong with the claim table and which migration
+// file fixes it. It wraps ErrSchema.
+type SchemaError struct {
+	Table     string // the claim table's name
+	Problem   string // what is wrong, e.g. "column ctime is int, want bigint"
+	Migration string // the migration file, e.g. "schema/transaction_record.sql"
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("mqdatasource: claim table %s: %s (create or fix it with %s, or DataSource.Migrate)", e.Table, e.Problem, e.Migration)
+}
+
+// Unwrap returns ErrSchema.
+func (e *SchemaError) Unwrap() error { return ErrSchema }
+
+type columnInfo struct {
+	dataType  string
+	length    int64
+	collation string
+}
+
+type tableInfo struct {
+	columns map[string]columnInfo
+	// uniques lists the key columns of each unique index, in key order.
+	uniques map[string][]string
+	// prefix is true for unique indexes that index a prefix of a column.
+	prefix map[string]bool
+}
+
+func scanColumns(rows *sql.Rows, ti *tableInfo) error {
+	defer rows.Close()
+	for rows.Next() {
+		var name, typ, coll string
+		var n int64
+		if err := rows.Scan(&name, &typ, &n, &coll); err != nil {
+			return err
+		}
+		ti.columns[strings.ToLower(name)] = columnInfo{dataType: strings.ToLower(typ), length: n, collation: strings.ToLower(coll)}
+	}
+	return rows.Err()
+}
+
+func scanIndexes(rows *sql.Rows, ti *tableInfo) error {
+	defer rows.Close()
+	ti.uniques = map[string][]string{}
+	ti.prefix = map[string]bool{}
+	for rows.Next() {
+		var index, col string
+		var subPart int64
+		if err := rows.Scan(&index, &col, &subPart); err != nil {
+			return err
+		}
+		ti.uniques[index] = append(ti.uniques[index], strings.ToLower(col))
+		if subPart > 0 {
+			ti.prefix[index] = true
+		}
+	}
+	return rows.Err()
+}
+
+// schemaFacts is what a passed schema check learned about the table.
+type schemaFacts struct {
+	uniqueKey string // name of the unique index on message_id
+	idLen     int64  // length of message_id (characters, bytes for SQL Server)
+}
+
+// checkTable compares ti with what the claim needs.
+func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string, error) {
+	bad := func(format string, args ...any) error {
+		return &SchemaError{Table: table, Problem: fmt.Sprintf(format, args...), Migration: d.migration}
+	}
+	var facts schemaFacts
+	if len(ti.columns) == 0 {
+		return facts, nil, bad("table does not exist (in the connection's current database/schema)")
+	}
+	for _, col := range append([]string{"id"}, claimColumns...) {
+		c, ok := ti.columns[col]
+		if !ok {
+			return facts, nil, bad("column %s is missing", col)
+		}
+		if want := d.types[col]; !slices.Contains(want, c.dataType) {
+			return facts, nil, bad("column %s is %s, want %s", col, c.dataType, strings.Join(want, " or "))
+		}
+	}
+	facts.idLen = ti.columns["message_id"].length
+	if facts.idLen > 0 && facts.idLen < 64 {
+		return facts, nil, bad("column message_id holds only %d characters, want 255", facts.idLen)
+	}
+	names := make([]string, 0, len(ti.uniques))
+	for name := range ti.uniques {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if cols := ti.uniques[name]; len(cols) == 1 && cols[0] == "message_id" && !ti.prefix[name] {
+			facts.uniqueKey = name
+			break
+		}
+	}
+	if facts.uniqueKey == "" {
+		return facts, nil, bad("no unique key on message_id alone: duplicates cannot be detected")
+	}
+	var warnings []string
+	if coll := ti.columns["message_id"].collation; coll != "" && (strings.HasSuffix(coll, "_ci") || strings.Contains(coll, "_ci_")) {
+		warnings = append(warnings, fmt.Sprintf("column message_id has the case-insensitive collation %s: keys that differ only in case are taken for the same message; %s uses a binary collation", coll, d.migration))
+	}
+	return facts, warnings, nil
+}
+
+// CheckSchema checks that the claim table exists with the columns, types and
+// unique key on message_id that the claim needs. A problem is returned as a
+// *SchemaError (errors.Is(err, ErrSchema)) naming it and the migration file
+// that fixes it; a failure to query the catalog is returned as is. On
+// success it also learns the name of the unique key and the length of
+// message_id, used to recognise duplicates and to validate message ids.
+func (ds *DataSource) CheckSchema(ctx context.Context) error {
+	return ds.core.checkSchema(WithoutDelivery(ctx), ds.db)
+}
+
+func (c *core) checkSchema(ctx context.Context, db *sql.DB) error {
+	d := c.dialect.impl()
+	ti, err := d.inspect(ctx, db, c.table)
+	if err != nil {
+		return fmt.Errorf("mqdatasource: checking claim table %s: %w", c.table, err)
+	}
+	facts, warnings, err := checkTable(d, c.table, ti)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		c.logger.WarnContext(ctx, "mqdatasource: "+w, "table", c.table)
+	}
+	c.uniqueKey.Store(&facts.uniqueKey)
+	c.idLen.Store(facts.idLen)
+	return nil
+}
+
+// Migrate creates the claim table if it does not exist, from the embedded
+// migration file of the dialect (package schema) with the configured table
+// name substituted, and then runs CheckSchema. It never alters an existing
+// table: a table of the wrong shape is reported by CheckSchema. It is safe
+// to call from many processes at once.
+func (ds *DataSource) Migrate(ctx context.Context) error {
+	ctx = WithoutDelivery(ctx)
+	var errs []error
+	for _, stmt := range migrationStatements(ds.core.dialect.impl(), ds.core.table) {
+		if _, err := ds.db.ExecContext(ctx, stmt); err != nil {
+			// A concurrent Migrate can make CREATE ... IF NOT EXISTS fail
+			// (PostgreSQL catalog races); the check below decides.
+			errs = append(errs, err)
+		}
+	}
+	if err := ds.CheckSchema(ctx); err != nil {
+		if len(errs) > 0 {
+			return fmt.Errorf("mqdatasource: migrating claim table %s: %w", ds.core.table, errors.Join(append(errs, err)...))
+		}
+		return err
+	}
+	return nil
+}
+
+// migrationStatements returns the dialect's migration file, comments
+// removed, the table name substituted, split into the statements to run.
+func migrationStatements(d *dialect, table string) []string {
+	var b strings.Builder
+	for line := range strings.Lines(d.ddl) {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	text := strings.ReplaceAll(b.String(), DefaultTable, table)
+	if !d.splitDDL {
+		return []string{strings.TrimSuffix(strings.TrimSpace(text), ";")}
+	}
+	var stmts []string
+	for s := range strings.SplitSeq(text, ";") {
+		if s = strings.TrimSpace(s); s != "" {
+			stmts = append(stmts, s)
+		}
+	}
+	return stmts
+}
