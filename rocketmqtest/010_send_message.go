@@ -1,0 +1,194 @@
+package rocketmqtest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+)
+
+// SEND_MESSAGE (10), as SendMessageProcessor.sendMessage.
+//
+// Implemented: topic auto-creation (see WithAutoCreateTopics), queueId < 0
+// picking a random writable queue, the message checks of the Java broker
+// (topic length, properties length, body size, writable queue), delay levels
+// (DELAY property: parked in SCHEDULE_TOPIC_XXXX, delivered after the scaled
+// delay), the CLUSTER property, retry-topic sends past maxReconsumeTimes going
+// to %DLQ%group, and the response fields msgId (OffsetMsgId), queueId,
+// queueOffset, MSG_REGION and TRACE_ON. The DuplicateSends fault stores the
+// message twice.
+//
+// Not implemented: transactional (half) messages are refused with
+// NO_PERMISSION; no flush or slave acknowledgement codes; no ACL.
+
+func init() { handlers[CodeSendMessage] = handleSendMessage }
+
+// sendHeader is SendMessageRequestHeader.
+type sendHeader struct {
+	producerGroup     string
+	topic             string
+	queueID           int32
+	sysFlag           int32
+	bornTimestamp     int64
+	flag              int32
+	properties        string
+	reconsumeTimes    int32
+	maxReconsumeTimes int32
+	batch             bool
+}
+
+func parseSendHeader(c *Command) (*sendHeader, error) {
+	h := &sendHeader{
+		producerGroup: c.ext("producerGroup"),
+		topic:         c.ext("topic"),
+		properties:    c.ext("properties"),
+		batch:         c.ext("batch") == "true",
+	}
+	return h, h.parseInts(c, "queueId", "sysFlag", "bornTimestamp", "flag", "reconsumeTimes", "maxReconsumeTimes")
+}
+
+// parseInts reads the numeric fields under the given names, in the order
+// queueId, sysFlag, bornTimestamp, flag, reconsumeTimes, maxReconsumeTimes;
+// SEND_MESSAGE_V2 uses one-letter names for the same fields.
+func (h *sendHeader) parseInts(c *Command, names ...string) error {
+	if h.topic == "" {
+		return fmt.Errorf("missing topic")
+	}
+	var err error
+	get := func(name string, optional bool) int64 {
+		if _, ok := c.ExtFields[name]; !ok && optional {
+			return -1
+		}
+		v, e := c.extInt(name)
+		if e != nil && err == nil {
+			err = e
+		}
+		return v
+	}
+	h.queueID = int32(get(names[0], false))
+	h.sysFlag = int32(get(names[1], false))
+	h.bornTimestamp = get(names[2], false)
+	h.flag = int32(get(names[3], false))
+	h.reconsumeTimes = int32(max(get(names[4], true), 0))
+	h.maxReconsumeTimes = int32(get(names[5], true))
+	return err
+}
+
+func handleSendMessage(s *state, in *inbound) *Command {
+	h, err := parseSendHeader(in.cmd)
+	if err != nil {
+		return respond(codeSystemError, err.Error())
+	}
+	return s.sendMessage(in, h)
+}
+
+// sendMessage stores one message sent by SEND_MESSAGE or SEND_MESSAGE_V2.
+func (s *state) sendMessage(in *inbound, h *sendHeader) *Command {
+	t, resp := s.checkSend(h)
+	if resp != nil {
+		return resp
+	}
+	if h.sysFlag&sysFlagTransactionMask == sysFlagTransactionPrep {
+		return respond(codeNoPermission, "rocketmqtest does not support transactional messages")
+	}
+	if v, _ := property(h.properties, propTransPrepared); v == "true" {
+		return respond(codeNoPermission, "rocketmqtest does not support transactional messages")
+	}
+	if len(in.cmd.Body) > maxMessageSize {
+		return respond(codeMessageIllegal, fmt.Sprintf("the message body size over max value, MAX: %d", maxMessageSize))
+	}
+	m := &message{
+		topic:          t.name,
+		queueID:        h.queueID,
+		flag:           h.flag,
+		sysFlag:        h.sysFlag,
+		body:           in.cmd.Body,
+		props:          withCluster(h.properties),
+		bornTimestamp:  h.bornTimestamp,
+		bornHost:       hostPortOf(in.c.remote),
+		reconsumeTimes: h.reconsumeTimes,
+	}
+	if resp := s.retryToDLQ(m, h); resp != nil {
+		return resp
+	}
+	if len(m.props) > 32767 {
+		return respond(codeMessageIllegal, "the message properties are too long")
+	}
+	queueID, dup := m.queueID, *m
+	stored := s.put(m)
+	if s.fault(faultDuplicateSend, in.cmd.Code) != nil {
+		s.put(&dup)
+	}
+	// The response names the requested queue even for a delayed message,
+	// whose offset is in the schedule topic, as the Java broker does.
+	return sendResponse(queueID, stored.queueOffset, stored.offsetMsgID())
+}
+
+// checkSend is AbstractSendMessageProcessor.msgCheck: the topic must exist
+// (or be creatable) and be writable, and the queue id must be valid. A
+// negative queue id picks a random writable queue.
+func (s *state) checkSend(h *sendHeader) (*topic, *Command) {
+	if len(h.topic) > 127 {
+		return nil, respond(codeMessageIllegal, "the topic is longer than 127 characters")
+	}
+	if h.topic == defaultTopic || h.topic == scheduleTopic {
+		return nil, respond(codeNoPermission, fmt.Sprintf("sending message to topic[%s] is forbidden", h.topic))
+	}
+	t := s.topic(h.topic, true)
+	if t == nil {
+		return nil, respond(codeTopicNotExist, fmt.Sprintf("topic[%s] not exist, apply first please!", h.topic))
+	}
+	if t.perm&permWrite == 0 && !strings.HasPrefix(h.topic, dlqTopicPrefix) {
+		return nil, respond(codeNoPermission, fmt.Sprintf("the topic[%s] sending message is forbidden", h.topic))
+	}
+	if h.queueID < 0 {
+		h.queueID = int32(rand.IntN(t.writeQueues))
+	}
+	if int(h.queueID) >= t.writeQueues {
+		return nil, respond(codeSystemError, fmt.Sprintf("request queueId[%d] is illegal, topic: %s, writeQueueNums: %d", h.queueID, t.name, t.writeQueues))
+	}
+	return t, nil
+}
+
+// retryToDLQ is SendMessageProcessor.handleRetryAndDLQ: a message sent to a
+// retry topic whose reconsume count reached the maximum goes to the DLQ.
+func (s *state) retryToDLQ(m *message, h *sendHeader) *Command {
+	group, ok := strings.CutPrefix(m.topic, retryTopicPrefix)
+	if !ok {
+		return nil
+	}
+	maxTimes := int32(s.cfg.maxReconsumeTimes)
+	if h.maxReconsumeTimes >= 0 {
+		maxTimes = h.maxReconsumeTimes
+	}
+	if m.reconsumeTimes < maxTimes {
+		return nil
+	}
+	dlq := s.topic(dlqTopicPrefix+group, false)
+	m.topic, m.queueID = dlq.name, 0
+	return nil
+}
+
+// withCluster adds the CLUSTER property the Java broker stamps on messages.
+func withCluster(props string) string {
+	if _, ok := property(props, propCluster); ok {
+		return props
+	}
+	if props != "" && !strings.HasSuffix(props, "\x02") {
+		props += "\x02"
+	}
+	return props + propCluster + "\x01" + clusterName + "\x02"
+}
+
+func sendResponse(queueID int32, queueOffset int64, msgID string) *Command {
+	return &Command{
+		Code: codeSuccess,
+		ExtFields: map[string]string{
+			"msgId":       msgID,
+			"queueId":     strconv.Itoa(int(queueID)),
+			"queueOffset": strconv.FormatInt(queueOffset, 10),
+			"MSG_REGION":  "DefaultRegion",
+			"TRACE_ON":    "true",
+		},
+	}
+}

@@ -1,0 +1,35 @@
+package rocketmqtest
+
+import "strconv"
+
+// UPDATE_AND_CREATE_TOPIC (17), as AdminBrokerProcessor.updateAndCreateTopic:
+// creates or updates a topic's read and write queue counts and permission.
+// Queues are only ever added: shrinking a topic hides its extra queues from
+// routes but keeps their messages. TBW102 and the schedule topic cannot be
+// changed.
+
+func init() { handlers[CodeUpdateAndCreateTopic] = handleUpdateAndCreateTopic }
+
+func handleUpdateAndCreateTopic(s *state, in *inbound) *Command {
+	c := in.cmd
+	name := c.ext("topic")
+	if name == "" || len(name) > 127 {
+		return respond(codeSystemError, "invalid topic name")
+	}
+	if name == defaultTopic || name == scheduleTopic {
+		return respond(codeSystemError, "The topic["+name+"] is conflict with system reserved words.")
+	}
+	read, err1 := c.extInt("readQueueNums")
+	write, err2 := c.extInt("writeQueueNums")
+	if err1 != nil || err2 != nil || read < 0 || write < 0 || read > 1024 || write > 1024 {
+		return respond(codeSystemError, "invalid queue numbers")
+	}
+	perm := permRead | permWrite
+	if v, ok := c.ExtFields["perm"]; ok {
+		if p, err := strconv.Atoi(v); err == nil {
+			perm = p
+		}
+	}
+	s.createTopic(name, int(read), int(write), perm)
+	return success()
+}

@@ -1,0 +1,78 @@
+package rocketmqtest
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// CONSUMER_SEND_MSG_BACK (36), as SendMessageProcessor.consumerSendMsgBack
+// (4.x): the message at the commit-log offset is stored again in
+// %RETRY%group (1 queue) with ReconsumeTimes+1, the RETRY_TOPIC property set
+// to its original topic (kept if already set), ORIGIN_MESSAGE_ID set, its
+// UNIQ_KEY and other properties kept, after delay level 3+ReconsumeTimes when
+// the request says 0 (scaled by WithDelayScale). When ReconsumeTimes reached
+// the maximum (the request's maxReconsumeTimes, else WithMaxReconsumeTimes)
+// or the delay level is negative, it goes to %DLQ%group instead, at once.
+// An unknown offset gets SYSTEM_ERROR.
+//
+// Faults: FailSendBacks answers nothing (the client's call times out),
+// RejectSendBacks answers SYSTEM_ERROR without storing.
+//
+// Not implemented: unit mode, per-group retry queue counts.
+
+func init() { handlers[CodeConsumerSendMsgBack] = handleConsumerSendMsgBack }
+
+func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
+	c := in.cmd
+	if s.fault(faultFailSendBack, c.Code) != nil {
+		return nil
+	}
+	if s.fault(faultRejectSendBack, c.Code) != nil {
+		return respond(codeSystemError, "send-back rejected by the RejectSendBacks fault")
+	}
+	groupName := c.ext("group")
+	offset, err := c.extInt("offset")
+	if err != nil || groupName == "" {
+		return respond(codeSystemError, fmt.Sprintf("bad send-back header: %v", err))
+	}
+	delayLevel, _ := c.extInt("delayLevel")
+	orig := s.commitLog[offset]
+	if orig == nil {
+		return respond(codeSystemError, fmt.Sprintf("look message by offset failed, %d", offset))
+	}
+	maxTimes := int64(s.cfg.maxReconsumeTimes)
+	if v, err := c.extInt("maxReconsumeTimes"); err == nil && v >= 0 {
+		maxTimes = v
+	}
+
+	props := parseProperties(orig.props)
+	if _, ok := props[propRetryTopic]; !ok {
+		props[propRetryTopic] = orig.topic
+	}
+	props[propWait] = "false"
+	newTopic := s.topic(retryTopicPrefix+groupName, false)
+	if int64(orig.reconsumeTimes) >= maxTimes || delayLevel < 0 {
+		newTopic = s.topic(dlqTopicPrefix+groupName, false)
+		delete(props, propDelay)
+	} else {
+		if delayLevel == 0 {
+			delayLevel = 3 + int64(orig.reconsumeTimes)
+		}
+		props[propDelay] = strconv.FormatInt(delayLevel, 10)
+	}
+	if _, ok := props[propOriginMessageID]; !ok {
+		props[propOriginMessageID] = orig.offsetMsgID()
+	}
+	s.put(&message{
+		topic:          newTopic.name,
+		queueID:        0,
+		flag:           orig.flag,
+		sysFlag:        orig.sysFlag &^ (sysFlagBornHostV6 | sysFlagStoreHostV6),
+		body:           orig.body,
+		props:          formatProperties(props),
+		bornTimestamp:  orig.bornTimestamp,
+		bornHost:       orig.bornHost,
+		reconsumeTimes: orig.reconsumeTimes + 1,
+	})
+	return success()
+}

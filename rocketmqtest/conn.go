@@ -1,0 +1,165 @@
+package rocketmqtest
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// conn is one client connection. Its reader goroutine decodes frames and hands
+// them to the run loop; its writer goroutine drains an unbounded queue of
+// outgoing frames, so the run loop never blocks on a slow client.
+type conn struct {
+	b      *Broker
+	nc     net.Conn
+	remote net.Addr
+
+	mu      sync.Mutex
+	out     []outFrame
+	wake    chan struct{} // capacity 1: "out is not empty"
+	closed  chan struct{}
+	closeMu sync.Once
+
+	// ser is the serialization of the client's last request, used for
+	// broker-to-client requests. Run loop only.
+	ser Serialization
+}
+
+// outFrame is a command to write; body parts are written as they are, so a
+// pull response references stored messages instead of copying them.
+type outFrame struct {
+	cmd  *Command
+	body [][]byte
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	return &conn{
+		b:      b,
+		nc:     nc,
+		remote: nc.RemoteAddr(),
+		wake:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+	}
+}
+
+func (c *conn) close() {
+	c.closeMu.Do(func() {
+		close(c.closed)
+		_ = c.nc.Close()
+	})
+}
+
+// send queues a frame; it never blocks.
+func (c *conn) send(f outFrame) {
+	c.mu.Lock()
+	c.out = append(c.out, f)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) readLoop() {
+	defer c.b.wg.Done()
+	defer func() {
+		c.close()
+		c.b.post(func(s *state) { s.connClosed(c) })
+	}()
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	var prefix [4]byte
+	for {
+		if _, err := io.ReadFull(r, prefix[:]); err != nil {
+			c.logReadErr(err)
+			return
+		}
+		n, err := frameLength(prefix)
+		if err != nil {
+			c.b.cfg.logger.Warn("rocketmqtest: closing connection", "remote", c.remote.String(), "err", err)
+			return
+		}
+		data := make([]byte, n)
+		if _, err := io.ReadFull(r, data); err != nil {
+			c.logReadErr(err)
+			return
+		}
+		cmd, err := DecodeFrame(data)
+		if err != nil {
+			c.b.cfg.logger.Warn("rocketmqtest: closing connection", "remote", c.remote.String(), "err", err)
+			return
+		}
+		if cmd.IsResponse() {
+			// Clients answer nothing the broker waits for: the broker-to-client
+			// requests it sends are one-way.
+			continue
+		}
+		in := &inbound{c: c, cmd: cmd}
+		select {
+		case c.b.reqs <- in:
+		case <-c.b.done:
+			return
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *conn) logReadErr(err error) {
+	select {
+	case <-c.closed:
+		return // closed by the broker
+	default:
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		c.b.cfg.logger.Debug("rocketmqtest: client disconnected", "remote", c.remote.String())
+		return
+	}
+	c.b.cfg.logger.Info("rocketmqtest: read error, closing connection", "remote", c.remote.String(), "err", err)
+}
+
+func (c *conn) writeLoop() {
+	defer c.b.wg.Done()
+	var (
+		batch []outFrame
+		bufs  net.Buffers
+		hdr   []byte
+	)
+	for {
+		select {
+		case <-c.wake:
+		case <-c.closed:
+			return
+		}
+		c.mu.Lock()
+		batch, c.out = c.out, batch[:0]
+		c.mu.Unlock()
+		bufs = bufs[:0]
+		hdr = hdr[:0]
+		// Headers go into one buffer; remember where each starts so bodies can
+		// be interleaved without copying them.
+		type span struct{ from, to int }
+		spans := make([]span, len(batch))
+		for i, f := range batch {
+			n := 0
+			for _, p := range f.body {
+				n += len(p)
+			}
+			from := len(hdr)
+			hdr = appendFramePrefix(hdr, encodeHeader(f.cmd, f.cmd.Serialization), n, f.cmd.Serialization)
+			spans[i] = span{from, len(hdr)}
+		}
+		for i, f := range batch {
+			bufs = append(bufs, hdr[spans[i].from:spans[i].to])
+			bufs = append(bufs, f.body...)
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := bufs.WriteTo(c.nc); err != nil {
+			c.close()
+			return
+		}
+		clear(batch)
+	}
+}

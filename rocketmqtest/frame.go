@@ -1,0 +1,339 @@
+package rocketmqtest
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Frame layout of the remoting protocol, both directions:
+//
+//	int32 length            bytes that follow this field
+//	int32 serializeType<<24 | headerLength
+//	header                  JSON or the binary ROCKETMQ layout
+//	body                    length - 4 - headerLength bytes
+//
+// The binary ROCKETMQ header (RocketMQSerializable in the Java broker) is
+//
+//	int16 code | int8 language | int16 version | int32 opaque | int32 flag |
+//	int32 remarkLen | remark | int32 extLen | ext
+//
+// where ext repeats int16 keyLen | key | int32 valueLen | value.
+
+// Serialization is the header encoding of a remoting frame.
+type Serialization byte
+
+const (
+	// JSON is the header encoding the Go and Java clients use by default.
+	JSON Serialization = 0
+	// Binary is the compact ROCKETMQ header encoding (RocketMQSerializable).
+	Binary Serialization = 1
+)
+
+const (
+	// maxFrameLength is the Java broker's default frame limit
+	// (com.rocketmq.remoting.frameMaxLength, 16 MiB).
+	maxFrameLength = 16 << 20
+	// Flag bits of a command (RemotingCommand.RPC_TYPE and RPC_ONEWAY).
+	flagResponse = 1 << 0
+	flagOneway   = 1 << 1
+	// brokerVersion is the version field of the broker's responses; clients
+	// read it as the broker version and only compare it with 0 (V4_1_0).
+	brokerVersion = 401
+)
+
+// Command is one remoting command: a request, a response, or a broker-to-client
+// request. Control functions (see [Broker.ControlKey]) receive and return it.
+type Command struct {
+	Code      int16
+	Language  string // "GO", "JAVA", ...; informational
+	Version   int16
+	Opaque    int32
+	Flag      int32
+	Remark    string
+	ExtFields map[string]string
+	Body      []byte
+
+	// Serialization is the header encoding the command arrived in; a response
+	// is written in the request's encoding, as the Java broker does.
+	Serialization Serialization
+}
+
+// Oneway reports whether the sender expects no response.
+func (c *Command) Oneway() bool { return c.Flag&flagOneway != 0 }
+
+// IsResponse reports whether the command is a response.
+func (c *Command) IsResponse() bool { return c.Flag&flagResponse != 0 }
+
+// ext returns an extension field.
+func (c *Command) ext(key string) string { return c.ExtFields[key] }
+
+func (c *Command) extInt(key string) (int64, error) {
+	v, ok := c.ExtFields[key]
+	if !ok {
+		return 0, fmt.Errorf("missing header field %q", key)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("header field %q: %w", key, err)
+	}
+	return n, nil
+}
+
+// errFrame reports a malformed frame; the connection that sent it is closed.
+var errFrame = errors.New("rocketmqtest: malformed frame")
+
+// frameLength validates the 4-byte length prefix of a frame.
+func frameLength(prefix [4]byte) (int, error) {
+	n := int32(binary.BigEndian.Uint32(prefix[:]))
+	if n < 4 || n > maxFrameLength {
+		return 0, fmt.Errorf("%w: length %d", errFrame, n)
+	}
+	return int(n), nil
+}
+
+// DecodeFrame decodes one frame without its 4-byte length prefix, as read
+// from the connection after [frameLength]. The body aliases data.
+func DecodeFrame(data []byte) (*Command, error) {
+	if len(data) < 4 {
+		return nil, fmt.Errorf("%w: %d bytes", errFrame, len(data))
+	}
+	mark := binary.BigEndian.Uint32(data)
+	ser := Serialization(mark >> 24)
+	headerLen := int(mark & 0xFFFFFF)
+	if headerLen > len(data)-4 {
+		return nil, fmt.Errorf("%w: header length %d exceeds frame", errFrame, headerLen)
+	}
+	header := data[4 : 4+headerLen]
+	var (
+		cmd *Command
+		err error
+	)
+	switch ser {
+	case JSON:
+		cmd, err = decodeJSONHeader(header)
+	case Binary:
+		cmd, err = decodeBinaryHeader(header)
+	default:
+		err = fmt.Errorf("%w: serialize type %d", errFrame, ser)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cmd.Serialization = ser
+	if body := data[4+headerLen:]; len(body) > 0 {
+		cmd.Body = body
+	}
+	return cmd, nil
+}
+
+// jsonHeader is the JSON header as both Java (fastjson) and Go clients write it.
+type jsonHeader struct {
+	Code      int16             `json:"code"`
+	Language  json.RawMessage   `json:"language,omitempty"`
+	Version   int16             `json:"version"`
+	Opaque    int32             `json:"opaque"`
+	Flag      int32             `json:"flag"`
+	Remark    string            `json:"remark,omitempty"`
+	ExtFields map[string]string `json:"extFields,omitempty"`
+	// SerializeTypeCurrentRPC is written by the Java broker; clients ignore it.
+	SerializeTypeCurrentRPC string `json:"serializeTypeCurrentRPC,omitempty"`
+}
+
+func decodeJSONHeader(b []byte) (*Command, error) {
+	var h jsonHeader
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("%w: %v", errFrame, err)
+	}
+	cmd := &Command{
+		Code:      h.Code,
+		Version:   h.Version,
+		Opaque:    h.Opaque,
+		Flag:      h.Flag,
+		Remark:    h.Remark,
+		ExtFields: h.ExtFields,
+	}
+	var lang string
+	if json.Unmarshal(h.Language, &lang) == nil {
+		cmd.Language = lang
+	}
+	if cmd.ExtFields == nil {
+		cmd.ExtFields = map[string]string{}
+	}
+	return cmd, nil
+}
+
+func decodeBinaryHeader(b []byte) (*Command, error) {
+	r := reader{b: b}
+	cmd := &Command{ExtFields: map[string]string{}}
+	cmd.Code = int16(r.u16())
+	cmd.Language = languageName(r.u8())
+	cmd.Version = int16(r.u16())
+	cmd.Opaque = int32(r.u32())
+	cmd.Flag = int32(r.u32())
+	cmd.Remark = string(r.bytes(int(int32(r.u32()))))
+	ext := r.bytes(int(int32(r.u32())))
+	if r.err != nil {
+		return nil, r.err
+	}
+	er := reader{b: ext}
+	for len(er.b) > 0 && er.err == nil {
+		k := er.bytes(int(er.u16()))
+		v := er.bytes(int(int32(er.u32())))
+		if er.err == nil {
+			cmd.ExtFields[string(k)] = string(v)
+		}
+	}
+	if er.err != nil {
+		return nil, er.err
+	}
+	return cmd, nil
+}
+
+// languageNames are the LanguageCode ordinals of the Java enum.
+var languageNames = []string{"JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP", "OMS"}
+
+func languageName(code byte) string {
+	if int(code) < len(languageNames) {
+		return languageNames[code]
+	}
+	return "OTHER"
+}
+
+// languageCode is the inverse of languageName; the broker itself is JAVA.
+func languageCode(name string) byte {
+	for i, n := range languageNames {
+		if n == name {
+			return byte(i)
+		}
+	}
+	return 0
+}
+
+// reader consumes big-endian fields and remembers the first short read.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) need(n int) bool {
+	if r.err != nil {
+		return false
+	}
+	if n < 0 || n > len(r.b) {
+		r.err = fmt.Errorf("%w: field of %d bytes, %d left", errFrame, n, len(r.b))
+		return false
+	}
+	return true
+}
+
+func (r *reader) u8() byte {
+	if !r.need(1) {
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) u16() uint16 {
+	if !r.need(2) {
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+func (r *reader) u32() uint32 {
+	if !r.need(4) {
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if !r.need(8) {
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) bytes(n int) []byte {
+	if !r.need(n) {
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// encodeHeader encodes the command's header in ser.
+func encodeHeader(c *Command, ser Serialization) []byte {
+	if ser == Binary {
+		n := 21 + len(c.Remark)
+		for k, v := range c.ExtFields {
+			n += 6 + len(k) + len(v)
+		}
+		b := make([]byte, 0, n)
+		b = binary.BigEndian.AppendUint16(b, uint16(c.Code))
+		b = append(b, languageCode(c.Language))
+		b = binary.BigEndian.AppendUint16(b, uint16(c.Version))
+		b = binary.BigEndian.AppendUint32(b, uint32(c.Opaque))
+		b = binary.BigEndian.AppendUint32(b, uint32(c.Flag))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(c.Remark)))
+		b = append(b, c.Remark...)
+		extLen := n - 21 - len(c.Remark)
+		b = binary.BigEndian.AppendUint32(b, uint32(extLen))
+		for k, v := range c.ExtFields {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
+			b = append(b, k...)
+			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+		}
+		return b
+	}
+	name := c.Language
+	if name == "" {
+		name = "JAVA"
+	}
+	lang, _ := json.Marshal(name)
+	h := jsonHeader{
+		Code:                    c.Code,
+		Language:                lang,
+		Version:                 c.Version,
+		Opaque:                  c.Opaque,
+		Flag:                    c.Flag,
+		Remark:                  c.Remark,
+		ExtFields:               c.ExtFields,
+		SerializeTypeCurrentRPC: "JSON",
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		// Only strings and integers go in: Marshal cannot fail.
+		panic(err)
+	}
+	return b
+}
+
+// appendFramePrefix appends the length prefix and header mark of a frame whose
+// header and body have the given sizes, followed by the header.
+func appendFramePrefix(dst []byte, header []byte, bodyLen int, ser Serialization) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(header)+bodyLen))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(ser)<<24|uint32(len(header)))
+	return append(dst, header...)
+}
+
+// EncodeFrame encodes a command as a complete frame, length prefix included.
+// Tests and tools use it to speak to the broker directly.
+func EncodeFrame(c *Command) []byte {
+	h := encodeHeader(c, c.Serialization)
+	b := appendFramePrefix(make([]byte, 0, 8+len(h)+len(c.Body)), h, len(c.Body), c.Serialization)
+	return append(b, c.Body...)
+}

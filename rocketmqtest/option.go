@@ -1,0 +1,124 @@
+package rocketmqtest
+
+import (
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Option configures a Broker. Options are sealed: only this package defines them.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	addr              string
+	brokerName        string
+	defaultQueues     int
+	autoCreateTopics  bool
+	delayScale        time.Duration
+	delayLevels       []time.Duration
+	maxReconsumeTimes int
+	lockExpiry        time.Duration
+	logger            *slog.Logger
+	topics            map[string]int
+}
+
+// defaultDelayLevels is messageDelayLevel of the Java broker:
+// "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".
+var defaultDelayLevels = []time.Duration{
+	1 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	1 * time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute,
+	6 * time.Minute, 7 * time.Minute, 8 * time.Minute, 9 * time.Minute, 10 * time.Minute,
+	20 * time.Minute, 30 * time.Minute, 1 * time.Hour, 2 * time.Hour,
+}
+
+func defaultConfig() config {
+	return config{
+		addr:              "127.0.0.1:0",
+		brokerName:        "broker-a",
+		defaultQueues:     4,
+		autoCreateTopics:  true,
+		delayScale:        time.Second,
+		delayLevels:       defaultDelayLevels,
+		maxReconsumeTimes: 16,
+		lockExpiry:        60 * time.Second,
+		logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		topics:            map[string]int{},
+	}
+}
+
+// WithAddr sets the listen address. Default "127.0.0.1:0" (a free loopback port).
+func WithAddr(addr string) Option { return optionFunc(func(c *config) { c.addr = addr }) }
+
+// WithBrokerName sets the broker name reported in routes and message queues.
+// Default "broker-a".
+func WithBrokerName(name string) Option {
+	return optionFunc(func(c *config) { c.brokerName = name })
+}
+
+// WithDefaultQueues sets the read and write queue count of auto-created
+// topics. Default 4. Retry and DLQ topics always have 1 queue, as in the Java
+// broker.
+func WithDefaultQueues(n int) Option {
+	return optionFunc(func(c *config) { c.defaultQueues = max(n, 1) })
+}
+
+// WithAutoCreateTopics controls whether unknown topics are created on first
+// use (route lookup or send), as a broker with autoCreateTopicEnable=true does.
+// Default true. When false, unknown topics get TOPIC_NOT_EXIST; create them
+// with [Broker.CreateTopic] or [WithTopic].
+func WithAutoCreateTopics(enabled bool) Option {
+	return optionFunc(func(c *config) { c.autoCreateTopics = enabled })
+}
+
+// WithTopic creates a topic with the given queue count at start.
+// Default: no topics besides TBW102.
+func WithTopic(name string, queues int) Option {
+	return optionFunc(func(c *config) { c.topics[name] = max(queues, 1) })
+}
+
+// WithDelayScale sets what one second of a delay level lasts, for delayed
+// messages and send-back retries: WithDelayScale(time.Millisecond) makes the
+// 10 s level take 10 ms. Default time.Second (real time).
+func WithDelayScale(perSecond time.Duration) Option {
+	return optionFunc(func(c *config) { c.delayScale = max(perSecond, 0) })
+}
+
+// WithDelayLevels replaces the delay levels (level 1 is the first). Default
+// the Java broker's 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h.
+// The durations are still multiplied by the delay scale.
+func WithDelayLevels(levels ...time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if len(levels) > 0 {
+			c.delayLevels = append([]time.Duration(nil), levels...)
+		}
+	})
+}
+
+// WithMaxReconsumeTimes sets the subscription groups' retryMaxTimes: the
+// reconsume count after which a sent-back message goes to %DLQ%group. It
+// applies when the send-back request carries no maxReconsumeTimes of its own
+// (rocketmq-client-go always sends one: its WithMaxReconsumeTimes, default 16).
+// Default 16.
+func WithMaxReconsumeTimes(n int) Option {
+	return optionFunc(func(c *config) { c.maxReconsumeTimes = n })
+}
+
+// WithLockExpiry sets how long an orderly consumer's queue lock lives without
+// renewal (rocketmq.broker.rebalance.lockMaxLiveTime). Default 60 s.
+func WithLockExpiry(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.lockExpiry = d })
+}
+
+// WithLogger sets the logger for connections, requests and faults.
+// Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
