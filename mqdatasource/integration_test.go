@@ -1,0 +1,521 @@
+package mqdatasource_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+func TestConcurrentDeliveriesApplyOnce(t *testing.T) {
+	const messages, copies = 12, 6
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, messages)
+		f.ds.DB().SetMaxOpenConns(24)
+		var applied [messages + 1]atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, messages*copies)
+		for m := 1; m <= messages; m++ {
+			for range copies {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ok, err := f.deliver(t, "group-a", fmt.Sprintf("msg-%d", m), m)
+					if err != nil {
+						errs <- err
+					}
+					if ok {
+						applied[m].Add(1)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("delivery failed: %v", err)
+		}
+		for m := 1; m <= messages; m++ {
+			if n := applied[m].Load(); n != 1 {
+				t.Errorf("message %d: applied by %d deliveries, want 1", m, n)
+			}
+			if b := f.balance(t, m); b != 1 {
+				t.Errorf("account %d: balance %d, want 1", m, b)
+			}
+		}
+		if n := f.records(t); n != messages {
+			t.Errorf("%d records, want %d", n, messages)
+		}
+	})
+}
+
+func TestRollbackLeavesNoRecord(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		d := delivery("g", "rolled-back")
+		ctx := mqdatasource.WithDelivery(context.Background(), d)
+		tx, err := f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		if f.hasRecord(t, d) || f.balance(t, 1) != 0 {
+			t.Fatalf("after rollback: record=%v balance=%d, want no record and 0", f.hasRecord(t, d), f.balance(t, 1))
+		}
+		// The handler may retry within the same delivery after a rollback.
+		if err := f.increment(ctx, 1); err != nil {
+			t.Fatalf("retry in the same delivery context: %v", err)
+		}
+		// A redelivery is then a duplicate.
+		if applied, err := f.deliver(t, "g", "rolled-back", 1); err != nil || applied {
+			t.Fatalf("redelivery: applied=%v err=%v, want a duplicate", applied, err)
+		}
+		if b := f.balance(t, 1); b != 1 || !f.hasRecord(t, d) {
+			t.Fatalf("balance %d record %v, want 1 and a record", b, f.hasRecord(t, d))
+		}
+	})
+}
+
+func TestBusinessUniqueViolationIsNotDuplicate(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 2)
+		e.exec(t, "UPDATE "+f.account+" SET ref = 'taken' WHERE id = 1")
+		d := delivery("g", "unique-violation")
+		ctx := mqdatasource.WithDelivery(context.Background(), d)
+		tx, err := f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2)
+		if err == nil {
+			t.Fatal("business unique violation: no error")
+		}
+		if errors.Is(err, mqdatasource.ErrAlreadyConsumed) || mqdatasource.IsRetryable(err) {
+			t.Fatalf("business unique violation classified as duplicate or retryable: %v", err)
+		}
+		_ = tx.Rollback()
+		if f.hasRecord(t, d) {
+			t.Fatal("record left after the rolled back transaction")
+		}
+		// The claim is free again: the delivery can be handled (differently).
+		if err := f.increment(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestTwoConsumerGroupsEachApplyOnce(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		for _, g := range []string{"group-a", "group-b", "group-a", "group-b"} {
+			if _, err := f.deliver(t, g, "shared-key", 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b := f.balance(t, 1); b != 2 {
+			t.Fatalf("balance %d, want 2 (once per group)", b)
+		}
+		for _, g := range []string{"group-a", "group-b"} {
+			if !f.hasRecord(t, delivery(g, "shared-key")) {
+				t.Errorf("no record for %s", g)
+			}
+		}
+	})
+}
+
+func TestDeliveryReused(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "reused"))
+
+		tx1, err := f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A second transaction while the first is open.
+		if _, err := f.ds.BeginTx(ctx, nil); !errors.Is(err, mqdatasource.ErrDeliveryReused) || errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("second BeginTx while the first is open: %v, want ErrDeliveryReused", err)
+		}
+		if err := tx1.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		// And after it committed (GORM's per-write default transactions
+		// would end up here).
+		_, err = f.ds.BeginTx(ctx, nil)
+		if !errors.Is(err, mqdatasource.ErrDeliveryReused) || errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("BeginTx after commit: %v, want ErrDeliveryReused", err)
+		}
+		// A fresh delivery of the same message is a duplicate, not misuse.
+		_, err = f.ds.BeginTx(mqdatasource.WithDelivery(context.Background(), delivery("g", "reused")), nil)
+		if !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("redelivery: %v, want ErrAlreadyConsumed", err)
+		}
+	})
+}
+
+func TestStatementsOutsideTransaction(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		d := delivery("g", "outside")
+		ctx := mqdatasource.WithDelivery(context.Background(), d)
+		update := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+
+		if _, err := f.ds.DB().ExecContext(ctx, update, 1); !errors.Is(err, mqdatasource.ErrNoTransaction) {
+			t.Fatalf("Exec outside a transaction: %v, want ErrNoTransaction", err)
+		}
+		stmt, err := f.ds.DB().PrepareContext(ctx, update)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stmt.Close()
+		if _, err := stmt.ExecContext(ctx, 1); !errors.Is(err, mqdatasource.ErrNoTransaction) {
+			t.Fatalf("prepared Exec outside a transaction: %v, want ErrNoTransaction", err)
+		}
+		if b := f.balance(t, 1); b != 0 {
+			t.Fatalf("balance %d after refused writes, want 0", b)
+		}
+		var n int
+		if err := f.ds.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+f.account).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("Query outside a transaction: n=%d err=%v, want it to pass through", n, err)
+		}
+		if _, err := f.ds.DB().ExecContext(mqdatasource.WithoutDelivery(ctx), update, 1); err != nil {
+			t.Fatalf("Exec with WithoutDelivery: %v", err)
+		}
+		if b := f.balance(t, 1); b != 1 || f.hasRecord(t, d) {
+			t.Fatalf("balance %d record %v, want 1 and no record", b, f.hasRecord(t, d))
+		}
+	})
+}
+
+func TestInvalidDelivery(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		if err := f.ds.CheckSchema(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			d    mqdatasource.Delivery
+		}{
+			{"empty key", delivery("g", "")},
+			{"empty group", delivery("", "k")},
+			{"too long", delivery("g", strings.Repeat("k", mqdatasource.MaxMessageIDLen))},
+			{"invalid utf8", delivery("g", "k\xff")},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ctx := mqdatasource.WithDelivery(context.Background(), tc.d)
+				_, err := f.ds.BeginTx(ctx, nil)
+				if !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+					t.Fatalf("BeginTx: %v, want ErrInvalidDelivery", err)
+				}
+				if _, err := f.ds.IsConsumed(context.Background(), tc.d); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+					t.Fatalf("IsConsumed: %v, want ErrInvalidDelivery", err)
+				}
+			})
+		}
+		if n := f.records(t); n != 0 {
+			t.Fatalf("%d records, want 0", n)
+		}
+	})
+}
+
+func TestSchemaCheck(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		wantFile := map[string]string{"mysql": "schema/transaction_record.sql", "postgres": "schema/transaction_record.postgres.sql"}[e.name]
+		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.name]
+		idCol := map[string]string{"mysql": "id bigint AUTO_INCREMENT PRIMARY KEY", "postgres": "id bigserial PRIMARY KEY"}[e.name]
+		full := func(table string, ctime, unique string) string {
+			return fmt.Sprintf("CREATE TABLE %s (%s, consumer_group varchar(255) NOT NULL, message_id varchar(255) NOT NULL %s, topic_name varchar(255) NOT NULL, ctime %s NOT NULL, queue_id int NOT NULL, %s bigint NOT NULL, broker_name varchar(255) NOT NULL)",
+				table, idCol, unique, ctime, offset)
+		}
+		for _, tc := range []struct {
+			name    string
+			create  func(table string) string // "" = no table
+			problem string
+		}{
+			{"missing table", nil, "does not exist"},
+			{"missing column", func(tb string) string {
+				return fmt.Sprintf("CREATE TABLE %s (%s, message_id varchar(255) NOT NULL UNIQUE)", tb, idCol)
+			}, "column consumer_group is missing"},
+			{"wrong type", func(tb string) string { return full(tb, "int", "UNIQUE") }, "column ctime is"},
+			{"no unique key", func(tb string) string { return full(tb, "bigint", "") }, "no unique key on message_id"},
+			{"ok", func(tb string) string { return full(tb, "bigint", "UNIQUE") }, ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				table := uniqueName(t, "tr")
+				if tc.create != nil {
+					e.exec(t, tc.create(table))
+					t.Cleanup(func() { e.exec(t, "DROP TABLE IF EXISTS "+table) })
+				}
+				ds, err := mqdatasource.Open(e.driverName(), e.dsn, mqdatasource.WithTable(table))
+				if tc.problem == "" {
+					if err != nil {
+						t.Fatalf("Open: %v", err)
+					}
+					ds.Close()
+					return
+				}
+				if err == nil {
+					ds.Close()
+					t.Fatal("Open succeeded, want a schema error")
+				}
+				var se *mqdatasource.SchemaError
+				if !errors.Is(err, mqdatasource.ErrSchema) || !errors.As(err, &se) {
+					t.Fatalf("Open: %v, want a *SchemaError wrapping ErrSchema", err)
+				}
+				if se.Table != table || se.Migration != wantFile || !strings.Contains(se.Problem, tc.problem) {
+					t.Fatalf("SchemaError %+v, want table %s, migration %s, problem containing %q", se, table, wantFile, tc.problem)
+				}
+				if !strings.Contains(err.Error(), wantFile) {
+					t.Fatalf("message %q does not name %s", err, wantFile)
+				}
+			})
+		}
+	})
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 0)
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = f.ds.Migrate(context.Background())
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestIsConsumedAndPurge(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		ctx := context.Background()
+		const n = 25
+		for i := range n {
+			if _, err := f.deliver(t, "g", fmt.Sprintf("p-%d", i), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			d    mqdatasource.Delivery
+			want bool
+		}{
+			{delivery("g", "p-0"), true},
+			{delivery("other", "p-0"), false},
+			{delivery("g", "P-0"), false}, // case-sensitive
+			{delivery("g", "never"), false},
+		} {
+			// A delivery in ctx must not matter.
+			got, err := f.ds.IsConsumed(mqdatasource.WithDelivery(ctx, tc.d), tc.d)
+			if err != nil || got != tc.want {
+				t.Errorf("IsConsumed(%s) = %v, %v; want %v", tc.d.MessageID(), got, err, tc.want)
+			}
+		}
+		if got, err := f.ds.Purge(ctx, time.UnixMilli(0)); err != nil || got != 0 {
+			t.Fatalf("Purge(epoch) = %d, %v; want 0", got, err)
+		}
+		// Several purgers at once, small chunks: every row deleted once.
+		var total atomic.Int64
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := f.ds.Purge(ctx, time.Now().Add(time.Hour), mqdatasource.WithPurgeBatchSize(4))
+				if err != nil {
+					t.Errorf("Purge: %v", err)
+				}
+				total.Add(got)
+			}()
+		}
+		wg.Wait()
+		if got, left := total.Load(), f.records(t); got != n || left != 0 {
+			t.Fatalf("purged %d, %d left; want %d and 0", got, left, n)
+		}
+	})
+}
+
+// TestDeadlockAbortsTransaction: after a deadlock the server has rolled
+// the victim back; a later statement on it must not run (MySQL would run it
+// in autocommit) and Commit must report ErrTxAborted.
+func TestDeadlockAbortsTransaction(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 3)
+		upd := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		ctxA := mqdatasource.WithDelivery(context.Background(), delivery("g", "dl-a"))
+		ctxB := mqdatasource.WithDelivery(context.Background(), delivery("g", "dl-b"))
+		txA, err := f.ds.BeginTx(ctxA, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txB, err := f.ds.BeginTx(ctxB, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, txA, ctxA, upd, 1)
+		mustExec(t, txB, ctxB, upd, 2)
+		errA := make(chan error, 1)
+		go func() {
+			_, err := txA.ExecContext(ctxA, upd, 2)
+			errA <- err
+		}()
+		_, errB := txB.ExecContext(ctxB, upd, 1)
+		var victim *sql.Tx
+		var vctx context.Context
+		var vkey string
+		var verr error
+		if errB != nil {
+			victim, vctx, vkey, verr = txB, ctxB, "dl-b", errB
+			if err := <-errA; err != nil {
+				t.Fatalf("both failed: %v / %v", err, errB)
+			}
+			if err := txA.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			victim, vctx, vkey, verr = txA, ctxA, "dl-a", <-errA
+			if verr == nil {
+				t.Fatal("no deadlock")
+			}
+			if err := txB.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !mqdatasource.IsRetryable(verr) {
+			t.Fatalf("deadlock error %v is not retryable", verr)
+		}
+		_, err = victim.ExecContext(vctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 100 WHERE id = ?"), 3)
+		if !errors.Is(err, mqdatasource.ErrTxAborted) {
+			t.Fatalf("statement after the deadlock: %v, want ErrTxAborted", err)
+		}
+		if err := victim.Commit(); !errors.Is(err, mqdatasource.ErrTxAborted) || !mqdatasource.IsRetryable(err) {
+			t.Fatalf("Commit after the deadlock: %v, want retryable ErrTxAborted", err)
+		}
+		if b := f.balance(t, 3); b != 0 {
+			t.Fatalf("account 3 balance %d: a statement ran outside the aborted transaction", b)
+		}
+		// The redelivery applies the victim's message.
+		if applied, err := f.deliver(t, "g", vkey, 3); err != nil || !applied {
+			t.Fatalf("redelivery: applied=%v err=%v", applied, err)
+		}
+		if b1, b2, b3 := f.balance(t, 1), f.balance(t, 2), f.balance(t, 3); b1+b2 != 2 || b3 != 1 {
+			t.Fatalf("balances %d %d %d, want the survivor's two updates and one redelivered", b1, b2, b3)
+		}
+	})
+}
+
+func mustExec(t *testing.T, tx *sql.Tx, ctx context.Context, q string, args ...any) {
+	t.Helper()
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// TestConnectionKilledMidTransaction: the server session is killed from
+// another session while the transaction is open.
+func TestConnectionKilledMidTransaction(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "killed"))
+		tx, err := f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, tx, ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+		var id int64
+		idQuery := map[string]string{"mysql": "SELECT CONNECTION_ID()", "postgres": "SELECT pg_backend_pid()"}[e.name]
+		if err := tx.QueryRowContext(ctx, idQuery).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		switch e.name {
+		case "mysql":
+			e.exec(t, fmt.Sprintf("KILL %d", id))
+		default:
+			var ok bool
+			if err := e.admin.QueryRow("SELECT pg_terminate_backend($1)", id).Scan(&ok); err != nil || !ok {
+				t.Fatalf("pg_terminate_backend: %v %v", ok, err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+		if err == nil || !mqdatasource.IsRetryable(err) {
+			t.Fatalf("statement on the killed connection: %v, want a retryable error", err)
+		}
+		cerr := tx.Commit()
+		if cerr == nil || !mqdatasource.IsRetryable(cerr) {
+			t.Fatalf("Commit on the killed connection: %v, want a retryable error", cerr)
+		}
+		t.Logf("statement: %v; commit: %v", err, cerr)
+		if applied, err := f.deliver(t, "g", "killed", 1); err != nil || !applied {
+			t.Fatalf("redelivery: applied=%v err=%v", applied, err)
+		}
+		if b := f.balance(t, 1); b != 1 {
+			t.Fatalf("balance %d, want 1", b)
+		}
+	})
+}
+
+// TestConnectionLostAroundCommit: a proxy drops the connection right when
+// COMMIT passes, before or after the server ran it. The client cannot know
+// the outcome: Commit returns ErrCommitUnknown, and the redelivery applies
+// the message only if the first commit did not land.
+func TestConnectionLostAroundCommit(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, tc := range []struct {
+			name       string
+			mode       cutMode
+			redelivery bool // whether the redelivery applies
+		}{
+			{"before the server got COMMIT", cutBeforeCommit, true},
+			{"after the server answered COMMIT", cutAfterResponse, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				p := newProxy(t, e.serverAddr(t))
+				f := newFixtureVia(t, e, p.addr(), 1)
+				ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "commit-cut"))
+				tx, err := f.ds.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustExec(t, tx, ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+				p.armCommitCut(tc.mode)
+				err = tx.Commit()
+				<-p.cut
+				if !errors.Is(err, mqdatasource.ErrCommitUnknown) || !mqdatasource.IsRetryable(err) {
+					t.Fatalf("Commit: %v, want retryable ErrCommitUnknown", err)
+				}
+				t.Logf("Commit: %v", err)
+				applied, err := f.deliver(t, "g", "commit-cut", 1)
+				if err != nil || applied != tc.redelivery {
+					t.Fatalf("redelivery: applied=%v err=%v, want applied=%v", applied, err, tc.redelivery)
+				}
+				if b := f.balance(t, 1); b != 1 {
+					t.Fatalf("balance %d, want 1", b)
+				}
+				if n := f.records(t); n != 1 {
+					t.Fatalf("%d records, want 1", n)
+				}
+			})
+		}
+	})
+}
