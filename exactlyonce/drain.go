@@ -1,0 +1,114 @@
+package exactlyonce
+
+import (
+	"context"
+	"sync"
+)
+
+// gate tracks the listener calls of a Consumer so that Shutdown can stop new
+// work, wait for running handlers and cancel them when the grace period ends.
+//
+// Calls that arrive after close do not run the handler: they wait until the
+// client has been shut down (release) and then return a retry result, which
+// the client ignores because by then every process queue is dropped. Nothing
+// is acknowledged and nothing is sent back to the broker: the broker
+// redelivers from the last committed offset. Returning a retry at once would
+// make the concurrent client send every such message back to the retry topic
+// (delaying it, and losing it if the broker rejects the send-back, upstream
+// #1106).
+type gate struct {
+	ctx    context.Context // parent of every handler context; cancelled when the grace period ends
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	closed   bool
+	running  int
+	idle     chan struct{} // closed when closed && running == 0
+	released chan struct{} // closed by release
+	relOnce  sync.Once
+}
+
+func newGate() *gate {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &gate{ctx: ctx, cancel: cancel, idle: make(chan struct{}), released: make(chan struct{})}
+}
+
+// enter registers a running call. It returns false, registering nothing, once
+// the gate is closed. A nil gate always admits.
+func (g *gate) enter() bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.running++
+	return true
+}
+
+// exit ends a call registered by enter.
+func (g *gate) exit() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.closed && g.running == 0 {
+		close(g.idle)
+	}
+}
+
+// draining reports whether the gate is closed: a running call should not
+// start another message.
+func (g *gate) draining() bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// close stops admitting calls. Idempotent.
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	g.closed = true
+	if g.running == 0 {
+		close(g.idle)
+	}
+}
+
+// wait blocks until no call is running or ctx is done.
+func (g *gate) wait(ctx context.Context) error {
+	select {
+	case <-g.idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// hold blocks a refused call until release. A nil gate returns at once.
+func (g *gate) hold() {
+	if g == nil {
+		return
+	}
+	<-g.released
+}
+
+// release lets held calls return. Idempotent.
+func (g *gate) release() { g.relOnce.Do(func() { close(g.released) }) }
+
+// running reports how many calls are running.
+func (g *gate) runningCalls() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running
+}

@@ -1,0 +1,362 @@
+package exactlyonce
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// store is what the listener needs from an *mqdatasource.DataSource.
+type store interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+	IsConsumed(ctx context.Context, d mqdatasource.Delivery) (bool, error)
+}
+
+type listener struct {
+	st    store
+	group string
+	h     Handler
+	txh   TxHandler
+	cfg   config
+	cache *idCache
+	log   *slog.Logger
+}
+
+func newListener(st store, group string, h Handler, txh TxHandler, opts []Option) *listener {
+	cfg := newConfig(opts)
+	return &listener{
+		st:    st,
+		group: group,
+		h:     h,
+		txh:   txh,
+		cfg:   cfg,
+		cache: newIDCache(cfg.cacheSize),
+		log:   cfg.logger,
+	}
+}
+
+// consume is the ListenerFunc. See doc.go for the outcome table.
+func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	oc, orderly := primitive.GetOrderlyCtx(ctx)
+	orderly = orderly && oc != nil
+	retry := func(err error) (consumer.ConsumeResult, error) {
+		if orderly {
+			// ConsumeRetryLater and Rollback are acknowledged by the
+			// v2.1.2 orderly consumer (#1229); only a suspend redelivers.
+			// Its default suspension, -1, means a hot loop.
+			oc.SuspendCurrentQueueTimeMillis = int(l.cfg.suspendBackoff / time.Millisecond)
+			return consumer.SuspendCurrentQueueAMoment, err
+		}
+		return consumer.ConsumeRetryLater, err
+	}
+	if len(msgs) == 0 {
+		return consumer.ConsumeSuccess, nil
+	}
+	group, groupErr := l.resolveGroup(ctx)
+	labels := func(m *primitive.MessageExt) Labels {
+		return Labels{Group: group, Topic: m.Topic, Orderly: orderly}
+	}
+	notRun := func(rest []*primitive.MessageExt) {
+		for _, m := range rest {
+			l.cfg.metrics.MessageDone(labels(m), OutcomeNotRun)
+		}
+	}
+
+	g := l.cfg.gate
+	if !g.enter() {
+		notRun(msgs)
+		g.hold()
+		return retry(ErrShutdown)
+	}
+	inside := true
+	leave := func() {
+		if inside {
+			inside = false
+			g.exit()
+		}
+	}
+	defer leave()
+
+	if groupErr != nil {
+		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: cannot process delivery, retrying", slog.Any("error", groupErr))
+		for _, m := range msgs {
+			l.cfg.metrics.MessageDone(labels(m), OutcomeFailed)
+		}
+		return retry(groupErr)
+	}
+
+	queue := queueFromContext(ctx)
+	var errs []error
+	shutdown := false
+	for i, m := range msgs {
+		if g.draining() {
+			shutdown = true
+			notRun(msgs[i:])
+			break
+		}
+		if m == nil {
+			errs = append(errs, errors.New("exactlyonce: nil message"))
+			l.cfg.metrics.MessageDone(labels(&primitive.MessageExt{}), OutcomeFailed)
+			continue
+		}
+		o, err := l.one(ctx, group, m, queue, labels(m))
+		l.cfg.metrics.MessageDone(labels(m), o)
+		if o.Acked() {
+			continue
+		}
+		errs = append(errs, err)
+		if orderly {
+			// Keep the queue's order: nothing after a failed message.
+			notRun(msgs[i+1:])
+			break
+		}
+		// Concurrent mode: the whole batch is sent back anyway; the rest
+		// commit now and are skipped on redelivery.
+	}
+	if shutdown {
+		leave()
+		g.hold()
+		errs = append(errs, ErrShutdown)
+	}
+	if len(errs) > 0 {
+		return retry(errors.Join(errs...))
+	}
+	return consumer.ConsumeSuccess, nil
+}
+
+// resolveGroup returns the group to record deliveries under: the one given to
+// the constructor, checked against the client's, or else the client's.
+func (l *listener) resolveGroup(ctx context.Context) (string, error) {
+	var fromClient string
+	if mc, ok := primitive.GetConsumerCtx(ctx); ok && mc != nil {
+		fromClient = mc.ConsumerGroup
+	}
+	switch {
+	case l.group == "" && fromClient == "":
+		return "", fmt.Errorf("%w: no group given and the context carries none", ErrGroup)
+	case l.group == "":
+		return fromClient, nil
+	case fromClient == "" || fromClient == l.group || strings.HasSuffix(fromClient, "%"+l.group):
+		// "namespace%group" is the client's name for group in a namespace.
+		return l.group, nil
+	default:
+		return "", fmt.Errorf("%w: listener built for group %q is called by group %q", ErrGroup, l.group, fromClient)
+	}
+}
+
+func queueFromContext(ctx context.Context) *primitive.MessageQueue {
+	if mc, ok := primitive.GetConsumerCtx(ctx); ok && mc != nil && mc.MQ != nil {
+		return mc.MQ
+	}
+	if oc, ok := primitive.GetOrderlyCtx(ctx); ok && oc != nil {
+		return &oc.MQ
+	}
+	if cc, ok := primitive.GetConcurrentlyCtx(ctx); ok && cc != nil {
+		return &cc.MQ
+	}
+	return nil
+}
+
+// deliveryOf builds the delivery of m. Topic, queue and offset are those of
+// the queue the message was pulled from (for a retry, the group's retry
+// topic), so they always belong together.
+func deliveryOf(group, key string, m *primitive.MessageExt, fallback *primitive.MessageQueue) mqdatasource.Delivery {
+	d := mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: m.Topic, QueueOffset: m.QueueOffset}
+	q := m.Queue
+	if q == nil || (q.BrokerName == "" && fallback != nil) {
+		if fallback != nil {
+			q = fallback
+		}
+	}
+	if q != nil {
+		d.BrokerName = q.BrokerName
+		d.QueueID = q.QueueId
+		if q.Topic != "" {
+			d.Topic = q.Topic
+		}
+	}
+	if m.Queue != nil {
+		d.QueueID = m.Queue.QueueId
+	}
+	return d
+}
+
+func (l *listener) one(ctx context.Context, group string, m *primitive.MessageExt, queue *primitive.MessageQueue, lbl Labels) (Outcome, error) {
+	key, err := l.cfg.keyFunc(m)
+	if err == nil && key == "" {
+		err = fmt.Errorf("%w: the key function returned \"\" (topic %q, msgId %s)", ErrNoKey, m.Topic, m.MsgId)
+	}
+	if err != nil {
+		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: no dedupe key, retrying the message",
+			slog.String("group", group), slog.String("topic", m.Topic), slog.String("msgId", m.MsgId), slog.Any("error", err))
+		return OutcomeFailed, err
+	}
+	d := deliveryOf(group, key, m, queue)
+	attrs := []slog.Attr{
+		slog.String("group", group), slog.String("topic", m.Topic), slog.String("key", key),
+		slog.String("msgId", m.MsgId), slog.Int("queue", d.QueueID), slog.Int64("offset", d.QueueOffset),
+		slog.Int("reconsumeTimes", int(m.ReconsumeTimes)),
+	}
+	if err := d.Validate(); err != nil {
+		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: invalid delivery, retrying the message", append(attrs, slog.Any("error", err))...)
+		return OutcomeFailed, err
+	}
+	id := d.MessageID()
+	if l.cache.contains(id) {
+		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: already consumed (cache), skipped", attrs...)
+		return OutcomeSkippedCache, nil
+	}
+
+	// The handler's context: cancelled when it returns, which makes
+	// database/sql roll back any transaction it left open (a Background
+	// context, which is what the client passes, never would: the claim's
+	// row lock would block every redelivery), and when the consumer's
+	// shutdown grace period ends.
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if g := l.cfg.gate; g != nil {
+		stop := context.AfterFunc(g.ctx, cancel)
+		defer stop()
+	}
+
+	if l.cfg.tableCheck {
+		done, err := l.st.IsConsumed(hctx, d)
+		switch {
+		case err != nil:
+			// Fall through: the claim still protects against a duplicate.
+			l.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", append(attrs, slog.Any("error", err))...)
+		case done:
+			l.cache.add(id)
+			l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: already consumed (table), skipped", attrs...)
+			return OutcomeSkippedTable, nil
+		}
+	}
+
+	start := time.Now()
+	var o Outcome
+	if l.txh != nil {
+		o, err = l.runTx(hctx, d, m)
+	} else {
+		o, err = l.run(hctx, d, m)
+	}
+	elapsed := time.Since(start)
+	l.cfg.metrics.HandlerDone(lbl, o, elapsed)
+	attrs = append(attrs, slog.Duration("elapsed", elapsed))
+
+	switch o {
+	case OutcomeProcessed:
+		l.cache.add(id)
+		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: processed", attrs...)
+	case OutcomeDuplicate:
+		l.cache.add(id)
+		l.log.LogAttrs(ctx, slog.LevelInfo, "exactlyonce: already consumed (claim), rolled back", attrs...)
+	case OutcomeUnclaimed:
+		l.cache.add(id)
+		l.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context; the message is acknowledged but was not recorded", attrs...)
+	case OutcomePanic:
+		var stack []byte
+		if pe, ok := err.(*PanicError); ok {
+			stack = pe.Stack
+		}
+		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: handler panicked, rolled back, retrying", append(attrs, slog.Any("error", err), slog.String("stack", string(stack)))...)
+	default:
+		level := slog.LevelWarn
+		msg := "exactlyonce: handler failed, rolled back, retrying"
+		switch {
+		case errors.Is(err, mqdatasource.ErrDeliveryReused):
+			level, msg = slog.LevelError, "exactlyonce: the handler began a second transaction for one delivery (a bug: one delivery, one transaction), retrying"
+		case errors.Is(err, ErrUnclaimed):
+			level = slog.LevelError
+			msg = "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context, retrying"
+		}
+		l.log.LogAttrs(ctx, level, msg, append(attrs, slog.Any("error", err))...)
+	}
+	return o, err
+}
+
+// run calls a Handler.
+func (l *listener) run(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
+	dctx := mqdatasource.WithDelivery(ctx, d)
+	err := protect(func() error { return l.h(dctx, m) })
+	if _, ok := err.(*PanicError); ok {
+		return OutcomePanic, err
+	}
+	switch {
+	case errors.Is(err, mqdatasource.ErrDeliveryReused):
+		return OutcomeFailed, err
+	case errors.Is(err, mqdatasource.ErrAlreadyConsumed):
+		// The record exists: the message was applied. Whatever else the
+		// handler did, its claim rolled back.
+		return OutcomeDuplicate, nil
+	case err != nil:
+		return OutcomeFailed, err
+	}
+	// nil: did a transaction holding the claim commit? The delivery's
+	// claim state is private to mqdatasource, so look the record up.
+	done, err := l.st.IsConsumed(ctx, d)
+	switch {
+	case err != nil && l.cfg.requireClaim:
+		return OutcomeFailed, fmt.Errorf("%w: cannot verify the claim: %w", ErrUnclaimed, err)
+	case err != nil:
+		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: cannot verify the claim after the handler; counting it processed", slog.Any("error", err))
+		return OutcomeProcessed, nil
+	case done:
+		return OutcomeProcessed, nil
+	case l.cfg.requireClaim:
+		return OutcomeFailed, ErrUnclaimed
+	default:
+		return OutcomeUnclaimed, nil
+	}
+}
+
+// runTx begins the claiming transaction, calls a TxHandler and commits.
+func (l *listener) runTx(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
+	dctx := mqdatasource.WithDelivery(ctx, d)
+	tx, err := l.st.BeginTx(dctx, l.cfg.txOptions)
+	switch {
+	case errors.Is(err, mqdatasource.ErrAlreadyConsumed):
+		return OutcomeDuplicate, nil
+	case err != nil:
+		return OutcomeFailed, fmt.Errorf("exactlyonce: begin: %w", err)
+	}
+	tctx := context.WithValue(dctx, txKey{}, tx)
+	err = protect(func() error { return l.txh(tctx, tx, m) })
+	if err != nil {
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: rollback failed", slog.Any("error", rerr))
+		}
+		if _, ok := err.(*PanicError); ok {
+			return OutcomePanic, err
+		}
+		// Even ErrAlreadyConsumed: this transaction holds the claim, so
+		// the message was not consumed; retry.
+		return OutcomeFailed, err
+	}
+	if err := tx.Commit(); err != nil {
+		// Includes mqdatasource.ErrCommitUnknown, and sql.ErrTxDone if
+		// the handler ended tx itself: retry, the redelivery finds the
+		// record if the commit landed.
+		return OutcomeFailed, fmt.Errorf("exactlyonce: commit: %w", err)
+	}
+	return OutcomeProcessed, nil
+}
+
+// protect calls f, turning a panic into a *PanicError.
+func protect(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return f()
+}

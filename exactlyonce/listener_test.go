@@ -1,0 +1,541 @@
+package exactlyonce
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+const testGroup = "test_group"
+
+var quiet = WithLogger(slog.New(slog.DiscardHandler))
+
+func newMsg(topic, uniq string, offset int64) *primitive.MessageExt {
+	m := &primitive.MessageExt{Message: primitive.Message{Topic: topic, Body: []byte("body-" + uniq)}, MsgId: uniq, QueueOffset: offset}
+	m.WithProperty(primitive.PropertyUniqueClientMessageIdKeyIndex, uniq)
+	m.Queue = &primitive.MessageQueue{Topic: topic, BrokerName: "broker-a", QueueId: 1}
+	return m
+}
+
+// clientCtx builds the context the v2.1.2 client passes to a listener.
+func clientCtx(group string, orderly bool) (context.Context, *primitive.ConsumeOrderlyContext) {
+	mq := &primitive.MessageQueue{Topic: "t", BrokerName: "broker-a", QueueId: 1}
+	ctx := primitive.WithConsumerCtx(context.Background(), &primitive.ConsumeMessageContext{
+		ConsumerGroup: group, MQ: mq, Properties: map[string]string{},
+	})
+	ctx = primitive.WithMethod(ctx, primitive.ConsumerPush)
+	if orderly {
+		oc := primitive.NewConsumeOrderlyContext()
+		oc.MQ = *mq
+		return primitive.WithOrderlyCtx(ctx, oc), oc
+	}
+	cc := primitive.NewConsumeConcurrentlyContext()
+	cc.MQ = *mq
+	return primitive.WithConcurrentlyCtx(ctx, cc), nil
+}
+
+// deliver calls f like the client would and checks the result is one the
+// client handles as intended: success only without an error; a failure is
+// ConsumeRetryLater (concurrent) or SuspendCurrentQueueAMoment with a
+// positive suspension (orderly).
+func deliver(t *testing.T, f ListenerFunc, orderly bool, msgs ...*primitive.MessageExt) (ok bool, err error) {
+	t.Helper()
+	ctx, oc := clientCtx(testGroup, orderly)
+	res, err := f(ctx, msgs...)
+	switch {
+	case res == consumer.ConsumeSuccess:
+		if err != nil {
+			t.Fatalf("ConsumeSuccess with error %v: the client would acknowledge", err)
+		}
+		return true, nil
+	case orderly:
+		if res != consumer.SuspendCurrentQueueAMoment {
+			t.Fatalf("orderly failure returned %v, want SuspendCurrentQueueAMoment (the client acks anything else)", res)
+		}
+		if oc.SuspendCurrentQueueTimeMillis <= 0 {
+			t.Fatalf("SuspendCurrentQueueTimeMillis = %d: hot loop", oc.SuspendCurrentQueueTimeMillis)
+		}
+	default:
+		if res != consumer.ConsumeRetryLater {
+			t.Fatalf("concurrent failure returned %v, want ConsumeRetryLater", res)
+		}
+	}
+	if err == nil {
+		t.Fatal("failure without an error")
+	}
+	return false, err
+}
+
+func modes(t *testing.T, f func(t *testing.T, orderly bool)) {
+	for _, orderly := range []bool{false, true} {
+		name := "concurrent"
+		if orderly {
+			name = "orderly"
+		}
+		t.Run(name, func(t *testing.T) { f(t, orderly) })
+	}
+}
+
+func id(uniq string) string { return uniq + "#" + testGroup }
+
+// commitWith is a Handler body that claims and commits through st.
+func commitWith(st *fakeStore) Handler {
+	return func(ctx context.Context, msg *primitive.MessageExt) error {
+		tx, err := st.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+}
+
+var errBusiness = errors.New("business rule failed")
+
+func TestHandlerOutcomes(t *testing.T) {
+	type tc struct {
+		name    string
+		opts    []Option
+		setup   func(st *fakeStore)
+		handler func(st *fakeStore) Handler
+		wantOK  bool
+		want    Outcome
+		wantErr error // errors.Is target when failing
+		ran     bool  // the handler must have run
+		commit  bool  // the message must be recorded
+	}
+	cases := []tc{
+		{name: "commit", handler: commitWith, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		{name: "nil without transaction", handler: func(*fakeStore) Handler {
+			return func(context.Context, *primitive.MessageExt) error { return nil }
+		}, wantOK: true, want: OutcomeUnclaimed, ran: true},
+		{name: "nil without transaction, RequireClaim", opts: []Option{WithRequireClaim()}, handler: func(*fakeStore) Handler {
+			return func(context.Context, *primitive.MessageExt) error { return nil }
+		}, want: OutcomeFailed, wantErr: ErrUnclaimed, ran: true},
+		{name: "duplicate at claim", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) { st.markCommitted(id("m1")) },
+			handler: commitWith, wantOK: true, want: OutcomeDuplicate, ran: true, commit: true},
+		{name: "error", handler: func(st *fakeStore) Handler {
+			return func(ctx context.Context, msg *primitive.MessageExt) error {
+				tx, err := st.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				return fmt.Errorf("apply: %w", errBusiness)
+			}
+		}, want: OutcomeFailed, wantErr: errBusiness, ran: true},
+		{name: "panic", handler: func(st *fakeStore) Handler {
+			return func(ctx context.Context, msg *primitive.MessageExt) error {
+				if _, err := st.BeginTx(ctx, nil); err != nil {
+					return err
+				}
+				panic("boom")
+			}
+		}, want: OutcomePanic, ran: true},
+		{name: "second transaction", handler: func(st *fakeStore) Handler {
+			return func(ctx context.Context, msg *primitive.MessageExt) error {
+				tx, err := st.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				_, err = st.BeginTx(ctx, nil)
+				return err
+			}
+		}, want: OutcomeFailed, wantErr: mqdatasource.ErrDeliveryReused, ran: true},
+		{name: "skipped by table", setup: func(st *fakeStore) { st.markCommitted(id("m1")) },
+			handler: commitWith, wantOK: true, want: OutcomeSkippedTable, commit: true},
+		{name: "lookup fails, handler runs", setup: func(st *fakeStore) { st.lookupErr = errors.New("db down") },
+			handler: commitWith, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		{name: "no key", opts: []Option{WithKeysAsDedupeKey()}, handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
+		{name: "empty key from func", opts: []Option{WithKeyFunc(func(*primitive.MessageExt) (string, error) { return "", nil })},
+			handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, orderly bool) {
+				st := newFakeStore(t)
+				if c.setup != nil {
+					c.setup(st)
+				}
+				var ran atomic.Bool
+				h := c.handler(st)
+				stats := &Stats{}
+				f := newListener(st, testGroup, func(ctx context.Context, msg *primitive.MessageExt) error {
+					ran.Store(true)
+					return h(ctx, msg)
+				}, nil, append([]Option{quiet, WithMetrics(stats)}, c.opts...)).consume
+				ok, err := deliver(t, f, orderly, newMsg("t", "m1", 7))
+				if ok != c.wantOK {
+					t.Fatalf("success = %v (err %v), want %v", ok, err, c.wantOK)
+				}
+				if c.wantErr != nil && !errors.Is(err, c.wantErr) {
+					t.Errorf("err = %v, want %v", err, c.wantErr)
+				}
+				if c.want == OutcomePanic {
+					var pe *PanicError
+					if !errors.As(err, &pe) || pe.Value != "boom" || len(pe.Stack) == 0 {
+						t.Errorf("err = %#v, want *PanicError{boom}", err)
+					}
+				}
+				if got := stats.Count(c.want); got != 1 {
+					t.Errorf("outcome %v counted %d times; stats %v", c.want, got, stats.Snapshot())
+				}
+				if ran.Load() != c.ran {
+					t.Errorf("handler ran = %v, want %v", ran.Load(), c.ran)
+				}
+				if got := st.isCommitted(id("m1")); got != c.commit {
+					t.Errorf("recorded = %v, want %v", got, c.commit)
+				}
+				// Every transaction ends: the handler's context is cancelled.
+				waitFor(t, func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
+			})
+		})
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLeakedTransactionRolledBack(t *testing.T) {
+	st := newFakeStore(t)
+	f := newListener(st, testGroup, func(ctx context.Context, msg *primitive.MessageExt) error {
+		_, err := st.BeginTx(ctx, nil) // never committed
+		return err
+	}, nil, []Option{quiet}).consume
+	ok, _ := deliver(t, f, false, newMsg("t", "m1", 1))
+	if !ok {
+		t.Fatal("want success (unclaimed)")
+	}
+	waitFor(t, func() bool { _, _, rb := st.counts(); return rb == 1 })
+	if st.isCommitted(id("m1")) {
+		t.Fatal("leaked transaction committed")
+	}
+}
+
+func TestTxHandlerOutcomes(t *testing.T) {
+	type tc struct {
+		name    string
+		setup   func(st *fakeStore)
+		handler TxHandler
+		wantOK  bool
+		want    Outcome
+		wantErr error
+		ran     bool
+		commit  bool
+	}
+	ok := func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
+		if got, _ := TxFromContext(ctx); got != tx {
+			return errors.New("TxFromContext differs")
+		}
+		if d, _ := mqdatasource.DeliveryFromContext(ctx); d.Key != msg.MsgId || d.ConsumerGroup != testGroup || d.QueueOffset != msg.QueueOffset {
+			return fmt.Errorf("delivery in ctx = %+v", d)
+		}
+		return nil
+	}
+	cases := []tc{
+		{name: "commit", handler: ok, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		{name: "error", handler: func(context.Context, *sql.Tx, *primitive.MessageExt) error { return errBusiness },
+			want: OutcomeFailed, wantErr: errBusiness, ran: true},
+		{name: "panic", handler: func(context.Context, *sql.Tx, *primitive.MessageExt) error { panic("boom") },
+			want: OutcomePanic, ran: true},
+		{name: "handler claims already consumed", handler: func(context.Context, *sql.Tx, *primitive.MessageExt) error {
+			return mqdatasource.ErrAlreadyConsumed // this tx holds the claim: not true, retry
+		}, want: OutcomeFailed, wantErr: mqdatasource.ErrAlreadyConsumed, ran: true},
+		{name: "duplicate at claim", setup: func(st *fakeStore) { st.markCommitted(id("m1")) }, handler: ok,
+			wantOK: true, want: OutcomeSkippedTable, commit: true},
+		{name: "begin fails", setup: func(st *fakeStore) { st.beginErr = errors.New("no connection") }, handler: ok,
+			want: OutcomeFailed},
+		{name: "commit fails", setup: func(st *fakeStore) { st.f.commitErr = mqdatasource.ErrCommitUnknown }, handler: ok,
+			want: OutcomeFailed, wantErr: mqdatasource.ErrCommitUnknown, ran: true},
+		{name: "handler commits itself", handler: func(_ context.Context, tx *sql.Tx, _ *primitive.MessageExt) error { return tx.Commit() },
+			want: OutcomeFailed, wantErr: sql.ErrTxDone, ran: true, commit: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, orderly bool) {
+				st := newFakeStore(t)
+				if c.setup != nil {
+					c.setup(st)
+				}
+				var ran atomic.Bool
+				stats := &Stats{}
+				f := newListener(st, testGroup, nil, func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
+					ran.Store(true)
+					return c.handler(ctx, tx, msg)
+				}, []Option{quiet, WithMetrics(stats)}).consume
+				ok, err := deliver(t, f, orderly, newMsg("t", "m1", 7))
+				if ok != c.wantOK {
+					t.Fatalf("success = %v (err %v), want %v", ok, err, c.wantOK)
+				}
+				if c.wantErr != nil && !errors.Is(err, c.wantErr) {
+					t.Errorf("err = %v, want %v", err, c.wantErr)
+				}
+				if got := stats.Count(c.want); got != 1 {
+					t.Errorf("outcome %v counted %d; stats %v", c.want, got, stats.Snapshot())
+				}
+				if ran.Load() != c.ran {
+					t.Errorf("handler ran = %v, want %v", ran.Load(), c.ran)
+				}
+				if got := st.isCommitted(id("m1")); got != c.commit {
+					t.Errorf("recorded = %v, want %v", got, c.commit)
+				}
+				waitFor(t, func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
+			})
+		})
+	}
+}
+
+func TestTxHandlerDuplicateAtClaim(t *testing.T) {
+	st := newFakeStore(t)
+	st.markCommitted(id("m1"))
+	stats := &Stats{}
+	f := newListener(st, testGroup, nil, func(context.Context, *sql.Tx, *primitive.MessageExt) error {
+		t.Error("handler ran for a duplicate")
+		return nil
+	}, []Option{quiet, WithMetrics(stats), WithTableCheck(false)}).consume
+	if ok, err := deliver(t, f, false, newMsg("t", "m1", 1)); !ok {
+		t.Fatal(err)
+	}
+	if stats.Count(OutcomeDuplicate) != 1 {
+		t.Fatal(stats.Snapshot())
+	}
+}
+
+func TestPreCheckCache(t *testing.T) {
+	st := newFakeStore(t)
+	stats := &Stats{}
+	var runs atomic.Int64
+	h := commitWith(st)
+	f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		runs.Add(1)
+		return h(ctx, m)
+	}, nil, []Option{quiet, WithMetrics(stats), WithCacheSize(2)}).consume
+	for _, u := range []string{"a", "b", "a", "b"} {
+		if ok, err := deliver(t, f, false, newMsg("t", u, 1)); !ok {
+			t.Fatal(err)
+		}
+	}
+	if runs.Load() != 2 || stats.Count(OutcomeSkippedCache) != 2 {
+		t.Fatalf("runs %d, stats %v", runs.Load(), stats.Snapshot())
+	}
+	lookups := st.lookups.Load()
+	// "c" evicts "a" (least recently used); "a" is then found in the table.
+	for _, u := range []string{"c", "a"} {
+		if ok, err := deliver(t, f, false, newMsg("t", u, 1)); !ok {
+			t.Fatal(err)
+		}
+	}
+	if stats.Count(OutcomeSkippedTable) != 1 || st.lookups.Load() <= lookups {
+		t.Fatalf("stats %v", stats.Snapshot())
+	}
+}
+
+func TestBatch(t *testing.T) {
+	modes(t, func(t *testing.T, orderly bool) {
+		st := newFakeStore(t)
+		stats := &Stats{}
+		var failB atomic.Bool
+		failB.Store(true)
+		runs := map[string]int{}
+		h := commitWith(st)
+		f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+			runs[m.MsgId]++ // the listener runs a batch's messages sequentially
+			if m.MsgId == "b" && failB.Load() {
+				return errBusiness
+			}
+			return h(ctx, m)
+		}, nil, []Option{quiet, WithMetrics(stats)}).consume
+		batch := []*primitive.MessageExt{newMsg("t", "a", 1), newMsg("t", "b", 2), newMsg("t", "c", 3)}
+		if ok, err := deliver(t, f, orderly, batch...); ok || !errors.Is(err, errBusiness) {
+			t.Fatalf("ok %v err %v", ok, err)
+		}
+		wantC := !orderly // orderly stops at the failure to keep the order
+		if st.isCommitted(id("a")) != true || st.isCommitted(id("b")) || st.isCommitted(id("c")) != wantC {
+			t.Fatalf("committed a=%v b=%v c=%v", st.isCommitted(id("a")), st.isCommitted(id("b")), st.isCommitted(id("c")))
+		}
+		if orderly && stats.Count(OutcomeNotRun) != 1 {
+			t.Fatalf("stats %v", stats.Snapshot())
+		}
+		// Redelivery of the whole batch: only the failed (and unrun) ones run.
+		failB.Store(false)
+		if ok, err := deliver(t, f, orderly, batch...); !ok {
+			t.Fatal(err)
+		}
+		if runs["a"] != 1 || runs["b"] != 2 || runs["c"] != 1 {
+			t.Fatalf("runs %v", runs)
+		}
+		if got := stats.Snapshot()["messages"]; got != 6 {
+			t.Fatalf("%d outcomes for 6 messages: %v", got, stats.Snapshot())
+		}
+	})
+}
+
+func TestGroupResolution(t *testing.T) {
+	st := newFakeStore(t)
+	var got string
+	h := func(ctx context.Context, m *primitive.MessageExt) error {
+		d, _ := mqdatasource.DeliveryFromContext(ctx)
+		got = d.ConsumerGroup
+		return nil
+	}
+	call := func(listenerGroup, clientGroup string) (string, error) {
+		got = ""
+		f := newListener(st, listenerGroup, h, nil, []Option{quiet}).consume
+		ctx, _ := clientCtx(clientGroup, false)
+		res, err := f(ctx, newMsg("t", "m", 1))
+		if (res == consumer.ConsumeSuccess) != (err == nil) {
+			t.Fatalf("res %v err %v", res, err)
+		}
+		return got, err
+	}
+	for _, c := range []struct {
+		listener, client, want string
+		err                    bool
+	}{
+		{"g", "g", "g", false},
+		{"", "g", "g", false},
+		{"g", "", "g", false},
+		{"g", "ns%g", "g", false},
+		{"", "ns%g", "ns%g", false},
+		{"g", "other", "", true},
+		{"", "", "", true},
+	} {
+		g, err := call(c.listener, c.client)
+		if g != c.want || (err != nil) != c.err || (err != nil && !errors.Is(err, ErrGroup)) {
+			t.Errorf("listener %q client %q: group %q err %v", c.listener, c.client, g, err)
+		}
+	}
+}
+
+func TestSuspendBackoff(t *testing.T) {
+	st := newFakeStore(t)
+	f := newListener(st, testGroup, func(context.Context, *primitive.MessageExt) error { return errBusiness },
+		nil, []Option{quiet, WithSuspendBackoff(250 * time.Millisecond)}).consume
+	ctx, oc := clientCtx(testGroup, true)
+	if res, _ := f(ctx, newMsg("t", "m", 1)); res != consumer.SuspendCurrentQueueAMoment || oc.SuspendCurrentQueueTimeMillis != 250 {
+		t.Fatalf("res %v suspend %d", res, oc.SuspendCurrentQueueTimeMillis)
+	}
+}
+
+func TestDeliveryFields(t *testing.T) {
+	st := newFakeStore(t)
+	var d mqdatasource.Delivery
+	f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		d, _ = mqdatasource.DeliveryFromContext(ctx)
+		return nil
+	}, nil, []Option{quiet}).consume
+	// A retry: the client resets Topic to the original; Queue is the retry queue.
+	m := newMsg("orders", "u1", 42)
+	m.Queue = &primitive.MessageQueue{Topic: "%RETRY%" + testGroup, BrokerName: "broker-b", QueueId: 0}
+	if ok, err := deliver(t, f, false, m); !ok {
+		t.Fatal(err)
+	}
+	want := mqdatasource.Delivery{ConsumerGroup: testGroup, Key: "u1", Topic: "%RETRY%" + testGroup, BrokerName: "broker-b", QueueID: 0, QueueOffset: 42}
+	if d != want {
+		t.Fatalf("delivery %+v, want %+v", d, want)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	modes(t, func(t *testing.T, orderly bool) {
+		st := newFakeStore(t)
+		g := newGate()
+		started := make(chan struct{}, 4)
+		unblock := make(chan struct{})
+		h := commitWith(st)
+		stats := &Stats{}
+		f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+			started <- struct{}{}
+			<-unblock
+			return h(ctx, m)
+		}, nil, []Option{quiet, withGate(g), WithMetrics(stats)}).consume
+
+		// A running batch of two: the first message is in the handler.
+		type result struct {
+			ok  bool
+			err error
+		}
+		first := make(chan result, 1)
+		go func() {
+			ctx, _ := clientCtx(testGroup, orderly)
+			res, err := f(ctx, newMsg("t", "a", 1), newMsg("t", "b", 2))
+			first <- result{res == consumer.ConsumeSuccess, err}
+		}()
+		<-started
+		g.close()
+		// A new call is held without running its handler.
+		second := make(chan result, 1)
+		go func() {
+			ctx, _ := clientCtx(testGroup, orderly)
+			res, err := f(ctx, newMsg("t", "c", 3))
+			second <- result{res == consumer.ConsumeSuccess, err}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		if err := g.wait(ctx); err == nil {
+			t.Fatal("wait returned with a handler running")
+		}
+		cancel()
+		close(unblock)
+		if err := g.wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-first:
+			t.Fatalf("first call returned before release: %+v", r)
+		case r := <-second:
+			t.Fatalf("second call returned before release: %+v", r)
+		default:
+		}
+		g.release()
+		r1, r2 := <-first, <-second
+		if r1.ok || !errors.Is(r1.err, ErrShutdown) || r2.ok || !errors.Is(r2.err, ErrShutdown) {
+			t.Fatalf("results %+v %+v", r1, r2)
+		}
+		// a committed (its handler was running); b and c never ran.
+		if !st.isCommitted(id("a")) || st.isCommitted(id("b")) || st.isCommitted(id("c")) {
+			t.Fatal("wrong commits")
+		}
+		if stats.Count(OutcomeNotRun) != 2 || stats.Count(OutcomeProcessed) != 1 {
+			t.Fatal(stats.Snapshot())
+		}
+	})
+}
+
+func TestDrainCancelsHandlers(t *testing.T) {
+	st := newFakeStore(t)
+	g := newGate()
+	f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, nil, []Option{quiet, withGate(g)}).consume
+	done := make(chan error, 1)
+	go func() {
+		ctx, _ := clientCtx(testGroup, false)
+		_, err := f(ctx, newMsg("t", "a", 1))
+		done <- err
+	}()
+	waitFor(t, func() bool { return g.runningCalls() == 1 })
+	g.close()
+	g.cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+}

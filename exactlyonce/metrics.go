@@ -1,0 +1,146 @@
+package exactlyonce
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcome is how the listener finished with one message of a delivery. Every
+// message handed to a listener ends with exactly one outcome.
+type Outcome int
+
+const (
+	// OutcomeProcessed: the handler ran and its transaction, holding the
+	// claim, committed. Acknowledged.
+	OutcomeProcessed Outcome = iota
+	// OutcomeUnclaimed: a Handler returned nil without committing a
+	// transaction holding the claim (it ignored the message, or wrote
+	// outside the DataSource). Acknowledged, logged at Warn; see
+	// WithRequireClaim.
+	OutcomeUnclaimed
+	// OutcomeSkippedCache: the pre-check found the message id in the
+	// in-memory cache of ids this listener committed. The handler did not
+	// run. Acknowledged.
+	OutcomeSkippedCache
+	// OutcomeSkippedTable: the pre-check found the message's row in
+	// transaction_record. The handler did not run. Acknowledged.
+	OutcomeSkippedTable
+	// OutcomeDuplicate: the claim insert found the row (another consumer
+	// committed the message between the pre-check and the claim, or the
+	// pre-check was skipped or failed); the transaction rolled back.
+	// Acknowledged.
+	OutcomeDuplicate
+	// OutcomeFailed: the handler, the key function, the claim or the commit
+	// returned an error; nothing was committed. Retried.
+	OutcomeFailed
+	// OutcomePanic: the handler panicked; its transaction rolled back.
+	// Retried.
+	OutcomePanic
+	// OutcomeNotRun: the message was not attempted because an earlier
+	// message of the same orderly batch failed, or because the consumer is
+	// shutting down. Retried.
+	OutcomeNotRun
+
+	numOutcomes = iota
+)
+
+var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run"}
+
+// String returns the outcome's metric-friendly name, e.g. "skipped_cache".
+func (o Outcome) String() string {
+	if o < 0 || int(o) >= numOutcomes {
+		return "unknown"
+	}
+	return outcomeNames[o]
+}
+
+// Acked reports whether the outcome acknowledges the message (the listener
+// returns success for the delivery only if every message's outcome is
+// acknowledged).
+func (o Outcome) Acked() bool { return o <= OutcomeDuplicate }
+
+// Labels identify where a metric comes from.
+type Labels struct {
+	Group   string // consumer group
+	Topic   string // the message's topic (the original topic for retries)
+	Orderly bool   // the listener was called by an orderly consumer
+}
+
+// Metrics receives the listener's counters and timings. Implementations must
+// be safe for concurrent use and fast (they run on the consume path). Plug in
+// Prometheus or OpenTelemetry by implementing it; Stats is an in-memory one.
+type Metrics interface {
+	// MessageDone is called once for every message handed to the listener,
+	// with its outcome. Processed = OutcomeProcessed; duplicates skipped by
+	// cache, by table and by unique key at the claim are the three Skipped*/
+	// Duplicate outcomes; retries are OutcomeFailed, OutcomePanic and
+	// OutcomeNotRun.
+	MessageDone(l Labels, o Outcome)
+	// HandlerDone is called after every handler run, whatever its outcome,
+	// with its duration (for a TxHandler, including beginning and committing
+	// the transaction). Not called for skipped messages.
+	HandlerDone(l Labels, o Outcome, d time.Duration)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) MessageDone(Labels, Outcome)                {}
+func (nopMetrics) HandlerDone(Labels, Outcome, time.Duration) {}
+
+// Stats is a Metrics that counts in memory, across all labels. Useful in
+// tests, demos and health endpoints. The zero value is ready to use.
+type Stats struct {
+	outcomes    [numOutcomes]atomic.Int64
+	handlerRuns atomic.Int64
+	handlerNano atomic.Int64
+
+	mu         sync.Mutex
+	handlerMax time.Duration
+}
+
+var _ Metrics = (*Stats)(nil)
+
+// MessageDone implements Metrics.
+func (s *Stats) MessageDone(_ Labels, o Outcome) {
+	if o >= 0 && int(o) < numOutcomes {
+		s.outcomes[o].Add(1)
+	}
+}
+
+// HandlerDone implements Metrics.
+func (s *Stats) HandlerDone(_ Labels, _ Outcome, d time.Duration) {
+	s.handlerRuns.Add(1)
+	s.handlerNano.Add(int64(d))
+	s.mu.Lock()
+	s.handlerMax = max(s.handlerMax, d)
+	s.mu.Unlock()
+}
+
+// Count returns how many messages ended with outcome o.
+func (s *Stats) Count(o Outcome) int64 {
+	if o < 0 || int(o) >= numOutcomes {
+		return 0
+	}
+	return s.outcomes[o].Load()
+}
+
+// Snapshot returns the counters by outcome name (see Outcome.String), plus
+// "messages" (their sum), "handler_runs", and "handler_ms_total" and
+// "handler_ms_max" (handler time in milliseconds).
+func (s *Stats) Snapshot() map[string]int64 {
+	m := make(map[string]int64, numOutcomes+4)
+	var total int64
+	for o := range Outcome(numOutcomes) {
+		n := s.outcomes[o].Load()
+		m[o.String()] = n
+		total += n
+	}
+	m["messages"] = total
+	m["handler_runs"] = s.handlerRuns.Load()
+	m["handler_ms_total"] = time.Duration(s.handlerNano.Load()).Milliseconds()
+	s.mu.Lock()
+	m["handler_ms_max"] = s.handlerMax.Milliseconds()
+	s.mu.Unlock()
+	return m
+}

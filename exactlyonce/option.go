@@ -1,0 +1,179 @@
+package exactlyonce
+
+import (
+	"database/sql"
+	"log/slog"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+)
+
+// Option configures a listener (Listener, TxListener) or a Consumer. Options
+// are sealed: only this package implements them. Options that only make sense
+// for a Consumer (WithClientOptions, WithPurge) are ignored by the listener
+// constructors; each says so.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	logger         *slog.Logger
+	metrics        Metrics
+	keyFunc        KeyFunc
+	cacheSize      int
+	tableCheck     bool
+	suspendBackoff time.Duration
+	txOptions      *sql.TxOptions
+	requireClaim   bool
+
+	// Consumer only.
+	clientOptions []consumer.Option
+	purgeEvery    time.Duration
+	purgeKeep     time.Duration
+
+	// Set by Consumer for the listeners it builds; nil for plain listeners.
+	gate *gate
+}
+
+func defaultConfig() config {
+	return config{
+		logger:         slog.Default(),
+		metrics:        nopMetrics{},
+		keyFunc:        DefaultKey,
+		cacheSize:      10000,
+		tableCheck:     true,
+		suspendBackoff: time.Second,
+	}
+}
+
+func newConfig(opts []Option) config {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}
+
+// WithLogger sets where the listener logs: failures and duplicates at Warn
+// and Info, panics and misuse at Error, skips at Debug. Default:
+// slog.Default(), read when the listener is built. A nil logger discards logs.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
+	})
+}
+
+// WithMetrics sets the sink for counters and the handler-time histogram.
+// Default: none (a no-op). Stats is a ready in-memory implementation.
+func WithMetrics(m Metrics) Option {
+	return optionFunc(func(c *config) {
+		if m == nil {
+			m = nopMetrics{}
+		}
+		c.metrics = m
+	})
+}
+
+// WithKeyFunc sets how a message's dedupe key is derived. Default:
+// DefaultKey (EXTEND_UNIQ_INFO, else UNIQ_KEY, else ORIGIN_MESSAGE_ID, else
+// the message id). The key must be the same on every delivery of the same
+// message and differ between different messages consumed by the group;
+// "" or an error makes the delivery fail (retry, eventually the DLQ), it is
+// never acknowledged unprocessed.
+func WithKeyFunc(f KeyFunc) Option {
+	return optionFunc(func(c *config) {
+		if f == nil {
+			f = DefaultKey
+		}
+		c.keyFunc = f
+	})
+}
+
+// WithKeysAsDedupeKey makes the message's Keys property (set by the producer
+// with Message.WithKeys) its dedupe key: a business key such as an order id,
+// stable even when the producer application sends the same fact twice as two
+// different messages. Default: off (DefaultKey). Same as
+// WithKeyFunc(KeysKey).
+func WithKeysAsDedupeKey() Option { return WithKeyFunc(KeysKey) }
+
+// WithCacheSize sets how many message ids committed (or found committed) by
+// this listener are remembered in memory, so that a redelivery is skipped
+// without a database round trip. Default: 10000. 0 disables the cache.
+func WithCacheSize(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			n = 0
+		}
+		c.cacheSize = n
+	})
+}
+
+// WithTableCheck turns the pre-check lookup in transaction_record
+// (DataSource.IsConsumed, one indexed SELECT per delivery not in the cache)
+// on or off. Default: on. With it off a duplicate still runs the handler up
+// to the claim, which then fails with ErrAlreadyConsumed and rolls back.
+func WithTableCheck(on bool) Option {
+	return optionFunc(func(c *config) { c.tableCheck = on })
+}
+
+// WithSuspendBackoff sets how long an orderly consumer waits before
+// redelivering a message queue whose delivery failed (the listener sets
+// ConsumeOrderlyContext.SuspendCurrentQueueTimeMillis). Default: 1s. The
+// client's own default, -1, redelivers at once in a hot loop. Values below
+// 1ms are raised to 1ms. Not used in concurrent mode, where the broker's
+// retry schedule applies.
+func WithSuspendBackoff(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < time.Millisecond {
+			d = time.Millisecond
+		}
+		c.suspendBackoff = d
+	})
+}
+
+// WithTxOptions sets the options of the transaction a TxHandler runs in
+// (isolation level, read-only). Default: nil, the driver's defaults. Ignored
+// for a Handler, which begins its own transactions.
+func WithTxOptions(o *sql.TxOptions) Option {
+	return optionFunc(func(c *config) { c.txOptions = o })
+}
+
+// WithRequireClaim makes a Handler that returns nil without having committed
+// a transaction holding the delivery's claim fail (ErrUnclaimed: the message
+// is retried) instead of succeeding with the outcome OutcomeUnclaimed.
+// Default: off, so handlers may legitimately ignore a message. Costs one
+// lookup after every successful Handler run. Ignored for a TxHandler, whose
+// transaction always holds the claim.
+func WithRequireClaim() Option {
+	return optionFunc(func(c *config) { c.requireClaim = true })
+}
+
+// WithClientOptions passes options to consumer.NewPushConsumer when
+// NewConsumer builds the client (name server, orderly mode, batch size,
+// instance name, ...). The group name is always NewConsumer's group. Default:
+// none. Ignored by the listener constructors. May be given more than once.
+func WithClientOptions(opts ...consumer.Option) Option {
+	return optionFunc(func(c *config) { c.clientOptions = append(c.clientOptions, opts...) })
+}
+
+// WithPurge makes a Consumer delete transaction_record rows older than keep
+// every interval, through DataSource.Purge, from Start until Shutdown.
+// Default: no purge. keep must exceed the longest time a message can still be
+// redelivered (the broker's retry schedule, about 5 hours with 16 retries,
+// and the message retention if offsets can be rewound); rows purged too early
+// let a redelivery apply twice. Ignored by the listener constructors.
+func WithPurge(keep, interval time.Duration) Option {
+	return optionFunc(func(c *config) {
+		c.purgeKeep = keep
+		c.purgeEvery = interval
+	})
+}
+
+func withGate(g *gate) Option { return optionFunc(func(c *config) { c.gate = g }) }
