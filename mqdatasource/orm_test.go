@@ -1,0 +1,94 @@
+package mqdatasource_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	gormmysql "gorm.io/driver/mysql"
+	gormpostgres "gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// TestGORM: unchanged GORM code on ds.DB() gets the claim through ctx.
+func TestGORM(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		var dialector gorm.Dialector
+		switch e.name {
+		case "mysql":
+			dialector = gormmysql.New(gormmysql.Config{Conn: f.ds.DB()})
+		default:
+			dialector = gormpostgres.New(gormpostgres.Config{Conn: f.ds.DB()})
+		}
+		db, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handler := func(ctx context.Context) error {
+			return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				return tx.Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 1)).Error
+			})
+		}
+		d := delivery("g", "gorm")
+		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); err != nil {
+			t.Fatal(err)
+		}
+		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("redelivery through GORM: %v, want ErrAlreadyConsumed", err)
+		}
+		if b := f.balance(t, 1); b != 1 || !f.hasRecord(t, d) {
+			t.Fatalf("balance %d record %v, want 1 and a record", b, f.hasRecord(t, d))
+		}
+
+		// Without Transaction, each GORM write runs in its own default
+		// transaction: the first claims the delivery, the second is a
+		// misuse, reported as such (never as a duplicate).
+		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "gorm-default-tx"))
+		write := func() error {
+			return db.WithContext(ctx).Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 1)).Error
+		}
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(); !errors.Is(err, mqdatasource.ErrDeliveryReused) {
+			t.Fatalf("second default-transaction write: %v, want ErrDeliveryReused", err)
+		}
+		if b := f.balance(t, 1); b != 2 {
+			t.Fatalf("balance %d, want 2", b)
+		}
+	})
+}
+
+// TestSqlx: unchanged sqlx code on ds.DB() gets the claim through ctx.
+func TestSqlx(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		db := sqlx.NewDb(f.ds.DB(), e.driverName())
+		handler := func(ctx context.Context) error {
+			tx, err := db.BeginTxx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if _, err := tx.ExecContext(ctx, tx.Rebind("UPDATE "+f.account+" SET balance = balance + ? WHERE id = ?"), 1, 1); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}
+		d := delivery("g", "sqlx")
+		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); err != nil {
+			t.Fatal(err)
+		}
+		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("redelivery through sqlx: %v, want ErrAlreadyConsumed", err)
+		}
+		if b := f.balance(t, 1); b != 1 {
+			t.Fatalf("balance %d, want 1", b)
+		}
+	})
+}
