@@ -108,9 +108,9 @@ func TestParseMySQLDuplicate(t *testing.T) {
 		entry, key string
 		ok         bool
 	}{
-		{"Duplicate entry 'k#g' for key 'uk_message_id'", "k#g", "uk_message_id", true},                         // MariaDB
-		{"Duplicate entry 'k#g' for key 'transaction_record.uk_message_id'", "k#g", "uk_message_id", true},      // MySQL >= 8.0.19
-		{"Duplicate entry 'a' for key 'b' for key 'uk_message_id'", "a' for key 'b", "uk_message_id", true},     // key text in the entry
+		{"Duplicate entry 'k#g' for key 'uk_message_id'", "k#g", "uk_message_id", true},                     // MariaDB
+		{"Duplicate entry 'k#g' for key 'transaction_record.uk_message_id'", "k#g", "uk_message_id", true},  // MySQL >= 8.0.19
+		{"Duplicate entry 'a' for key 'b' for key 'uk_message_id'", "a' for key 'b", "uk_message_id", true}, // key text in the entry
 		{"Duplicate entry '' for key 'PRIMARY'", "", "PRIMARY", true},
 		{"Data too long for column 'message_id' at row 1", "", "", false},
 	} {
@@ -122,7 +122,9 @@ func TestParseMySQLDuplicate(t *testing.T) {
 }
 
 func TestIsDuplicate(t *testing.T) {
-	my := func(n uint16, msg string) error { return fmt.Errorf("wrapped: %w", &mysql.MySQLError{Number: n, Message: msg}) }
+	my := func(n uint16, msg string) error {
+		return fmt.Errorf("wrapped: %w", &mysql.MySQLError{Number: n, Message: msg})
+	}
 	ms := func(n int32, msg string) error { return mssql.Error{Number: n, Message: msg} }
 	for _, tc := range []struct {
 		name string
