@@ -16,7 +16,8 @@ import (
 // opens.
 type core struct {
 	table    string
-	dialect  Dialect
+	dialect  Dialect // what runs: a variant of public for some drivers
+	public   Dialect // what the user chose or was detected
 	logger   *slog.Logger
 	claimSQL string
 
@@ -38,7 +39,12 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 			return nil, err
 		}
 	}
+	public := d
+	if d.impl() == sqlserverDialect && mssqlRewritesQueries(drv) {
+		d = sqlserverQDialect
+	}
 	c := &core{
+		public:  public,
 		table:   cfg.table,
 		dialect: d,
 		logger:  cfg.logger,
@@ -176,7 +182,7 @@ func (ds *DataSource) Close() error { return ds.db.Close() }
 func (ds *DataSource) Table() string { return ds.core.table }
 
 // Dialect returns the SQL dialect in use.
-func (ds *DataSource) Dialect() Dialect { return ds.core.dialect }
+func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 
 // IsConsumed reports whether d's message is recorded as consumed by its
 // consumer group: a committed claim exists. It is a pre-check, for skipping

@@ -3,7 +3,9 @@ package mqdatasource
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"reflect"
 	"strings"
 
 	mssql "github.com/microsoft/go-mssqldb"
@@ -76,4 +78,24 @@ ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
 		return nil, err
 	}
 	return ti, nil
+}
+
+// sqlserverQDialect is SQLServer() for the deprecated "mssql" driver name,
+// whose driver rewrites ? placeholders into @pN itself (and counts them):
+// given @pN text it would report zero parameters to database/sql.
+var sqlserverQDialect = func() *dialect {
+	d := *sqlserverDialect
+	d.param = func(int) string { return "?" }
+	return &d
+}()
+
+// mssqlRewritesQueries reports whether drv is go-mssqldb's driver of the
+// "mssql" name, which rewrites query text (an unexported setting).
+func mssqlRewritesQueries(drv driver.Driver) bool {
+	md, ok := drv.(*mssql.Driver)
+	if !ok || md == nil {
+		return false
+	}
+	f := reflect.ValueOf(md).Elem().FieldByName("processQueryText")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
 }

@@ -2,6 +2,7 @@ package mqdatasource
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -29,6 +30,39 @@ func TestClaimSQL(t *testing.T) {
 		t.Run(tc.d.Name(), func(t *testing.T) {
 			if got := tc.d.impl().claimSQL("tr"); got != tc.want {
 				t.Errorf("claim SQL\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSQLServerDriverNames: the "mssql" driver name rewrites ? into @pN and
+// counts the parameters, so the dialect writes ? for it.
+func TestSQLServerDriverNames(t *testing.T) {
+	for _, tc := range []struct {
+		driverName string
+		want       string
+	}{
+		{"sqlserver", "INSERT INTO [tr] ([consumer_group], [message_id], [topic_name], [ctime], [queue_id], [offset], [broker_name]) VALUES (@p1, @p2, @p3, @p4, @p5, @p6, @p7)"},
+		{"mssql", "INSERT INTO [tr] ([consumer_group], [message_id], [topic_name], [ctime], [queue_id], [offset], [broker_name]) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+	} {
+		t.Run(tc.driverName, func(t *testing.T) {
+			c, err := sql.Open(tc.driverName, "sqlserver://u:p@127.0.0.1:1?database=db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, opts := range [][]Option{nil, {WithDialect(SQLServer())}} {
+				cfg, err := newConfig(append(opts, WithTable("tr")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				co, err := newCore(cfg, c.Driver())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if co.dialect.Name() != "sqlserver" || co.claimSQL != tc.want {
+					t.Errorf("dialect %s claim SQL\n got %s\nwant %s", co.dialect.Name(), co.claimSQL, tc.want)
+				}
 			}
 		})
 	}
