@@ -31,7 +31,7 @@ type state struct {
 	faults          []*fault
 	nextFaultID     uint64
 	producerClients map[string]map[*conn]string // producer group -> conn -> client id
-	opaque          int32                        // of broker-to-client requests
+	opaque          int32                       // of broker-to-client requests
 }
 
 type offsetKey struct {
