@@ -250,6 +250,10 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		o, err = l.run(hctx, d, m)
 	}
 	elapsed := time.Since(start)
+	if !o.Acked() && hctx.Err() != nil {
+		// Only a Consumer's shutdown cancels hctx while the handler runs.
+		err = fmt.Errorf("%w (%w: the handler's context was cancelled when the grace period ended)", err, ErrShutdown)
+	}
 	l.cfg.metrics.HandlerDone(lbl, o, elapsed)
 	attrs = append(attrs, slog.Duration("elapsed", elapsed))
 

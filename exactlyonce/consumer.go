@@ -1,0 +1,204 @@
+package exactlyonce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// Consumer is a rocketmq-client-go PushConsumer whose subscriptions run
+// through Listener or TxListener, with the shutdown the client lacks: its
+// own Shutdown neither waits for running listeners nor tells them to stop,
+// and an orderly consumer unlocks its queues at once, so another instance
+// can start on a message that is still being applied here.
+//
+// Shutdown(ctx) stops taking deliveries, waits for the running handlers
+// (bounded by ctx), cancels their context when ctx ends, persists the
+// consumer offsets and then shuts the client down. Deliveries that arrive
+// meanwhile are not run and not acknowledged (see Shutdown).
+type Consumer struct {
+	ds     *mqdatasource.DataSource
+	group  string
+	opts   []Option
+	cfg    config
+	gate   *gate
+	client rocketmq.PushConsumer
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	started    bool
+	stopped    bool
+	purgeStop  context.CancelFunc
+	purgeDone  chan struct{}
+	shutdownMu sync.Mutex
+}
+
+// NewConsumer builds a Consumer for group on ds. The client is built by
+// consumer.NewPushConsumer with the options of WithClientOptions (name
+// server, orderly mode, batch size, ...) and consumer.WithGroupName(group).
+// The other options are the defaults of every Subscribe and SubscribeTx.
+func NewConsumer(ds *mqdatasource.DataSource, group string, opts ...Option) (*Consumer, error) {
+	if ds == nil {
+		return nil, errors.New("exactlyonce: NewConsumer needs a DataSource")
+	}
+	if group == "" {
+		return nil, fmt.Errorf("%w: NewConsumer needs a consumer group", ErrGroup)
+	}
+	cfg := newConfig(opts)
+	copts := append(append([]consumer.Option(nil), cfg.clientOptions...), consumer.WithGroupName(group))
+	pc, err := consumer.NewPushConsumer(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("exactlyonce: new push consumer: %w", err)
+	}
+	return &Consumer{
+		ds:     ds,
+		group:  group,
+		opts:   append([]Option(nil), opts...),
+		cfg:    cfg,
+		gate:   newGate(),
+		client: pc,
+		log:    cfg.logger,
+	}, nil
+}
+
+// Subscribe subscribes to topic with a Handler. opts override the
+// Consumer's options for this subscription. Call it before Start.
+func (c *Consumer) Subscribe(topic string, selector consumer.MessageSelector, h Handler, opts ...Option) error {
+	if h == nil {
+		return errors.New("exactlyonce: Subscribe needs a Handler")
+	}
+	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, h, nil, c.listenerOptions(opts)).consume)
+}
+
+// SubscribeTx subscribes to topic with a TxHandler. opts override the
+// Consumer's options for this subscription. Call it before Start.
+func (c *Consumer) SubscribeTx(topic string, selector consumer.MessageSelector, h TxHandler, opts ...Option) error {
+	if h == nil {
+		return errors.New("exactlyonce: SubscribeTx needs a TxHandler")
+	}
+	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, nil, h, c.listenerOptions(opts)).consume)
+}
+
+func (c *Consumer) listenerOptions(opts []Option) []Option {
+	all := append(append([]Option(nil), c.opts...), opts...)
+	return append(all, withGate(c.gate))
+}
+
+// Start checks the record table (DataSource.CheckSchema), then starts the
+// client and, with WithPurge, the background purge.
+func (c *Consumer) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return ErrShutdown
+	}
+	if c.started {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := c.ds.CheckSchema(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("exactlyonce: %w", err)
+	}
+	if err := c.client.Start(); err != nil {
+		return fmt.Errorf("exactlyonce: start consumer: %w", err)
+	}
+	c.started = true
+	if c.cfg.purgeEvery > 0 && c.cfg.purgeKeep > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.purgeStop, c.purgeDone = cancel, make(chan struct{})
+		go c.purgeLoop(ctx)
+	}
+	return nil
+}
+
+func (c *Consumer) purgeLoop(ctx context.Context) {
+	defer close(c.purgeDone)
+	t := time.NewTicker(c.cfg.purgeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := c.ds.Purge(ctx, time.Now().Add(-c.cfg.purgeKeep))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: purge failed", slog.Int64("deleted", n), slog.Any("error", err))
+		case n > 0:
+			c.log.LogAttrs(ctx, slog.LevelInfo, "exactlyonce: purged consumed-message records", slog.Int64("deleted", n), slog.Duration("olderThan", c.cfg.purgeKeep))
+		}
+	}
+}
+
+// Shutdown stops the consumer gracefully:
+//
+//  1. It stops taking deliveries. A listener call that arrives from now on
+//     runs no handler and is held until the client has shut down, then
+//     returns a retry result that the client discards because its queues
+//     are dropped by then: the messages stay unacknowledged and are
+//     redelivered from the last committed offset, with no send-back (which
+//     the broker could reject, upstream #1106). A batch being processed
+//     stops before its next message, in the same way.
+//  2. It waits for the running handlers, until ctx ends. When ctx ends
+//     first, it cancels the handlers' context (so their transactions roll
+//     back) and goes on; a handler that still commits later is
+//     acknowledged by nobody and skipped as a duplicate when redelivered.
+//  3. It persists the consumer offsets, shuts the client down (which
+//     persists them again, then unlocks orderly queues) and stops the
+//     background purge.
+//
+// It returns ctx's error, wrapped, if the handlers did not all finish in
+// time. Calling it again, or before Start, only shuts the client down once.
+func (c *Consumer) Shutdown(ctx context.Context) error {
+	c.shutdownMu.Lock()
+	defer c.shutdownMu.Unlock()
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return nil
+	}
+	c.stopped = true
+	started := c.started
+	c.mu.Unlock()
+
+	c.gate.close()
+	var err error
+	if werr := c.gate.wait(ctx); werr != nil {
+		n := c.gate.runningCalls()
+		c.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: shutdown grace period over, cancelling running handlers", slog.Int("running", n))
+		err = fmt.Errorf("exactlyonce: shutdown: %d deliveries still running: %w", n, werr)
+	}
+	c.gate.cancel()
+
+	if c.purgeStop != nil {
+		c.purgeStop()
+		<-c.purgeDone
+	}
+	if started {
+		if p, ok := c.client.(interface{ PersistConsumerOffset() error }); ok {
+			if perr := p.PersistConsumerOffset(); perr != nil {
+				c.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: persisting offsets failed", slog.Any("error", perr))
+			}
+		}
+		if serr := c.client.Shutdown(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("exactlyonce: shutdown client: %w", serr))
+		}
+	}
+	c.gate.release()
+	return err
+}
+
+// Client returns the underlying push consumer, e.g. for Suspend and Resume.
+// Do not call its Shutdown: call the Consumer's.
+func (c *Consumer) Client() rocketmq.PushConsumer { return c.client }

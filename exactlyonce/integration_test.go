@@ -1,0 +1,292 @@
+package exactlyonce
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// Integration tests: the listener with real MessageExt values on MariaDB and
+// PostgreSQL (scripts/testdb.sh go test ./exactlyonce/).
+
+// styles builds a listener of each handler style applying msg through f.
+func styles(f *fixture, group string, fail func(m *primitive.MessageExt) error, opts ...Option) map[string]ListenerFunc {
+	if fail == nil {
+		fail = func(*primitive.MessageExt) error { return nil }
+	}
+	opts = append([]Option{quiet}, opts...)
+	return map[string]ListenerFunc{
+		"Handler": Listener(f.ds, group, func(ctx context.Context, m *primitive.MessageExt) error {
+			tx, err := f.ds.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := f.apply(ctx, tx, group, m.MsgId, int(m.QueueOffset)); err != nil {
+				return err
+			}
+			if err := fail(m); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}, opts...),
+		"TxHandler": TxListener(f.ds, group, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+			if err := f.apply(ctx, tx, group, m.MsgId, int(m.QueueOffset)); err != nil {
+				return err
+			}
+			return fail(m)
+		}, opts...),
+	}
+}
+
+func eachStyle(t *testing.T, f func(t *testing.T, style string)) {
+	for _, s := range []string{"Handler", "TxHandler"} {
+		t.Run(s, func(t *testing.T) { f(t, s) })
+	}
+}
+
+// deliverUntilOK delivers msg (a fresh copy each time, as a redelivery is)
+// until the listener returns success.
+func deliverUntilOK(t *testing.T, f ListenerFunc, group string, orderly bool, mk func() []*primitive.MessageExt) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		ctx, _ := clientCtx(group, orderly)
+		res, err := f(ctx, mk()...)
+		if res == consumer.ConsumeSuccess {
+			if err != nil {
+				t.Errorf("success with error %v", err)
+			}
+			return
+		}
+		if attempt == 30 {
+			t.Errorf("no success after 30 deliveries: %v", err)
+			return
+		}
+	}
+}
+
+func TestIntegrationConcurrentDuplicates(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		eachStyle(t, func(t *testing.T, style string) {
+			f := newFixture(t, e)
+			const n, consumers = 25, 4
+			stats := &Stats{}
+			var wg sync.WaitGroup
+			for c := 0; c < consumers; c++ {
+				// One listener per simulated consumer process: no shared cache.
+				l := styles(f, testGroup, nil, WithMetrics(stats))[style]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range n {
+						deliverUntilOK(t, l, testGroup, false, func() []*primitive.MessageExt {
+							return []*primitive.MessageExt{newMsg("t", fmt.Sprintf("M%03d", i), int64(i))}
+						})
+					}
+				}()
+			}
+			wg.Wait()
+			rows, distinct := f.appliedCount(t)
+			if rows != n || distinct != n || f.recordCount(t) != n {
+				t.Fatalf("applied rows %d distinct %d records %d, want %d each", rows, distinct, f.recordCount(t), n)
+			}
+			s := stats.Snapshot()
+			if s["processed"] != n {
+				t.Fatalf("processed %d, want %d: %v", s["processed"], n, s)
+			}
+			if skipped := s["skipped_table"] + s["duplicate"] + s["skipped_cache"]; skipped != n*(consumers-1) {
+				t.Fatalf("duplicates %d, want %d: %v", skipped, n*(consumers-1), s)
+			}
+		})
+	})
+}
+
+func TestIntegrationBatchRedelivery(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		eachStyle(t, func(t *testing.T, style string) {
+			modes(t, func(t *testing.T, orderly bool) {
+				f := newFixture(t, e)
+				failing := true
+				fail := func(m *primitive.MessageExt) error {
+					if m.MsgId == "B3" && failing {
+						return errBusiness
+					}
+					return nil
+				}
+				batch := func() []*primitive.MessageExt {
+					var out []*primitive.MessageExt
+					for i := 1; i <= 5; i++ {
+						out = append(out, newMsg("t", fmt.Sprintf("B%d", i), int64(i)))
+					}
+					return out
+				}
+				stats1 := &Stats{}
+				ok, err := deliver(t, styles(f, testGroup, fail, WithMetrics(stats1))[style], orderly, batch()...)
+				if ok || !errors.Is(err, errBusiness) {
+					t.Fatalf("first delivery ok=%v err=%v", ok, err)
+				}
+				wantFirst := int64(4) // concurrent: the others commit
+				if orderly {
+					wantFirst = 2 // orderly: stops at the failure
+				}
+				if rows, _ := f.appliedCount(t); rows != wantFirst {
+					t.Fatalf("after the failed batch %d rows, want %d", rows, wantFirst)
+				}
+				// Redelivery to another process (fresh cache): the committed
+				// ones are skipped by the table lookup.
+				failing = false
+				stats2 := &Stats{}
+				if ok, err := deliver(t, styles(f, testGroup, fail, WithMetrics(stats2))[style], orderly, batch()...); !ok {
+					t.Fatal(err)
+				}
+				rows, distinct := f.appliedCount(t)
+				if rows != 5 || distinct != 5 {
+					t.Fatalf("rows %d distinct %d", rows, distinct)
+				}
+				if stats2.Count(OutcomeSkippedTable) != wantFirst || stats2.Count(OutcomeProcessed) != 5-wantFirst {
+					t.Fatalf("redelivery stats %v", stats2.Snapshot())
+				}
+			})
+		})
+	})
+}
+
+func TestIntegrationTwoGroups(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		f := newFixture(t, e)
+		const n = 10
+		for _, g := range []string{"group_a", "group_b"} {
+			l := styles(f, g, nil)["TxHandler"]
+			for range 2 { // each message twice per group
+				for i := range n {
+					deliverUntilOK(t, l, g, false, func() []*primitive.MessageExt {
+						return []*primitive.MessageExt{newMsg("t", fmt.Sprintf("G%d", i), int64(i))}
+					})
+				}
+			}
+		}
+		rows, distinct := f.appliedCount(t)
+		if rows != 2*n || distinct != 2*n || f.recordCount(t) != 2*n {
+			t.Fatalf("rows %d distinct %d records %d, want %d", rows, distinct, f.recordCount(t), 2*n)
+		}
+	})
+}
+
+func TestIntegrationErrorsAndPanics(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		eachStyle(t, func(t *testing.T, style string) {
+			modes(t, func(t *testing.T, orderly bool) {
+				f := newFixture(t, e)
+				var mode string
+				fail := func(m *primitive.MessageExt) error {
+					switch mode {
+					case "error":
+						return errBusiness
+					case "panic":
+						panic("handler bug")
+					}
+					return nil
+				}
+				stats := &Stats{}
+				l := styles(f, testGroup, fail, WithMetrics(stats))[style]
+				msg := func() *primitive.MessageExt { return newMsg("t", "E1", 1) }
+				for _, mode = range []string{"error", "panic"} {
+					ok, err := deliver(t, l, orderly, msg())
+					var pe *PanicError
+					if ok || (mode == "error" && !errors.Is(err, errBusiness)) || (mode == "panic" && !errors.As(err, &pe)) {
+						t.Fatalf("%s: ok=%v err=%v", mode, ok, err)
+					}
+					// Rolled back: nothing applied, nothing recorded. (A
+					// Handler's transaction left open by the panic is rolled
+					// back when its context is cancelled: poll.)
+					waitFor(t, func() bool { rows, _ := f.appliedCount(t); return rows == 0 && f.recordCount(t) == 0 })
+				}
+				mode = ""
+				if ok, err := deliver(t, l, orderly, msg()); !ok {
+					t.Fatal(err)
+				}
+				if rows, _ := f.appliedCount(t); rows != 1 {
+					t.Fatalf("rows %d", rows)
+				}
+				s := stats.Snapshot()
+				if s["failed"] != 1 || s["panic"] != 1 || s["processed"] != 1 {
+					t.Fatal(s)
+				}
+			})
+		})
+	})
+}
+
+func TestIntegrationSecondTransaction(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		f := newFixture(t, e)
+		l := Listener(f.ds, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+			tx, err := f.ds.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if err := f.apply(ctx, tx, testGroup, m.MsgId, 1); err != nil {
+				return err
+			}
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			// Like GORM's per-write default transaction: a second one.
+			tx2, err := f.ds.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			return tx2.Commit()
+		}, quiet)
+		ok, err := deliver(t, l, false, newMsg("t", "R1", 1))
+		if ok || !errors.Is(err, mqdatasource.ErrDeliveryReused) {
+			t.Fatalf("ok=%v err=%v, want ErrDeliveryReused", ok, err)
+		}
+	})
+}
+
+// Shutdown while a handler runs: when the grace period ends its context is
+// cancelled, its transaction rolls back, and the delivery is not
+// acknowledged.
+func TestIntegrationShutdownCancelsHandler(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		eachStyle(t, func(t *testing.T, style string) {
+			f := newFixture(t, e)
+			g := newGate()
+			inTx := make(chan struct{})
+			block := func(m *primitive.MessageExt) error {
+				close(inTx)
+				time.Sleep(50 * time.Millisecond) // a slow handler that ignores ctx
+				return nil
+			}
+			l := styles(f, testGroup, block, withGate(g))[style]
+			type result struct {
+				res consumer.ConsumeResult
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				ctx, _ := clientCtx(testGroup, false)
+				res, err := l(ctx, newMsg("t", "S1", 1))
+				done <- result{res, err}
+			}()
+			<-inTx
+			g.close()
+			g.cancel() // the grace period is over
+			r := <-done
+			if r.res == consumer.ConsumeSuccess || !errors.Is(r.err, ErrShutdown) {
+				t.Fatalf("res %v err %v: a cancelled handler must not be acknowledged", r.res, r.err)
+			}
+			waitFor(t, func() bool { rows, _ := f.appliedCount(t); return rows == 0 && f.recordCount(t) == 0 })
+		})
+	})
+}
