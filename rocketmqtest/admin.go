@@ -282,3 +282,15 @@ func (b *Broker) Restart() error {
 	go b.acceptLoop(ln)
 	return nil
 }
+
+// LockOwner returns the client id holding a queue's orderly-consumption lock
+// for the group, or "" when it is free or expired.
+func (b *Broker) LockOwner(group, topic string, queueID int) string {
+	var owner string
+	b.do(func(s *state) {
+		if l := s.locks[group][queueKey{topic, int32(queueID)}]; l != nil && time.Since(l.renewed) <= s.cfg.lockExpiry {
+			owner = l.clientID
+		}
+	})
+	return owner
+}
