@@ -30,20 +30,21 @@ type conn struct {
 	claimStmt driver.Stmt // the claim INSERT, prepared once per connection
 	noExecer  bool        // inner ExecContext with arguments returned ErrSkip
 	broken    bool        // the connection failed: discard it
+
+	// autocommitOff: the session runs with autocommit=0 (MySQL), set by
+	// beginImplicit. Every statement outside a transaction turns autocommit
+	// back on first (guard), so it never lands in an implicit transaction.
+	autocommitOff bool
 }
 
 func newConn(inner driver.Conn, c *core) *conn { return &conn{inner: inner, core: c} }
-
-// Unwrap returns the driver's own connection, for sql.Conn.Raw users who
-// need it. Statements run on it directly are not guarded.
-func (c *conn) Unwrap() driver.Conn { return c.inner }
 
 func (c *conn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if err := c.guard(ctx, false); err != nil {
+	if err := c.guard(ctx, opPrepare); err != nil {
 		return nil, err
 	}
 	var (
@@ -90,7 +91,15 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 			return nil, err
 		}
 	}
-	itx, err := c.beginInner(ctx, opts)
+	var (
+		itx driver.Tx
+		err error
+	)
+	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().implicitBegin {
+		itx, err = c.beginImplicit(ctx)
+	} else {
+		itx, err = c.beginInner(ctx, opts)
+	}
 	if err != nil {
 		cl.release(false)
 		c.observe(ctx, err)
@@ -136,6 +145,45 @@ func (c *conn) beginInner(ctx context.Context, opts driver.TxOptions) (driver.Tx
 	}
 	//lint:ignore SA1019 the fallback for drivers without the context variant
 	return c.inner.Begin()
+}
+
+// beginImplicit starts a MySQL transaction without a round trip of its own:
+// with autocommit=0 (set once per connection) the claim INSERT itself opens
+// the transaction, which COMMIT or ROLLBACK ends. The transaction is the
+// same as START TRANSACTION's (the snapshot is taken at the first read in
+// both); it saves one round trip per claimed transaction.
+func (c *conn) beginImplicit(ctx context.Context) (driver.Tx, error) {
+	e, ok := c.inner.(driver.ExecerContext)
+	if !ok {
+		return c.beginInner(ctx, driver.TxOptions{})
+	}
+	if !c.autocommitOff {
+		if _, err := e.ExecContext(ctx, "SET autocommit=0", nil); err != nil {
+			return nil, err
+		}
+		c.autocommitOff = true
+	}
+	return &implicitTx{c: c, e: e}, nil
+}
+
+// implicitTx ends a transaction begun by beginImplicit. COMMIT and ROLLBACK
+// do not use the transaction's context (like the driver's own Tx): a
+// cancelled context must not leave the server's transaction open. If
+// either fails the connection's state is unknown, and it is discarded.
+type implicitTx struct {
+	c *conn
+	e driver.ExecerContext
+}
+
+func (t *implicitTx) Commit() error   { return t.end("COMMIT") }
+func (t *implicitTx) Rollback() error { return t.end("ROLLBACK") }
+
+func (t *implicitTx) end(q string) error {
+	_, err := t.e.ExecContext(context.Background(), q, nil)
+	if err != nil {
+		t.c.broken = true
+	}
+	return err
 }
 
 // insertClaim runs the claim INSERT in the open transaction. It reports
@@ -218,17 +266,37 @@ func (c *conn) checkArgs(args []driver.NamedValue) error {
 	return nil
 }
 
+type op int
+
+const (
+	opPrepare op = iota
+	opRead
+	opWrite
+)
+
 // guard refuses statements that must not reach the server: any statement on
 // a transaction the server already aborted, and a write outside a
-// transaction with a delivery in ctx.
-func (c *conn) guard(ctx context.Context, write bool) error {
+// transaction with a delivery in ctx. Before a statement outside a
+// transaction it turns autocommit back on if beginImplicit turned it off.
+func (c *conn) guard(ctx context.Context, o op) error {
 	if c.tx != nil {
 		return c.tx.abortedErr()
 	}
-	if write {
+	if o == opWrite {
 		if cl := claimFromContext(ctx); cl != nil {
 			return fmt.Errorf("%w (message id %q); run it in a transaction, or use WithoutDelivery(ctx) to run it unprotected", ErrNoTransaction, cl.d.MessageID())
 		}
+	}
+	if c.autocommitOff && o != opPrepare {
+		if c.broken {
+			return driver.ErrBadConn
+		}
+		e := c.inner.(driver.ExecerContext) // set only where it is one
+		if _, err := e.ExecContext(ctx, "SET autocommit=1", nil); err != nil {
+			c.observe(ctx, err)
+			return err
+		}
+		c.autocommitOff = false
 	}
 	return nil
 }
@@ -301,7 +369,7 @@ func (c *conn) rollbackOnTimeout(ctx context.Context) bool {
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if err := c.guard(ctx, true); err != nil {
+	if err := c.guard(ctx, opWrite); err != nil {
 		return nil, err
 	}
 	e, ok := c.inner.(driver.ExecerContext)
@@ -314,7 +382,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if err := c.guard(ctx, false); err != nil {
+	if err := c.guard(ctx, opRead); err != nil {
 		return nil, err
 	}
 	q, ok := c.inner.(driver.QueryerContext)

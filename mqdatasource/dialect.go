@@ -52,6 +52,9 @@ type dialect struct {
 	// defaultUniqueKey names the unique key on message_id that the migration
 	// file creates for table; CheckSchema replaces it with the real name.
 	defaultUniqueKey func(table string) string
+	// implicitBegin: a claimed transaction is begun by the claim INSERT in
+	// an autocommit=0 session instead of START TRANSACTION (MySQL).
+	implicitBegin bool
 	// idLenInBytes is true when the message_id column length counts bytes.
 	idLenInBytes bool
 }

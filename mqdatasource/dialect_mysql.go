@@ -40,7 +40,8 @@ var mysqlDialect = &dialect{
 	purgeSQL: func(t string, n int) string {
 		return fmt.Sprintf("DELETE FROM `%s` WHERE `ctime` < ? ORDER BY `ctime` LIMIT %d", t, n)
 	},
-	inspect: inspectMySQL,
+	inspect:       inspectMySQL,
+	implicitBegin: true,
 	types: map[string][]string{
 		"id":             {"bigint", "int"},
 		"consumer_group": {"varchar", "char"},

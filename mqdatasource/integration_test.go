@@ -519,3 +519,69 @@ func TestConnectionLostAroundCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionStateBetweenTransactions: on one pooled connection, claimed
+// transactions (which MySQL begins without START TRANSACTION, see
+// beginImplicit), plain transactions and statements outside any
+// transaction alternate; every statement outside a transaction is committed
+// on its own at once (visible from another session), and the session
+// reports autocommit on.
+func TestSessionStateBetweenTransactions(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		f.ds.DB().SetMaxOpenConns(1)
+		bg := context.Background()
+		update := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		outside := func(want int64) {
+			t.Helper()
+			if _, err := f.ds.DB().ExecContext(bg, update, 1); err != nil {
+				t.Fatal(err)
+			}
+			if b := f.balance(t, 1); b != want {
+				t.Fatalf("balance %d seen from another session, want %d: a statement outside a transaction was not committed", b, want)
+			}
+			if e.name == "mysql" {
+				var ac int
+				if err := f.ds.DB().QueryRowContext(bg, "SELECT @@autocommit").Scan(&ac); err != nil || ac != 1 {
+					t.Fatalf("@@autocommit = %d, %v; want 1", ac, err)
+				}
+			}
+		}
+		if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", "s1")), 1); err != nil {
+			t.Fatal(err)
+		}
+		outside(2)
+		if err := f.increment(bg, 1); err != nil { // plain transaction
+			t.Fatal(err)
+		}
+		outside(4)
+		ctx := mqdatasource.WithDelivery(bg, delivery("g", "s2"))
+		tx, err := f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, tx, ctx, update, 1)
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		outside(5)
+		// A duplicate leaves the session clean too.
+		if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", "s1")), 1); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("duplicate: %v", err)
+		}
+		outside(6)
+		// Claimed transactions back to back, then a plain one.
+		for _, k := range []string{"s3", "s4"} {
+			if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", k)), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.increment(bg, 1); err != nil {
+			t.Fatal(err)
+		}
+		outside(10)
+		if n := f.records(t); n != 3 {
+			t.Fatalf("%d records, want 3", n)
+		}
+	})
+}

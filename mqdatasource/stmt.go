@@ -33,7 +33,7 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if err := s.c.guard(ctx, true); err != nil {
+	if err := s.c.guard(ctx, opWrite); err != nil {
 		return nil, err
 	}
 	res, err := stmtExec(ctx, s.inner, args)
@@ -42,7 +42,7 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if err := s.c.guard(ctx, false); err != nil {
+	if err := s.c.guard(ctx, opRead); err != nil {
 		return nil, err
 	}
 	rows, err := stmtQuery(ctx, s.inner, args)

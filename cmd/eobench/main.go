@@ -1,0 +1,284 @@
+// Command eobench measures what the exactly-once claim costs: on one
+// database, side by side in one run, it times
+//
+//   - plain:   a transaction with one business UPDATE;
+//   - claim:   the same transaction through an mqdatasource.DataSource with
+//     a delivery in its context (claim INSERT + UPDATE);
+//   - select-insert: the hand-written dedupe, "SELECT the id, then process,
+//     then INSERT the id" (SELECT before the transaction, INSERT in it);
+//
+// at each worker count, and prints the throughput of each and the ratio
+// claim/plain of the time per transaction. Variants run interleaved for
+// several rounds and the median round is reported, so drift on a shared
+// machine hits them alike.
+//
+// Run it against a throwaway MariaDB:
+//
+//	TESTDB_ONLY=mysql scripts/testdb.sh go run ./cmd/eobench
+//
+// or any server: go run ./cmd/eobench -driver mysql -dsn 'user@tcp(host:3306)/db'.
+// It creates and drops the tables eobench_record, eobench_account and
+// eobench_dedupe.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+const (
+	recordTable  = "eobench_record"
+	accountTable = "eobench_account"
+	dedupeTable  = "eobench_dedupe"
+)
+
+func main() {
+	var (
+		driverName = flag.String("driver", "mysql", `database/sql driver: "mysql" or "pgx"`)
+		dsn        = flag.String("dsn", "", "data source name (default $MYSQL_DSN, or $POSTGRES_DSN for pgx)")
+		ops        = flag.Int("ops", 2000, "transactions per variant per round")
+		rounds     = flag.Int("rounds", 5, "rounds (the median is reported)")
+		workerList = flag.String("workers", "1,8", "comma-separated worker counts")
+		accounts   = flag.Int("accounts", 1000, "rows in the business table")
+	)
+	flag.Parse()
+	if *dsn == "" {
+		*dsn = os.Getenv(map[string]string{"pgx": "POSTGRES_DSN"}[*driverName])
+		if *driverName == "mysql" {
+			*dsn = os.Getenv("MYSQL_DSN")
+		}
+	}
+	if *dsn == "" {
+		log.Fatal("eobench: no DSN: pass -dsn or set MYSQL_DSN / POSTGRES_DSN (scripts/testdb.sh does)")
+	}
+	var workers []int
+	for _, s := range strings.Split(*workerList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			log.Fatalf("eobench: bad -workers %q", *workerList)
+		}
+		workers = append(workers, n)
+	}
+	b, err := setup(*driverName, *dsn, *accounts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.teardown()
+	if err := b.run(workers, *ops, *rounds); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type bench struct {
+	driver   string
+	plain    *sql.DB
+	ds       *mqdatasource.DataSource
+	accounts int
+	seq      atomic.Int64 // message keys
+}
+
+func (b *bench) q(s string) string {
+	if b.driver != "pgx" {
+		return s
+	}
+	var out strings.Builder
+	n := 0
+	for _, r := range s {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&out, "$%d", n)
+			continue
+		}
+		out.WriteRune(r)
+	}
+	return out.String()
+}
+
+func setup(driverName, dsn string, accounts int) (*bench, error) {
+	ctx := context.Background()
+	plain, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := mqdatasource.Open(driverName, dsn, mqdatasource.WithTable(recordTable), mqdatasource.WithSchemaCheck(false))
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{driver: driverName, plain: plain, ds: ds, accounts: accounts}
+	b.teardown0()
+	if err := ds.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	for _, s := range []string{
+		"CREATE TABLE " + accountTable + " (id int PRIMARY KEY, balance bigint NOT NULL)",
+		"CREATE TABLE " + dedupeTable + " (id varchar(255) PRIMARY KEY)",
+	} {
+		if _, err := plain.ExecContext(ctx, s); err != nil {
+			return nil, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	for i := 1; i <= accounts; i += 500 {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + accountTable + " (id, balance) VALUES ")
+		for j := i; j < i+500 && j <= accounts; j++ {
+			if j > i {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "(%d, 0)", j)
+		}
+		if _, err := plain.ExecContext(ctx, sb.String()); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *bench) teardown0() {
+	for _, t := range []string{recordTable, accountTable, dedupeTable} {
+		_, _ = b.plain.Exec("DROP TABLE IF EXISTS " + t)
+	}
+}
+
+func (b *bench) teardown() {
+	b.teardown0()
+	b.ds.Close()
+	b.plain.Close()
+}
+
+// variant runs one transaction for worker w's i-th operation.
+type variant struct {
+	name string
+	op   func(ctx context.Context, account int) error
+}
+
+func (b *bench) variants() []variant {
+	update := b.q("UPDATE " + accountTable + " SET balance = balance + 1 WHERE id = ?")
+	sel := b.q("SELECT 1 FROM " + dedupeTable + " WHERE id = ?")
+	ins := b.q("INSERT INTO " + dedupeTable + " (id) VALUES (?)")
+	oneTx := func(ctx context.Context, begin func(context.Context, *sql.TxOptions) (*sql.Tx, error), account int, extra func(*sql.Tx) error) error {
+		tx, err := begin(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, update, account); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+		}
+		return tx.Commit()
+	}
+	return []variant{
+		{"plain", func(ctx context.Context, account int) error {
+			return oneTx(ctx, b.plain.BeginTx, account, nil)
+		}},
+		{"claim", func(ctx context.Context, account int) error {
+			d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: b.key(), Topic: "bench", BrokerName: "broker-a", QueueID: account % 8, QueueOffset: int64(account)}
+			return oneTx(mqdatasource.WithDelivery(ctx, d), b.ds.BeginTx, account, nil)
+		}},
+		{"select-insert", func(ctx context.Context, account int) error {
+			id := b.key() + "#bench"
+			var one int
+			switch err := b.plain.QueryRowContext(ctx, sel, id).Scan(&one); err {
+			case sql.ErrNoRows:
+			case nil:
+				return nil // already processed
+			default:
+				return err
+			}
+			return oneTx(ctx, b.plain.BeginTx, account, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, ins, id)
+				return err
+			})
+		}},
+	}
+}
+
+func (b *bench) key() string {
+	return fmt.Sprintf("7F00000100002A9F0000%012X", b.seq.Add(1))
+}
+
+// measure runs ops transactions of v on workers goroutines and returns the
+// elapsed time.
+func (b *bench) measure(v variant, workers, ops int) (time.Duration, error) {
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(ops) {
+					return
+				}
+				account := int((i*7919+int64(w))%int64(b.accounts)) + 1
+				if err := v.op(ctx, account); err != nil {
+					errs <- fmt.Errorf("%s: %w", v.name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	return elapsed, <-errs
+}
+
+func (b *bench) run(workers []int, ops, rounds int) error {
+	vs := b.variants()
+	fmt.Printf("eobench: driver %s, %d transactions per variant per round, %d rounds (median), business table %d rows\n\n", b.driver, ops, rounds, b.accounts)
+	fmt.Printf("%-8s %-14s %12s %14s %10s\n", "workers", "variant", "tx/s", "µs/tx (wall)", "vs plain")
+	for _, w := range workers {
+		b.plain.SetMaxIdleConns(w + 2)
+		b.ds.DB().SetMaxIdleConns(w + 2)
+		// Warm up pools and prepared statements.
+		for _, v := range vs {
+			if _, err := b.measure(v, w, 100); err != nil {
+				return err
+			}
+		}
+		times := make(map[string][]time.Duration)
+		for range rounds {
+			for _, v := range vs {
+				d, err := b.measure(v, w, ops)
+				if err != nil {
+					return err
+				}
+				times[v.name] = append(times[v.name], d)
+			}
+		}
+		med := func(name string) time.Duration {
+			ts := slices.Clone(times[name])
+			slices.Sort(ts)
+			return ts[len(ts)/2]
+		}
+		plain := med("plain")
+		for _, v := range vs {
+			m := med(v.name)
+			fmt.Printf("%-8d %-14s %12.0f %14.1f %9.2fx\n", w, v.name, float64(ops)/m.Seconds(), float64(m.Microseconds())/float64(ops)*float64(w), float64(m)/float64(plain))
+		}
+		fmt.Printf("%-8d ratio claim/plain = %.2f\n\n", w, float64(med("claim"))/float64(plain))
+	}
+	return nil
+}
