@@ -82,11 +82,15 @@ func main() {
 }
 
 type bench struct {
-	driver   string
-	plain    *sql.DB
-	ds       *mqdatasource.DataSource
-	accounts int
-	seq      atomic.Int64 // message keys
+	driver string
+	plain  *sql.DB
+	ds     *mqdatasource.DataSource
+	// manualClaim is the claim INSERT prepared on the plain pool: the
+	// "manual-claim" variant writes the record by hand, the lower bound of
+	// what the wrapper can cost.
+	manualClaim *sql.Stmt
+	accounts    int
+	seq         atomic.Int64 // message keys
 }
 
 func (b *bench) q(s string) string {
@@ -128,6 +132,14 @@ func setup(driverName, dsn string, accounts int) (*bench, error) {
 		if _, err := plain.ExecContext(ctx, s); err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
 		}
+	}
+	offset := "`offset`"
+	if driverName == "pgx" {
+		offset = `"offset"`
+	}
+	b.manualClaim, err = plain.PrepareContext(ctx, b.q("INSERT INTO "+recordTable+" (consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+	if err != nil {
+		return nil, err
 	}
 	for i := 1; i <= accounts; i += 500 {
 		var sb strings.Builder
@@ -191,6 +203,22 @@ func (b *bench) variants() []variant {
 		{"claim", func(ctx context.Context, account int) error {
 			d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: b.key(), Topic: "bench", BrokerName: "broker-a", QueueID: account % 8, QueueOffset: int64(account)}
 			return oneTx(mqdatasource.WithDelivery(ctx, d), b.ds.BeginTx, account, nil)
+		}},
+		{"manual-claim", func(ctx context.Context, account int) error {
+			tx, err := b.plain.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			st := tx.StmtContext(ctx, b.manualClaim)
+			if _, err := st.ExecContext(ctx, "bench", b.key()+"#bench", "bench", time.Now().UnixMilli(), account%8, account, "broker-a"); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, update, account); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			return tx.Commit()
 		}},
 		{"select-insert", func(ctx context.Context, account int) error {
 			id := b.key() + "#bench"
