@@ -266,14 +266,18 @@ func (s *state) rerunHeld(h *heldPull) {
 	}
 }
 
-// flushHeld answers every held pull now, so clients pull again at once; used
-// before connections are closed (see CloseClientConnections).
+// flushHeld answers every held pull with SERVICE_NOT_AVAILABLE before the
+// broker closes connections (CloseClientConnections, Restart).
+// rocketmq-client-go treats that code as a pull error and pulls again 3 s
+// later: by then it has seen the connection close and opens a new one. A pull
+// left unanswered would instead wait for its 30 s timeout, and a PULL_NOT_FOUND
+// would make it pull again at once, most likely on the closing connection.
 func (s *state) flushHeld() {
 	for k, hs := range s.held {
 		for _, h := range hs {
 			if !h.done {
 				h.done = true
-				s.rerunHeld(h)
+				s.reply(h.in, respond(codeServiceNotAvailable, "the broker is closing this connection"))
 			}
 		}
 		delete(s.held, k)

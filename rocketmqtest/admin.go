@@ -225,9 +225,10 @@ func (b *Broker) Resume() {
 
 // CloseClientConnections closes every client connection, like
 // httptest.Server.CloseClientConnections. Clients reconnect on their next
-// request. Pulls being held for long polling are answered first (no new
-// message), so consumers pull again at once on a new connection instead of
-// waiting for their 30 s pull timeout.
+// request. Pulls held for long polling are answered SERVICE_NOT_AVAILABLE
+// first, so rocketmq-client-go consumers pull again 3 s later on a new
+// connection rather than waiting for their 30 s pull timeout; a request the
+// client writes while the connection closes is lost and times out.
 func (b *Broker) CloseClientConnections() {
 	b.do(func(s *state) { s.closeConns() })
 }
@@ -235,7 +236,7 @@ func (b *Broker) CloseClientConnections() {
 func (s *state) closeConns() {
 	s.flushHeld()
 	for c := range s.conns {
-		c.close()
+		c.closeAfterWrites()
 		s.connClosed(c)
 	}
 }

@@ -33,6 +33,7 @@ const (
 	codeSystemError               int16 = 1
 	codeRequestNotSupported       int16 = 3
 	codeMessageIllegal            int16 = 13
+	codeServiceNotAvailable       int16 = 14
 	codeNoPermission              int16 = 16
 	codeTopicNotExist             int16 = 17
 	codePullNotFound              int16 = 19

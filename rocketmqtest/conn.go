@@ -19,6 +19,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	out     []outFrame
+	drain   bool          // close once out is written
 	wake    chan struct{} // capacity 1: "out is not empty"
 	closed  chan struct{}
 	closeMu sync.Once
@@ -50,6 +51,18 @@ func (c *conn) close() {
 		close(c.closed)
 		_ = c.nc.Close()
 	})
+}
+
+// closeAfterWrites closes the connection once the frames queued so far are
+// written, so responses sent just before a broker-initiated close arrive.
+func (c *conn) closeAfterWrites() {
+	c.mu.Lock()
+	c.drain = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // send queues a frame; it never blocks.
@@ -135,7 +148,12 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Lock()
 		batch, c.out = c.out, batch[:0]
+		drain := c.drain
 		c.mu.Unlock()
+		if len(batch) == 0 && drain {
+			c.close()
+			return
+		}
 		bufs = bufs[:0]
 		hdr = hdr[:0]
 		// Headers go into one buffer; remember where each starts so bodies can
@@ -161,5 +179,9 @@ func (c *conn) writeLoop() {
 			return
 		}
 		clear(batch)
+		if drain {
+			c.close()
+			return
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package rocketmqtest
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"time"
@@ -23,6 +24,7 @@ type config struct {
 	maxReconsumeTimes int
 	lockExpiry        time.Duration
 	logger            *slog.Logger
+	debug             bool // logger enabled at debug level: log every request
 	topics            map[string]int
 }
 
@@ -119,6 +121,7 @@ func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {
 			c.logger = l
+			c.debug = l.Enabled(context.Background(), slog.LevelDebug)
 		}
 	})
 }

@@ -190,6 +190,9 @@ func (s *state) handle(in *inbound) {
 		return // read before its connection was closed by the broker
 	}
 	in.c.ser = in.cmd.Serialization
+	if s.cfg.debug {
+		s.cfg.logger.Debug("rocketmqtest: request", "code", in.cmd.Code, "remote", in.c.remote.String(), "fields", in.cmd.ExtFields)
+	}
 	if s.paused {
 		s.pausedRequests = append(s.pausedRequests, in)
 		return
