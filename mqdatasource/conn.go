@@ -35,6 +35,12 @@ type conn struct {
 	// beginImplicit. Every statement outside a transaction turns autocommit
 	// back on first (guard), so it never lands in an implicit transaction.
 	autocommitOff bool
+	// lastClaimed: the last thing this connection ran was a claimed
+	// transaction. Only then is the next claimed transaction begun by
+	// beginImplicit: a connection that alternates claims with statements
+	// outside transactions (the listener's pre-check lookup) would pay a
+	// round trip to turn autocommit back on for each of those.
+	lastClaimed bool
 }
 
 func newConn(inner driver.Conn, c *core) *conn { return &conn{inner: inner, core: c} }
@@ -95,7 +101,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		itx driver.Tx
 		err error
 	)
-	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().implicitBegin {
+	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().implicitBegin && (c.autocommitOff || c.lastClaimed) {
 		itx, err = c.beginImplicit(ctx)
 	} else {
 		itx, err = c.beginInner(ctx, opts)
@@ -286,6 +292,9 @@ func (c *conn) guard(ctx context.Context, o op) error {
 		if cl := claimFromContext(ctx); cl != nil {
 			return fmt.Errorf("%w (message id %q); run it in a transaction, or use WithoutDelivery(ctx) to run it unprotected", ErrNoTransaction, cl.d.MessageID())
 		}
+	}
+	if o != opPrepare {
+		c.lastClaimed = false
 	}
 	if c.autocommitOff && o != opPrepare {
 		if c.broken {

@@ -140,3 +140,18 @@ func (c *claim) release(committed bool) {
 		c.state = claimFree
 	}
 }
+
+// ClaimCommitted reports whether a transaction begun with ctx's delivery
+// committed its claim: the delivery's message was applied by this delivery.
+// It reads the state WithDelivery put in ctx (no SQL), so a listener can
+// tell after the handler returned whether the work was committed, without
+// looking the record up. It is false without a delivery in ctx.
+func ClaimCommitted(ctx context.Context) bool {
+	c := claimFromContext(ctx)
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == claimCommitted
+}

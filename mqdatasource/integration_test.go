@@ -71,12 +71,18 @@ func TestRollbackLeavesNoRecord(t *testing.T) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}
+		if mqdatasource.ClaimCommitted(ctx) {
+			t.Fatal("ClaimCommitted after rollback")
+		}
 		if f.hasRecord(t, d) || f.balance(t, 1) != 0 {
 			t.Fatalf("after rollback: record=%v balance=%d, want no record and 0", f.hasRecord(t, d), f.balance(t, 1))
 		}
 		// The handler may retry within the same delivery after a rollback.
 		if err := f.increment(ctx, 1); err != nil {
 			t.Fatalf("retry in the same delivery context: %v", err)
+		}
+		if !mqdatasource.ClaimCommitted(ctx) {
+			t.Fatal("ClaimCommitted false after commit")
 		}
 		// A redelivery is then a duplicate.
 		if applied, err := f.deliver(t, "g", "rolled-back", 1); err != nil || applied {
@@ -580,8 +586,27 @@ func TestSessionStateBetweenTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 		outside(10)
-		if n := f.records(t); n != 3 {
-			t.Fatalf("%d records, want 3", n)
+		// A run of claims, the last rolled back, then a duplicate.
+		for _, k := range []string{"s5", "s6"} {
+			if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", k)), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx = mqdatasource.WithDelivery(bg, delivery("g", "s7"))
+		tx, err = f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, tx, ctx, update, 1)
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", "s6")), 1); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("duplicate: %v", err)
+		}
+		outside(13)
+		if n := f.records(t); n != 5 {
+			t.Fatalf("%d records, want 5", n)
 		}
 	})
 }

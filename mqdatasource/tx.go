@@ -41,6 +41,7 @@ func (t *tx) end(committed bool) {
 	if t.c.tx == t {
 		t.c.tx = nil
 	}
+	t.c.lastClaimed = t.claim != nil
 	t.claim.release(committed)
 }
 

@@ -1,6 +1,7 @@
 package mqdatasource_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -120,4 +121,16 @@ func FuzzDeliveryValidate(f *testing.F) {
 			t.Fatalf("MessageID = %q", id)
 		}
 	})
+}
+
+func TestClaimCommittedWithoutDelivery(t *testing.T) {
+	for _, ctx := range []context.Context{
+		context.Background(),
+		mqdatasource.WithoutDelivery(mqdatasource.WithDelivery(context.Background(), mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"})),
+		mqdatasource.WithDelivery(context.Background(), mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"}),
+	} {
+		if mqdatasource.ClaimCommitted(ctx) {
+			t.Errorf("ClaimCommitted = true for a context without a committed claim")
+		}
+	}
 }
