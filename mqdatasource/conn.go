@@ -120,8 +120,11 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	if err == nil && !dup {
 		return t, nil
 	}
-	// Roll back: nothing but the claim ran in this transaction.
-	_ = itx.Rollback()
+	// Roll back: nothing but the claim ran in this transaction. If the
+	// rollback fails the session may still be in a transaction: discard it.
+	if rbErr := itx.Rollback(); rbErr != nil {
+		c.broken = true
+	}
 	c.tx = nil
 	cl.release(false)
 	if dup {

@@ -73,11 +73,13 @@ func (t *tx) Commit() error {
 }
 
 // Rollback rolls back and frees the claim, so the delivery can be tried
-// again with the same context. The driver's error is returned unchanged.
+// again with the same context. The driver's error is returned unchanged;
+// after a failed rollback the session may still be in a transaction, so
+// the connection is discarded rather than handed to the next user.
 func (t *tx) Rollback() error {
 	err := t.inner.Rollback()
 	if err != nil {
-		t.c.observe(t.ctx, err)
+		t.c.broken = true
 	}
 	t.end(false)
 	return err

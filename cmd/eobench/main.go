@@ -11,7 +11,10 @@
 //     MySQL round-trip saving);
 //
 // at each worker count, and prints the throughput of each (median round),
-// the time per transaction, and the ratio to plain. Variants run one after
+// the wall time per transaction and its ratio to plain, and, when the server
+// runs on this machine, the CPU time (client + server) per transaction and
+// its ratio to plain: on a machine shared with other work the CPU time is
+// the steadier measure of what the claim costs. Variants run one after
 // the other in each round, the ratio is taken per round and the median
 // round's ratio is reported, so drift in the load of a shared machine hits
 // the variants alike.
@@ -32,11 +35,13 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -56,8 +61,19 @@ func main() {
 		rounds     = flag.Int("rounds", 7, "rounds (the median is reported)")
 		workerList = flag.String("workers", "1,8", "comma-separated worker counts")
 		accounts   = flag.Int("accounts", 1000, "rows in the business table")
+		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to the file")
 	)
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *dsn == "" {
 		*dsn = os.Getenv(map[string]string{"pgx": "POSTGRES_DSN"}[*driverName])
 		if *driverName == "mysql" {
@@ -95,6 +111,9 @@ type bench struct {
 	manualClaim *sql.Stmt
 	accounts    int
 	seq         atomic.Int64 // message keys
+	// serverPID is the local database server's pid (0: unknown), for
+	// measuring its CPU time.
+	serverPID int
 }
 
 func (b *bench) q(s string) string {
@@ -126,6 +145,9 @@ func setup(driverName, dsn string, accounts int) (*bench, error) {
 	}
 	b := &bench{driver: driverName, plain: plain, ds: ds, accounts: accounts}
 	b.teardown0()
+	if driverName == "mysql" {
+		b.serverPID = findServerPID(plain)
+	}
 	if err := ds.Migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -246,13 +268,19 @@ func (b *bench) key() string {
 	return fmt.Sprintf("7F00000100002A9F0000%012X", b.seq.Add(1))
 }
 
-// measure runs ops transactions of v on workers goroutines and returns the
-// elapsed time.
-func (b *bench) measure(v variant, workers, ops int) (time.Duration, error) {
+// sample is one timed run of a variant.
+type sample struct {
+	wall time.Duration
+	cpu  time.Duration // client + server CPU time; 0 if the server's is unknown
+}
+
+// measure runs ops transactions of v on workers goroutines.
+func (b *bench) measure(v variant, workers, ops int) (sample, error) {
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
+	cpu0, cpuOK := b.cpuTime()
 	start := time.Now()
 	for w := range workers {
 		wg.Add(1)
@@ -272,15 +300,75 @@ func (b *bench) measure(v variant, workers, ops int) (time.Duration, error) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	s := sample{wall: time.Since(start)}
+	if cpu1, ok := b.cpuTime(); ok && cpuOK {
+		s.cpu = cpu1 - cpu0
+	}
 	close(errs)
-	return elapsed, <-errs
+	return s, <-errs
+}
+
+// cpuTime returns the CPU time used so far by this process and the
+// database server, when the server runs on this machine (its pid file is
+// readable): the load of other processes on a shared machine does not
+// change it the way it changes wall time.
+func (b *bench) cpuTime() (time.Duration, bool) {
+	if b.serverPID == 0 {
+		return 0, false
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, false
+	}
+	client := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	// Per-thread scheduler statistics: nanoseconds on the CPU.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", b.serverPID))
+	if err != nil {
+		return 0, false
+	}
+	var server int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", b.serverPID, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		f := strings.Fields(string(data))
+		if len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			server += n
+		}
+	}
+	return client + time.Duration(server), true
+}
+
+// findServerPID finds the MySQL/MariaDB server's pid through its pid file,
+// if the server runs here.
+func findServerPID(db *sql.DB) int {
+	var file string
+	if err := db.QueryRow("SELECT @@pid_file").Scan(&file); err != nil {
+		return 0
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task", pid)); err != nil {
+		return 0
+	}
+	return pid
 }
 
 func (b *bench) run(workers []int, ops, rounds int) error {
 	vs := b.variants()
-	fmt.Printf("eobench: driver %s, %d transactions per variant per round, %d rounds (median), business table %d rows\n\n", b.driver, ops, rounds, b.accounts)
-	fmt.Printf("%-8s %-14s %12s %14s %10s\n", "workers", "variant", "tx/s", "µs/tx", "vs plain")
+	fmt.Printf("eobench: driver %s, %d transactions per variant per round, %d rounds, business table %d rows\n", b.driver, ops, rounds, b.accounts)
+	if b.serverPID == 0 {
+		fmt.Printf("(server CPU unknown: not a local MySQL/MariaDB; CPU columns omitted)\n")
+	}
+	fmt.Printf("\n%-8s %-14s %9s %10s %16s %10s %16s\n", "workers", "variant", "tx/s", "µs/tx", "wall vs plain", "CPU µs/tx", "CPU vs plain")
 	for _, w := range workers {
 		b.plain.SetMaxIdleConns(w + 2)
 		b.ds.DB().SetMaxIdleConns(w + 2)
@@ -290,38 +378,60 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 				return err
 			}
 		}
-		times := make(map[string][]time.Duration)
+		samples := make(map[string][]sample)
 		for range rounds {
 			for _, v := range vs {
-				d, err := b.measure(v, w, ops)
+				s, err := b.measure(v, w, ops)
 				if err != nil {
 					return err
 				}
-				times[v.name] = append(times[v.name], d)
+				samples[v.name] = append(samples[v.name], s)
 			}
 		}
-		med := func(name string) time.Duration {
-			ts := slices.Clone(times[name])
-			slices.Sort(ts)
-			return ts[len(ts)/2]
+		median := func(xs []float64) (lo, mid, hi float64) {
+			xs = slices.Clone(xs)
+			slices.Sort(xs)
+			return xs[0], xs[len(xs)/2], xs[len(xs)-1]
 		}
 		// Ratios are taken per round (the variants of a round ran back to
 		// back, under the same load), then the median round is reported.
-		ratio := func(name string) (lo, mid, hi float64) {
+		ratios := func(name string, f func(sample) time.Duration) []float64 {
 			rs := make([]float64, rounds)
 			for i := range rs {
-				rs[i] = float64(times[name][i]) / float64(times["plain"][i])
+				rs[i] = float64(f(samples[name][i])) / float64(f(samples["plain"][i]))
 			}
-			slices.Sort(rs)
-			return rs[0], rs[len(rs)/2], rs[len(rs)-1]
+			return rs
 		}
+		wall := func(s sample) time.Duration { return s.wall }
+		cpu := func(s sample) time.Duration { return s.cpu }
+		var claimWall, claimCPU float64
 		for _, v := range vs {
-			m := med(v.name)
-			lo, mid, hi := ratio(v.name)
-			fmt.Printf("%-8d %-14s %12.0f %14.1f %9.2fx  (rounds %.2f-%.2f)\n", w, v.name, float64(ops)/m.Seconds(), float64(m.Microseconds())/float64(ops)*float64(w), mid, lo, hi)
+			ws := make([]float64, rounds)
+			cs := make([]float64, rounds)
+			for i, s := range samples[v.name] {
+				ws[i], cs[i] = s.wall.Seconds(), s.cpu.Seconds()
+			}
+			_, mw, _ := median(ws)
+			_, mc, _ := median(cs)
+			wlo, wmid, whi := median(ratios(v.name, wall))
+			line := fmt.Sprintf("%-8d %-14s %9.0f %10.1f %5.2f (%.2f-%.2f)", w, v.name, float64(ops)/mw, mw*1e6/float64(ops)*float64(w), wmid, wlo, whi)
+			if b.serverPID != 0 {
+				clo, cmid, chi := median(ratios(v.name, cpu))
+				line += fmt.Sprintf(" %10.1f %5.2f (%.2f-%.2f)", mc*1e6/float64(ops), cmid, clo, chi)
+				if v.name == "claim" {
+					claimCPU = cmid
+				}
+			}
+			if v.name == "claim" {
+				claimWall = wmid
+			}
+			fmt.Println(line)
 		}
-		_, mid, _ := ratio("claim")
-		fmt.Printf("%-8d ratio claim/plain = %.2f (median of per-round ratios)\n\n", w, mid)
+		fmt.Printf("%-8d ratio claim/plain: wall time %.2f", w, claimWall)
+		if b.serverPID != 0 {
+			fmt.Printf(", CPU time %.2f", claimCPU)
+		}
+		fmt.Printf(" (median of per-round ratios)\n\n")
 	}
 	return nil
 }
