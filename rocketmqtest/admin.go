@@ -144,38 +144,39 @@ func (b *Broker) Messages(topic string) []*primitive.MessageExt {
 	return msgs
 }
 
-// ClientInfo describes a connected client, from its heartbeats.
+// ClientInfo describes an open client connection and what the client declared
+// in its heartbeats on it. rocketmq-client-go sends its first heartbeat a
+// second after it starts, or at once for a push consumer.
 type ClientInfo struct {
-	ClientID       string
 	Addr           string // the client's address as the broker sees it
+	ClientID       string // "" before the first heartbeat
 	ConsumerGroups []string
 	ProducerGroups []string
 }
 
-// Clients lists the clients that sent heartbeats on open connections, sorted
-// by client id then address.
+// Clients lists the open client connections, sorted by client id then
+// address.
 func (b *Broker) Clients() []ClientInfo {
 	var out []ClientInfo
 	b.do(func(s *state) {
 		byConn := map[*conn]*ClientInfo{}
-		get := func(c *conn, id string) *ClientInfo {
-			ci := byConn[c]
-			if ci == nil {
-				ci = &ClientInfo{ClientID: id, Addr: c.remote.String()}
-				byConn[c] = ci
-			}
-			return ci
+		for c := range s.conns {
+			byConn[c] = &ClientInfo{Addr: c.remote.String()}
 		}
 		for name, g := range s.groups {
 			for c, gc := range g.clients {
-				ci := get(c, gc.clientID)
-				ci.ConsumerGroups = append(ci.ConsumerGroups, name)
+				if ci := byConn[c]; ci != nil {
+					ci.ClientID = gc.clientID
+					ci.ConsumerGroups = append(ci.ConsumerGroups, name)
+				}
 			}
 		}
 		for name, m := range s.producerClients {
 			for c, id := range m {
-				ci := get(c, id)
-				ci.ProducerGroups = append(ci.ProducerGroups, name)
+				if ci := byConn[c]; ci != nil {
+					ci.ClientID = id
+					ci.ProducerGroups = append(ci.ProducerGroups, name)
+				}
 			}
 		}
 		for _, ci := range byConn {
@@ -294,4 +295,18 @@ func (b *Broker) LockOwner(group, topic string, queueID int) string {
 		}
 	})
 	return owner
+}
+
+// PausedRequests returns the codes of the requests waiting for Resume, in
+// arrival order.
+func (b *Broker) PausedRequests() []int16 {
+	var codes []int16
+	b.do(func(s *state) {
+		for _, in := range s.pausedRequests {
+			if !in.eof {
+				codes = append(codes, in.cmd.Code)
+			}
+		}
+	})
+	return codes
 }

@@ -42,6 +42,7 @@ type Broker struct {
 type inbound struct {
 	c   *conn
 	cmd *Command
+	eof bool // no command: the connection closed
 	// Set by faults while the request is handled.
 	replyDelay time.Duration
 	dropReply  bool

@@ -80,7 +80,12 @@ func (c *conn) readLoop() {
 	defer c.b.wg.Done()
 	defer func() {
 		c.close()
-		c.b.post(func(s *state) { s.connClosed(c) })
+		// Through the request channel, so the run loop sees every request
+		// read from the connection before it sees the connection go.
+		select {
+		case c.b.reqs <- &inbound{c: c, eof: true}:
+		case <-c.b.done:
+		}
 	}()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var prefix [4]byte
@@ -113,8 +118,6 @@ func (c *conn) readLoop() {
 		select {
 		case c.b.reqs <- in:
 		case <-c.b.done:
-			return
-		case <-c.closed:
 			return
 		}
 	}

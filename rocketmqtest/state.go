@@ -186,16 +186,20 @@ func (s *state) append(m *message, now time.Time) *message {
 
 // handle dispatches one request, applying controls and faults first.
 func (s *state) handle(in *inbound) {
+	if s.paused {
+		s.pausedRequests = append(s.pausedRequests, in)
+		return
+	}
+	if in.eof {
+		s.connClosed(in.c)
+		return
+	}
 	if !s.conns[in.c] {
 		return // read before its connection was closed by the broker
 	}
 	in.c.ser = in.cmd.Serialization
 	if s.cfg.debug {
 		s.cfg.logger.Debug("rocketmqtest: request", "code", in.cmd.Code, "remote", in.c.remote.String(), "fields", in.cmd.ExtFields)
-	}
-	if s.paused {
-		s.pausedRequests = append(s.pausedRequests, in)
-		return
 	}
 	if s.runControls(in) {
 		return
