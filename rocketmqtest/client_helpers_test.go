@@ -101,4 +101,3 @@ func (c *collector) len() int {
 	defer c.mu.Unlock()
 	return len(c.msgs)
 }
-
