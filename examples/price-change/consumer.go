@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// applyPriceChange is the handler in the plain database/sql style: it opens
+// its own transaction through the DataSource with the ctx the listener
+// passes. That ctx carries the delivery, so the transaction's first
+// statement claims the message in transaction_record; the claim and the three
+// writes below commit together or not at all.
+//
+// The error decides what happens to the message: nil acknowledges it; an
+// error wrapping mqdatasource.ErrAlreadyConsumed (from BeginTx: the change
+// was applied before) acknowledges it as a duplicate; any other error retries
+// it (orderly mode: the product's queue pauses and the same change comes
+// again, so later changes of the product never overtake it).
+func applyPriceChange(ds *mqdatasource.DataSource) exactlyonce.Handler {
+	return func(ctx context.Context, msg *primitive.MessageExt) error {
+		var c PriceChange
+		if err := json.Unmarshal(msg.Body, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", msg.MsgId, err)
+		}
+		tx, err := ds.BeginTx(ctx, nil) // claims the message
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() // no-op after Commit
+		if err := applyChange(ctx, tx, ds.Dialect(), c); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+}
+
+// applyChange makes the change's writes in tx: the new price and the change
+// counter, which is not idempotent on purpose (a change applied twice counts
+// twice, and the verifier notices), and a history row.
+func applyChange(ctx context.Context, tx *sql.Tx, d mqdatasource.Dialect, c PriceChange) error {
+	res, err := tx.ExecContext(ctx, rebind(d,
+		`UPDATE product SET price_cents = ?, version = ?, change_count = change_count + 1 WHERE id = ?`),
+		c.PriceCents, c.Version, c.ProductID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		// Retried: the change applies once the catalogue has the product.
+		return fmt.Errorf("product %s is not in the catalogue", c.ProductID)
+	}
+	_, err = tx.ExecContext(ctx, rebind(d,
+		`INSERT INTO price_history (product_id, version, price_cents, change_cents) VALUES (?, ?, ?, ?)`),
+		c.ProductID, c.Version, c.PriceCents, c.ChangeCents)
+	return err
+}
+
+// consumerConfig is what a consumer instance needs.
+type consumerConfig struct {
+	NameServer string
+	Topic      string
+	Group      string
+	Instance   string // distinct per consumer in one process
+	Style      string // "plain" (applyPriceChange) or "tx" (applyPriceChangeTx)
+	Stats      *exactlyonce.Stats
+	Logger     *slog.Logger
+
+	// LockInterval is how often the orderly consumer renews its queue locks
+	// (the client's default is 20 s).
+	LockInterval time.Duration
+}
+
+// startConsumer starts an orderly consumer of the price changes. Orderly
+// mode consumes each queue with one goroutine, in order, holding the queue's
+// lock on the broker: with the product id as sharding key, each product's
+// changes are applied in version order.
+func startConsumer(ds *mqdatasource.DataSource, cfg consumerConfig) (*exactlyonce.Consumer, error) {
+	clientOpts := []consumer.Option{
+		consumer.WithNameServer(primitive.NamesrvAddr{cfg.NameServer}),
+		consumer.WithInstance(cfg.Instance),
+		consumer.WithConsumerOrder(true),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+	}
+	if cfg.LockInterval > 0 {
+		clientOpts = append(clientOpts, consumer.WithRebalanceLockInterval(cfg.LockInterval))
+	}
+	c, err := exactlyonce.NewConsumer(ds, cfg.Group,
+		exactlyonce.WithClientOptions(clientOpts...),
+		exactlyonce.WithMetrics(cfg.Stats),
+		exactlyonce.WithLogger(cfg.Logger),
+	)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Style {
+	case "plain":
+		err = c.Subscribe(cfg.Topic, consumer.MessageSelector{}, applyPriceChange(ds))
+	case "tx":
+		err = c.SubscribeTx(cfg.Topic, consumer.MessageSelector{}, applyPriceChangeTx(ds.Dialect()))
+	default:
+		err = fmt.Errorf("unknown handler style %q (want plain or tx)", cfg.Style)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, fmt.Errorf("start consumer %s: %w", cfg.Instance, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
+)
+
+// demoConfig configures the demo run.
+type demoConfig struct {
+	Plan       plan
+	NameServer string // "" starts the in-process rocketmqtest broker
+	Driver     string // with DSN; "" starts a throwaway database (DB)
+	DSN        string
+	DB         string // throwaway kind: "mariadb" or "postgres"
+	Reset      bool   // empty the example's tables of an existing database
+	Style      string // handler style: "plain" or "tx"
+	Topic      string // "" picks one
+	Group      string // "" picks one
+	Queues     int    // queues of the topic (in-process broker)
+	Timeout    time.Duration
+	Logger     *slog.Logger // the listeners' logger
+}
+
+// demo is one run: a database, a broker, a producer, two consumers, and the
+// faults the run injects along the way.
+type demo struct {
+	cfg    demoConfig
+	prog   *progress
+	ds     *mqdatasource.DataSource
+	broker *rocketmqtest.Broker // nil with an external name server
+	stats  exactlyonce.Stats    // shared by all consumers
+	pub    publishStats
+	report Report
+
+	mu        sync.Mutex
+	consumers map[string]*exactlyonce.Consumer // by instance name
+}
+
+// runDemo runs the demo and returns its report. The report is valid, and
+// verified, whenever err is nil; mismatches are in the report.
+func runDemo(ctx context.Context, cfg demoConfig, prog *progress) (*Report, error) {
+	d := &demo{cfg: cfg, prog: prog, consumers: map[string]*exactlyonce.Consumer{}}
+	d.report = Report{Resends: -1, BrokerDuplicates: -1, Rewound: -1}
+	return &d.report, d.run(ctx)
+}
+
+func (d *demo) run(ctx context.Context) error {
+	cfg := d.cfg
+	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+
+	// The database: a throwaway server unless a DSN was given.
+	driver, dsn := cfg.Driver, cfg.DSN
+	fresh := dsn == ""
+	if fresh {
+		d.prog.event("starting a throwaway %s ...", cfg.DB)
+		var stop func() error
+		var err error
+		driver, dsn, stop, err = startThrowawayDB(ctx, cfg.DB)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	ds, err := openDB(ctx, driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	d.ds = ds
+	if err := emptyTables(ctx, ds, cfg.Reset || fresh); err != nil {
+		return err
+	}
+	if err := seedProducts(ctx, ds, cfg.Plan.Products); err != nil {
+		return err
+	}
+
+	// The broker: in-process unless a name server was given. On a real
+	// cluster the topic and group are new for every run, so that messages
+	// and offsets of earlier runs stay out of it.
+	nameServer := cfg.NameServer
+	topic, group := cfg.Topic, cfg.Group
+	if nameServer == "" {
+		if topic == "" {
+			topic = "price-change"
+		}
+		b, err := rocketmqtest.New(
+			rocketmqtest.WithTopic(topic, cfg.Queues),
+			// Orderly consumers lock their queues on the broker. rocketmq-client-go
+			// v2.1.2 never unlocks a queue it gives up in a rebalance, so the new
+			// owner waits for the lock to expire: 60 s on a real broker.
+			// The demo shortens the expiry (and renews locks more often).
+			rocketmqtest.WithLockExpiry(time.Second),
+		)
+		if err != nil {
+			return fmt.Errorf("start the in-process broker: %w", err)
+		}
+		defer b.Close()
+		d.broker = b
+		nameServer = b.Addr()
+		d.prog.event("in-process RocketMQ broker on %s, topic %s with %d queues", nameServer, topic, cfg.Queues)
+	} else {
+		if err := probe(ctx, nameServer); err != nil {
+			return err
+		}
+		if topic == "" {
+			topic = "price-change-" + runID
+		}
+	}
+	if group == "" {
+		group = "product-service"
+		if !fresh || cfg.NameServer != "" {
+			group += "-" + runID
+		}
+	}
+
+	consumerCfg := func(instance string) consumerConfig {
+		c := consumerConfig{
+			NameServer: nameServer, Topic: topic, Group: group, Instance: instance,
+			Style: cfg.Style, Stats: &d.stats, Logger: cfg.Logger,
+		}
+		if d.broker != nil {
+			c.LockInterval = 300 * time.Millisecond // well within the 1 s lock expiry
+		}
+		return c
+	}
+	defer d.shutdownAll()
+	for _, name := range []string{"consumer-a", "consumer-b"} {
+		if err := d.startConsumer(consumerCfg(name)); err != nil {
+			return err
+		}
+	}
+	d.prog.event("2 orderly consumers (%s handler) in group %s", cfg.Style, group)
+
+	p, err := newProducer(nameServer, "price-engine-"+runID)
+	if err != nil {
+		return fmt.Errorf("start producer: %w", err)
+	}
+	defer p.Shutdown()
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	published := make(chan error, 1)
+	go func() { published <- d.publish(ctx, p, topic) }()
+
+	go d.nudge(ctx)
+	if err := d.drive(ctx, published, consumerCfg("consumer-b"), group, topic); err != nil {
+		return err
+	}
+	d.shutdownAll()
+	d.prog.done()
+
+	d.report.Resends = d.pub.Resends.Load()
+	d.report.addStats(&d.stats)
+	vctx, vcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer vcancel()
+	return verify(vctx, ds, cfg.Plan, group, &d.report)
+}
+
+// publish sends the plan. With the in-process broker, the first tenth of
+// the versions is sent while the broker stores every message twice (what a
+// producer retry after a lost send response does).
+func (d *demo) publish(ctx context.Context, p rocketmq.Producer, topic string) error {
+	const workers = 4
+	if d.broker == nil {
+		return publish(ctx, p, topic, d.cfg.Plan, 1, d.cfg.Plan.Changes, workers, &d.pub)
+	}
+	first := max(d.cfg.Plan.Changes/10, 1)
+	dup := d.broker.DuplicateSends()
+	err := publish(ctx, p, topic, d.cfg.Plan, 1, first, workers, &d.pub)
+	d.report.BrokerDuplicates = int64(dup.Hits()) // before Remove, which forgets the count
+	dup.Remove()
+	d.prog.event("broker stored versions 1-%d of every product twice (%d duplicates)", first, d.report.BrokerDuplicates)
+	if err != nil || first == d.cfg.Plan.Changes {
+		return err
+	}
+	return publish(ctx, p, topic, d.cfg.Plan, first+1, d.cfg.Plan.Changes, workers, &d.pub)
+}
+
+// drive watches the run and injects the consumer-side faults at set points
+// of progress. With the in-process broker, offset commits are lost from 35%
+// applied on, as when a consumer dies before its offsets reach the broker;
+// at 45% consumer-b restarts (so it, and consumer-a while it holds
+// consumer-b's queues, resume from older offsets); at 75% the group's offsets
+// are rewound to the start, so every message is delivered again. With a real
+// cluster consumer-b just restarts at 40%. drive returns when every change
+// is applied and every duplicate drained, or fails when the timeout ends
+// first.
+func (d *demo) drive(ctx context.Context, published <-chan error, restartCfg consumerConfig, group, topic string) error {
+	total := int64(d.cfg.Plan.total())
+	var (
+		pubDone      bool
+		lost         *rocketmqtest.Fault // offset commits dropped
+		restarted    bool
+		rewound      bool
+		sinceRewind  int64 // deliveries counted when the rewind was made
+		lastDelivery int64
+		idleSince    = time.Now()
+	)
+	defer func() {
+		if lost != nil {
+			lost.Remove()
+		}
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-published:
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			pubDone = true
+			published = nil
+		case <-ctx.Done():
+			d.prog.done()
+			return fmt.Errorf("demo did not finish within %v (applied %d of %d changes): %w",
+				d.cfg.Timeout, d.stats.Count(exactlyonce.OutcomeProcessed), total, ctx.Err())
+		case <-tick.C:
+		}
+		var now Report
+		now.addStats(&d.stats)
+		d.prog.status("sent %d/%d  deliveries %d  applied %d/%d  duplicates skipped %d",
+			d.pub.Sent.Load(), total, now.Deliveries, now.Applied, total, now.Skipped)
+		if now.Deliveries != lastDelivery {
+			lastDelivery, idleSince = now.Deliveries, time.Now()
+		}
+
+		switch applied := now.Applied; {
+		case d.broker != nil && lost == nil && !restarted && applied >= total*35/100:
+			lost = d.broker.DropOffsetCommits()
+			d.prog.event("the broker loses offset commits from now on, as if consumers crashed before committing")
+		case !restarted && applied >= total*45/100:
+			restarted = true
+			if err := d.restart(ctx, restartCfg); err != nil {
+				return err
+			}
+			if lost != nil {
+				lost.Remove()
+				lost = nil
+			}
+		case d.broker != nil && restarted && !rewound && applied >= total*3/4:
+			rewound = true
+			sinceRewind = now.Deliveries
+			d.report.Rewound = d.storedMessages(topic)
+			d.broker.RewindOffsets(group, topic)
+			d.prog.event("offsets of group %s rewound to the start: %d messages will be delivered again "+
+				"(the client waits 10 s first)", group, d.report.Rewound)
+		}
+
+		if !pubDone || !restarted || now.Applied < total {
+			continue
+		}
+		if d.broker == nil {
+			// Real cluster: done when nothing was delivered for 3 s.
+			if time.Since(idleSince) >= 3*time.Second {
+				return nil
+			}
+			continue
+		}
+		if rewound && now.Deliveries-sinceRewind >= d.storedMessages(topic) && d.offsetsCommitted(group, topic) {
+			return nil
+		}
+	}
+}
+
+// restart stops consumer-b and starts it again.
+func (d *demo) restart(ctx context.Context, cfg consumerConfig) error {
+	d.prog.event("%s stops", cfg.Instance)
+	d.mu.Lock()
+	c := d.consumers[cfg.Instance]
+	delete(d.consumers, cfg.Instance)
+	d.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := c.Shutdown(sctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", cfg.Instance, err)
+	}
+	if err := d.startConsumer(cfg); err != nil {
+		return err
+	}
+	d.report.Restarts++
+	d.prog.event("%s restarted", cfg.Instance)
+	return nil
+}
+
+func (d *demo) startConsumer(cfg consumerConfig) error {
+	c, err := startConsumer(d.ds, cfg)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.consumers[cfg.Instance] = c
+	d.mu.Unlock()
+	return nil
+}
+
+// shutdownAll stops the running consumers, each within 10 s.
+func (d *demo) shutdownAll() {
+	d.mu.Lock()
+	cs := d.consumers
+	d.consumers = map[string]*exactlyonce.Consumer{}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for name, c := range cs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.Shutdown(ctx); err != nil {
+				d.prog.event("stop %s: %v", name, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// nudge makes the consumers rebalance twice a second. rocketmq-client-go
+// v2.1.2 rebalances every 20 s (and when the group changes); an orderly queue
+// whose lock was still held at the last rebalance would otherwise sit idle
+// until the next one.
+func (d *demo) nudge(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		for _, c := range d.consumers {
+			if r, ok := c.Client().(interface{ Rebalance() }); ok {
+				r.Rebalance()
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// storedMessages is the number of messages the in-process broker holds in
+// the topic.
+func (d *demo) storedMessages(topic string) int64 {
+	var n int64
+	for q := range d.cfg.Queues {
+		n += d.broker.MaxOffset(topic, q)
+	}
+	return n
+}
+
+// offsetsCommitted pushes the consumers' offsets to the in-process broker
+// and reports whether every queue's committed offset reached its end.
+func (d *demo) offsetsCommitted(group, topic string) bool {
+	d.mu.Lock()
+	for _, c := range d.consumers {
+		if p, ok := c.Client().(interface{ PersistConsumerOffset() error }); ok {
+			_ = p.PersistConsumerOffset()
+		}
+	}
+	d.mu.Unlock()
+	for q := range d.cfg.Queues {
+		if d.broker.CommittedOffset(group, topic, q) < d.broker.MaxOffset(topic, q) {
+			return false
+		}
+	}
+	return true
+}
+
+// probe checks that a name server address accepts connections, so that a
+// wrong address fails at once with a clear message instead of the client's
+// endless retries.
+func probe(ctx context.Context, addr string) error {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("cannot reach the RocketMQ name server at %s: no answer within 5 s", addr)
+		}
+		return fmt.Errorf("cannot reach the RocketMQ name server at %s: %w", addr, err)
+	}
+	return conn.Close()
+}

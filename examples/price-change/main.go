@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+)
+
+const usage = `price-change: price changes applied exactly once from RocketMQ to a database.
+
+Usage:
+  price-change [demo] [flags]   the whole scenario in one process (default)
+  price-change produce [flags]  publish the price changes
+  price-change consume [flags]  apply them, until interrupted
+  price-change verify [flags]   check the database; exit status 1 on a mismatch
+
+Run "price-change <command> -h" for the flags of a command.
+`
+
+// errMismatch makes the program exit with status 1.
+var errMismatch = errors.New("mismatches found")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errMismatch):
+		os.Exit(1)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "price-change:", err)
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "demo"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "demo":
+		return runDemoCmd(ctx, args, stdout, stderr)
+	case "produce":
+		return runProduce(ctx, args, stderr)
+	case "consume":
+		return runConsume(ctx, args, stderr)
+	case "verify":
+		return runVerify(ctx, args, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// flags are the flags the commands share.
+type flags struct {
+	*flag.FlagSet
+	nameServer, dsn, driver *string
+	topic, group, style     *string
+	products, changes       *int
+	seed                    *uint64
+	resend                  *float64
+	verbose, jsonOut        *bool
+}
+
+func newFlags(name string, stderr io.Writer) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &flags{FlagSet: fs}
+	f.nameServer = fs.String("namesrv", os.Getenv("NAMESRV_ADDR"), "RocketMQ name server `host:port` (default $NAMESRV_ADDR)")
+	f.dsn = fs.String("dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (default $PRICE_CHANGE_DSN)")
+	f.driver = fs.String("driver", envOr("PRICE_CHANGE_DRIVER", "mysql"), "database/sql driver of -dsn: mysql, pgx or sqlserver (default $PRICE_CHANGE_DRIVER or mysql)")
+	f.topic = fs.String("topic", "", "topic")
+	f.group = fs.String("group", "", "consumer group")
+	f.style = fs.String("style", "plain", "handler style: plain (database/sql, exactlyonce.Listener) or tx (managed transaction, exactlyonce.TxListener)")
+	f.products = fs.Int("products", 50, "number of products")
+	f.changes = fs.Int("changes", 60, "price changes per product")
+	f.seed = fs.Uint64("seed", 1, "varies the prices; the producer and the verifier must agree")
+	f.resend = fs.Float64("resend", 0.03, "fraction of changes the producer sends twice")
+	f.verbose = fs.Bool("v", false, "log the listeners and the RocketMQ client at info level")
+	f.jsonOut = fs.Bool("json", false, "print the report as JSON")
+	return f
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (f *flags) plan() (plan, error) {
+	if *f.products < 1 || *f.changes < 1 {
+		return plan{}, errors.New("-products and -changes must be at least 1")
+	}
+	if *f.resend < 0 || *f.resend > 1 {
+		return plan{}, errors.New("-resend must be between 0 and 1")
+	}
+	return plan{Products: *f.products, Changes: *f.changes, Seed: *f.seed, Resend: *f.resend}, nil
+}
+
+// logger sets the RocketMQ client's log level and returns the listeners'
+// logger: errors only, unless -v.
+func (f *flags) logger(stderr io.Writer) *slog.Logger {
+	level, clientLevel := slog.LevelError, "error"
+	if *f.verbose {
+		level, clientLevel = slog.LevelInfo, "info"
+	}
+	rlog.SetLogLevel(clientLevel)
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("demo", stderr)
+	db := f.String("db", "mariadb", "throwaway database started when -dsn is empty: mariadb or postgres")
+	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
+	queues := f.Int("queues", 8, "queues of the topic on the in-process broker")
+	timeout := f.Duration("timeout", 3*time.Minute, "give up after this long")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	pl, err := f.plan()
+	if err != nil {
+		return err
+	}
+	cfg := demoConfig{
+		Plan: pl, NameServer: *f.nameServer, Driver: *f.driver, DSN: *f.dsn, DB: *db,
+		Reset: *reset, Style: *f.style, Topic: *f.topic, Group: *f.group,
+		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr),
+	}
+	if cfg.Style != "plain" && cfg.Style != "tx" {
+		return fmt.Errorf("unknown -style %q (want plain or tx)", cfg.Style)
+	}
+	start := time.Now()
+	r, err := runDemo(ctx, cfg, newProgress(stderr))
+	if err != nil {
+		return err
+	}
+	if err := writeReport(stdout, r, *f.jsonOut); err != nil {
+		return err
+	}
+	if !*f.jsonOut {
+		fmt.Fprintf(stdout, "(%.1fs)\n", time.Since(start).Seconds())
+	}
+	if r.Mismatches > 0 {
+		return errMismatch
+	}
+	return nil
+}
+
+func writeReport(w io.Writer, r *Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	r.print(w)
+	return nil
+}
+
+func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
+	f := newFlags("produce", stderr)
+	workers := f.Int("workers", 4, "sending goroutines (each product is sent by one, in order)")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	pl, err := f.plan()
+	if err != nil {
+		return err
+	}
+	f.logger(stderr)
+	if *f.nameServer == "" {
+		return errors.New("-namesrv is required (or $NAMESRV_ADDR)")
+	}
+	if err := probe(ctx, *f.nameServer); err != nil {
+		return err
+	}
+	p, err := newProducer(*f.nameServer, fmt.Sprintf("price-engine-%d", os.Getpid()))
+	if err != nil {
+		return err
+	}
+	defer p.Shutdown()
+	var st publishStats
+	start := time.Now()
+	if err := publish(ctx, p, orDefault(*f.topic, "price-change"), pl, 1, pl.Changes, *workers, &st); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "produce: sent %d changes to %d products (+%d resends) in %.1fs\n",
+		st.Sent.Load(), pl.Products, st.Resends.Load(), time.Since(start).Seconds())
+	return nil
+}
+
+func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
+	f := newFlags("consume", stderr)
+	instance := f.String("instance", "consumer", "client instance name; keep it across restarts so the process gets its queue locks back at once")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	logger := f.logger(stderr)
+	if *f.nameServer == "" || *f.dsn == "" {
+		return errors.New("-namesrv and -dsn are required (or $NAMESRV_ADDR and $PRICE_CHANGE_DSN)")
+	}
+	if err := probe(ctx, *f.nameServer); err != nil {
+		return err
+	}
+	ds, err := openDB(ctx, *f.driver, *f.dsn)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	if err := seedProducts(ctx, ds, *f.products); err != nil {
+		return err
+	}
+	var stats exactlyonce.Stats
+	c, err := startConsumer(ds, consumerConfig{
+		NameServer: *f.nameServer, Topic: orDefault(*f.topic, "price-change"),
+		Group: orDefault(*f.group, "product-service"), Instance: *instance,
+		Style: *f.style, Stats: &stats, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "consume: %s started (pid %d)\n", *instance, os.Getpid())
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+		}
+		var r Report
+		r.addStats(&stats)
+		fmt.Fprintf(stderr, "consume: deliveries %d  applied %d  duplicates skipped %d  retried %d\n",
+			r.Deliveries, r.Applied, r.Skipped, r.Retried)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return c.Shutdown(sctx)
+}
+
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("verify", stderr)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	pl, err := f.plan()
+	if err != nil {
+		return err
+	}
+	if *f.dsn == "" {
+		return errors.New("-dsn is required (or $PRICE_CHANGE_DSN)")
+	}
+	ds, err := openDB(ctx, *f.driver, *f.dsn)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	r := &Report{Resends: -1, BrokerDuplicates: -1, Rewound: -1, Deliveries: -1, Skipped: -1, Applied: -1, Retried: -1}
+	if err := verify(ctx, ds, pl, orDefault(*f.group, "product-service"), r); err != nil {
+		return err
+	}
+	if err := writeReport(stdout, r, *f.jsonOut); err != nil {
+		return err
+	}
+	if r.Mismatches > 0 {
+		return errMismatch
+	}
+	return nil
+}
