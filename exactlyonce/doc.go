@@ -1,0 +1,85 @@
+// Package exactlyonce makes rocketmq-client-go (v2.1.2) consumers apply each
+// message's database writes exactly once per consumer group, on top of
+// package mqdatasource.
+//
+// RocketMQ delivers at least once. mqdatasource records every consumed
+// message (key#group) in transaction_record inside the same local
+// transaction as the handler's writes, so a redelivery finds the record and
+// its transaction rolls back. This package is the consumer side: it builds
+// the delivery for each message, puts it in the handler's context, runs the
+// handler, and turns the outcome into the ConsumeResult the client needs,
+// closing the traps of the v2.1.2 client on the way (a returned error is
+// ignored and acknowledges; an orderly consumer acknowledges
+// ConsumeRetryLater; the orderly suspension defaults to a hot loop; panics
+// are not recovered in orderly mode; Shutdown waits for nothing).
+//
+// # Drop-in listener
+//
+// Listener and TxListener return the function PushConsumer.Subscribe takes,
+// so an existing consumer changes one line:
+//
+//	c.Subscribe("orders", consumer.MessageSelector{},
+//		exactlyonce.TxListener(ds, "order-service", applyOrder))
+//
+// A Handler opens its own transaction through the DataSource with the
+// context it is given (any ORM on ds.DB() works); a TxHandler is given a
+// *sql.Tx that already holds the claim and the listener commits it. Both
+// work for concurrent and orderly consumers; the listener detects the mode.
+//
+// # Outcomes
+//
+// For every message of a delivery:
+//
+//	what happened to the message                        acknowledged   Outcome
+//	its transaction committed                           yes            OutcomeProcessed
+//	in the listener's cache (handler not run)           yes            OutcomeSkippedCache
+//	in transaction_record (handler not run)             yes            OutcomeSkippedTable
+//	the claim found the record (ErrAlreadyConsumed)     yes            OutcomeDuplicate
+//	Handler returned nil, committed no claim            yes, Warn log  OutcomeUnclaimed
+//	error, commit error, no key, ErrDeliveryReused      no, retried    OutcomeFailed
+//	panic (recovered, stack logged)                     no, retried    OutcomePanic
+//	not attempted (orderly after a failure; shutdown)   no, retried    OutcomeNotRun
+//
+// A delivery succeeds (ConsumeSuccess, nil error) only if all its messages
+// are acknowledged. Otherwise a concurrent consumer gets ConsumeRetryLater
+// (the client sends the whole batch back to the retry topic; the messages
+// that committed are skipped when it returns) and an orderly consumer gets
+// SuspendCurrentQueueAMoment, with the orderly context's
+// SuspendCurrentQueueTimeMillis set to the back-off (WithSuspendBackoff,
+// default 1 s), never ConsumeRetryLater, which v2.1.2 acknowledges in
+// orderly mode. Success is never returned together with an error.
+//
+// # Pre-check
+//
+// Before the handler runs, the listener skips a message whose id it
+// committed itself (a bounded LRU cache, WithCacheSize) or that
+// transaction_record holds (DataSource.IsConsumed, WithTableCheck). The Java
+// ExactlyOnceConsumer has no pre-check and runs the business code again for
+// every duplicate. A failed lookup does not skip anything: the claim still
+// protects.
+//
+// # Keys
+//
+// The dedupe key is EXTEND_UNIQ_INFO, else UNIQ_KEY, else ORIGIN_MESSAGE_ID,
+// else the message id (DefaultKey), compatible with the Java client's
+// message_id format. WithKeysAsDedupeKey uses the message Keys (a business
+// key); WithKeyFunc anything else. On the producer side, StampKey keeps a
+// message's key stable across application-level resends and gives batch
+// messages (which the Go producer leaves without UNIQ_KEY) a key;
+// SetBusinessKey sets a business key.
+//
+// # Consumer
+//
+// NewConsumer builds the PushConsumer itself and adds a graceful
+// Shutdown(ctx): stop taking deliveries, wait for running handlers, cancel
+// them when ctx ends, persist offsets, shut the client down. WithPurge runs
+// DataSource.Purge in the background.
+//
+// # Logging and metrics
+//
+// Logs go to log/slog (WithLogger). Counters per Outcome and handler time go
+// to a Metrics implementation (WithMetrics); Stats counts in memory.
+//
+// docs/consumer.md has the details, and the client bugs this package
+// closes and those that remain.
+package exactlyonce

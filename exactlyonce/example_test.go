@@ -1,0 +1,184 @@
+package exactlyonce_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// A Handler opens its transaction itself, through the DataSource, with the
+// context it is given: the first statement of that transaction claims the
+// message. The only change to an existing consumer is the Subscribe line.
+func ExampleListener() {
+	ds, err := mqdatasource.Open("mysql", "app:secret@tcp(127.0.0.1:3306)/shop?parseTime=true")
+	if err != nil {
+		log.Fatal(err)
+	}
+	decrementStock := func(ctx context.Context, msg *primitive.MessageExt) error {
+		tx, err := ds.BeginTx(ctx, nil) // claims the message first
+		if err != nil {
+			return err // ErrAlreadyConsumed is acknowledged by the listener
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "UPDATE product SET stock = stock - 1 WHERE sku = ?", string(msg.Body)); err != nil {
+			return err // rolled back; the message is retried
+		}
+		return tx.Commit()
+	}
+
+	c, err := rocketmq.NewPushConsumer(
+		consumer.WithGroupName("stock-service"),
+		consumer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:9876"}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = c.Subscribe("orders", consumer.MessageSelector{},
+		exactlyonce.Listener(ds, "stock-service", decrementStock))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A TxHandler gets a transaction that already holds the claim; returning nil
+// commits it, returning an error (or panicking) rolls it back and retries
+// the message. The same listener works for an orderly consumer: failures
+// then suspend the queue for the back-off instead of being acknowledged.
+func ExampleTxListener() {
+	ds, err := mqdatasource.Open("pgx", "postgres://app@127.0.0.1/shop")
+	if err != nil {
+		log.Fatal(err)
+	}
+	applyPrice := func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
+		_, err := tx.ExecContext(ctx, "UPDATE product SET price = $1 WHERE sku = $2", string(msg.Body), msg.GetKeys())
+		return err
+	}
+
+	c, err := rocketmq.NewPushConsumer(
+		consumer.WithGroupName("price-service"),
+		consumer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:9876"}),
+		consumer.WithConsumerOrder(true),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = c.Subscribe("price-changes", consumer.MessageSelector{},
+		exactlyonce.TxListener(ds, "price-service", applyPrice,
+			exactlyonce.WithSuspendBackoff(2*time.Second)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// NewConsumer builds the push consumer and shuts it down gracefully: running
+// handlers finish (or are cancelled when the grace period ends) before the
+// client stops, and nothing that did not commit is acknowledged.
+func ExampleNewConsumer() {
+	ds, err := mqdatasource.Open("mysql", "app:secret@tcp(127.0.0.1:3306)/shop?parseTime=true")
+	if err != nil {
+		log.Fatal(err)
+	}
+	stats := &exactlyonce.Stats{}
+	c, err := exactlyonce.NewConsumer(ds, "stock-service",
+		exactlyonce.WithClientOptions(
+			consumer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:9876"}),
+			consumer.WithConsumeMessageBatchMaxSize(8),
+		),
+		exactlyonce.WithMetrics(stats),
+		exactlyonce.WithPurge(72*time.Hour, time.Hour),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = c.SubscribeTx("orders", consumer.MessageSelector{Type: consumer.TAG, Expression: "paid"},
+		func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
+			_, err := tx.ExecContext(ctx, "UPDATE product SET stock = stock - 1 WHERE sku = ?", string(msg.Body))
+			return err
+		})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		log.Fatal(err)
+	}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	<-stop
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Shutdown(ctx); err != nil {
+		log.Print(err) // some handlers were cancelled; their messages are redelivered
+	}
+	log.Print(stats.Snapshot())
+}
+
+// StampKey gives messages a dedupe key that survives the application
+// sending the same *Message again, including the messages of a batch, which
+// the Go producer sends without UNIQ_KEY.
+func ExampleStampKey() {
+	batch := []*primitive.Message{
+		primitive.NewMessage("orders", []byte("order-1")),
+		primitive.NewMessage("orders", []byte("order-2")),
+	}
+	exactlyonce.StampKey(batch...)
+	first := batch[0].GetProperty(exactlyonce.PropertyExtendUniqInfo)
+
+	// ... producer.SendSync(ctx, batch...) fails with a timeout; send again:
+	exactlyonce.StampKey(batch...)
+	fmt.Println("same key on resend:", batch[0].GetProperty(exactlyonce.PropertyExtendUniqInfo) == first)
+	fmt.Println("distinct keys:", first != batch[1].GetProperty(exactlyonce.PropertyExtendUniqInfo))
+	// Output:
+	// same key on resend: true
+	// distinct keys: true
+}
+
+// SetBusinessKey makes a business identifier the dedupe key, so that two
+// messages built separately for the same fact are applied once.
+func ExampleSetBusinessKey() {
+	msg := primitive.NewMessage("price-changes", []byte(`{"sku":"SKU-1","price":1999}`))
+	if err := exactlyonce.SetBusinessKey(msg, "price:SKU-1:v42"); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(msg.GetProperty(exactlyonce.PropertyExtendUniqInfo))
+
+	err := exactlyonce.SetBusinessKey(msg, "")
+	fmt.Println(errors.Is(err, exactlyonce.ErrBadKey))
+	// Output:
+	// price:SKU-1:v42
+	// true
+}
+
+// DefaultKey reads the key the consumer dedupes on.
+func ExampleDefaultKey() {
+	msg := &primitive.MessageExt{MsgId: "7F000001000C18B4AAC2663E41C80000"}
+	msg.WithProperty("UNIQ_KEY", "7F000001000C18B4AAC2663E41C80000")
+	key, _ := exactlyonce.DefaultKey(msg)
+	fmt.Println(key)
+
+	msg.WithProperty(exactlyonce.PropertyExtendUniqInfo, "price:SKU-1:v42")
+	key, _ = exactlyonce.DefaultKey(msg)
+	fmt.Println(key)
+	// Output:
+	// 7F000001000C18B4AAC2663E41C80000
+	// price:SKU-1:v42
+}
