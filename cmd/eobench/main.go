@@ -62,6 +62,7 @@ func main() {
 		workerList = flag.String("workers", "1,8", "comma-separated worker counts")
 		accounts   = flag.Int("accounts", 1000, "rows in the business table")
 		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to the file")
+		dropIndex  = flag.String("drop-index", "", "drop this index of the claim table after creating it (e.g. load_key, to measure what it costs)")
 	)
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -96,6 +97,19 @@ func main() {
 		log.Fatal(err)
 	}
 	defer b.teardown()
+	if *dropIndex != "" {
+		if err := mqdatasource.ValidateTableName(*dropIndex); err != nil {
+			log.Fatalf("eobench: -drop-index: %v", err)
+		}
+		q := "ALTER TABLE " + recordTable + " DROP INDEX " + *dropIndex
+		if *driverName == "pgx" {
+			q = "DROP INDEX " + recordTable + "_" + *dropIndex
+		}
+		if _, err := b.plain.Exec(q); err != nil {
+			log.Fatalf("eobench: %s: %v", q, err)
+		}
+		fmt.Printf("eobench: dropped index %s of %s\n", *dropIndex, recordTable)
+	}
 	if err := b.run(workers, *ops, *rounds); err != nil {
 		log.Fatal(err)
 	}
