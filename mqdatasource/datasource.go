@@ -83,6 +83,10 @@ func (c *core) validate(d Delivery) error {
 	return nil
 }
 
+// openCheckTimeout bounds the schema check of Open and OpenConnector
+// (connecting included).
+const openCheckTimeout = 30 * time.Second
+
 // DataSource is a *sql.DB whose transactions claim the delivery in their
 // context: BeginTx with a context from WithDelivery inserts the delivery's
 // transaction_record row as the transaction's first statement, so the
@@ -135,7 +139,9 @@ func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
 	}
 	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
 	if cfg.schemaCheck {
-		if err := ds.CheckSchema(context.Background()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
+		defer cancel()
+		if err := ds.CheckSchema(ctx); err != nil {
 			_ = ds.db.Close()
 			return nil, err
 		}

@@ -64,7 +64,8 @@ func WithDialect(d Dialect) Option {
 // WithSchemaCheck turns the schema check at Open and OpenConnector on or
 // off. The default is on: Open connects, runs CheckSchema, and fails with a
 // *SchemaError (wrapping ErrSchema) naming the problem and the migration file
-// when the claim table is missing or has the wrong shape. Turn it off to
+// when the claim table is missing or has the wrong shape, or with the
+// connection error when the database cannot be reached within 30 seconds. Turn it off to
 // open without touching the database (sql.Open semantics); then call
 // CheckSchema or Migrate yourself.
 func WithSchemaCheck(enabled bool) Option {
