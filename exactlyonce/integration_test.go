@@ -290,3 +290,25 @@ func TestIntegrationShutdownCancelsHandler(t *testing.T) {
 		})
 	})
 }
+
+func TestIntegrationPurgeLoop(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		f := newFixture(t, e)
+		l := styles(f, testGroup, nil)["TxHandler"]
+		for i := range 3 {
+			if ok, err := deliver(t, l, false, newMsg("t", fmt.Sprintf("P%d", i), int64(i))); !ok {
+				t.Fatal(err)
+			}
+		}
+		if f.recordCount(t) != 3 {
+			t.Fatal("records not written")
+		}
+		cfg := newConfig([]Option{quiet, WithPurge(time.Nanosecond, 10*time.Millisecond)})
+		c := &Consumer{ds: f.ds, cfg: cfg, log: cfg.logger, purgeDone: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		go c.purgeLoop(ctx)
+		waitFor(t, func() bool { return f.recordCount(t) == 0 })
+		cancel()
+		<-c.purgeDone
+	})
+}

@@ -169,24 +169,24 @@ func queueFromContext(ctx context.Context) *primitive.MessageQueue {
 
 // deliveryOf builds the delivery of m. Topic, queue and offset are those of
 // the queue the message was pulled from (for a retry, the group's retry
-// topic), so they always belong together.
+// topic, while m.Topic is already the original topic again), so that they
+// always belong together.
 func deliveryOf(group, key string, m *primitive.MessageExt, fallback *primitive.MessageQueue) mqdatasource.Delivery {
 	d := mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: m.Topic, QueueOffset: m.QueueOffset}
 	q := m.Queue
-	if q == nil || (q.BrokerName == "" && fallback != nil) {
-		if fallback != nil {
-			q = fallback
-		}
+	if q == nil {
+		q = fallback
 	}
-	if q != nil {
-		d.BrokerName = q.BrokerName
-		d.QueueID = q.QueueId
-		if q.Topic != "" {
-			d.Topic = q.Topic
-		}
+	if q == nil {
+		return d
 	}
-	if m.Queue != nil {
-		d.QueueID = m.Queue.QueueId
+	d.QueueID = q.QueueId
+	if q.Topic != "" {
+		d.Topic = q.Topic
+	}
+	d.BrokerName = q.BrokerName
+	if d.BrokerName == "" && fallback != nil {
+		d.BrokerName = fallback.BrokerName
 	}
 	return d
 }
