@@ -173,6 +173,9 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	c.mu.Unlock()
 
 	c.gate.close()
+	// Held listener calls return only after the client is shut down (they
+	// are then discarded); release them whatever happens below.
+	defer c.gate.release()
 	var err error
 	if werr := c.gate.wait(ctx); werr != nil {
 		n := c.gate.runningCalls()
@@ -195,7 +198,6 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, fmt.Errorf("exactlyonce: shutdown client: %w", serr))
 		}
 	}
-	c.gate.release()
 	return err
 }
 
