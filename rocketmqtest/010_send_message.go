@@ -111,8 +111,8 @@ func (s *state) sendMessage(in *inbound, h *sendHeader) *Command {
 	if resp := s.retryToDLQ(m, h); resp != nil {
 		return resp
 	}
-	if len(m.props) > 32767 {
-		return respond(codeMessageIllegal, "the message properties are too long")
+	if err := m.check(); err != nil {
+		return respond(codeMessageIllegal, err.Error())
 	}
 	queueID, dup := m.queueID, *m
 	stored := s.put(m)
@@ -140,6 +140,9 @@ func (s *state) checkSend(h *sendHeader) (*topic, *Command) {
 	}
 	if t.perm&permWrite == 0 && !strings.HasPrefix(h.topic, dlqTopicPrefix) {
 		return nil, respond(codeNoPermission, fmt.Sprintf("the topic[%s] sending message is forbidden", h.topic))
+	}
+	if t.writeQueues == 0 {
+		return nil, respond(codeNoPermission, fmt.Sprintf("the topic[%s] has no write queue", h.topic))
 	}
 	if h.queueID < 0 {
 		h.queueID = int32(rand.IntN(t.writeQueues))

@@ -54,6 +54,9 @@ func handleHeartbeat(s *state, in *inbound) *Command {
 		m[in.c] = hb.ClientID
 	}
 	for _, cd := range hb.ConsumerDataSet {
+		if cd.GroupName == "" || len(retryTopicPrefix+cd.GroupName) > 127 {
+			return respond(codeSystemError, "invalid consumer group name")
+		}
 		g := s.group(cd.GroupName)
 		g.consumeType, g.messageModel = cd.ConsumeType, cd.MessageModel
 		if w, ok := cd.ConsumeFromWhere.(string); ok {

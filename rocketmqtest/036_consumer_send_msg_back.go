@@ -32,8 +32,8 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 	}
 	groupName := c.ext("group")
 	offset, err := c.extInt("offset")
-	if err != nil || groupName == "" {
-		return respond(codeSystemError, fmt.Sprintf("bad send-back header: %v", err))
+	if err != nil || groupName == "" || len(dlqTopicPrefix+groupName) > 127 {
+		return respond(codeSystemError, fmt.Sprintf("bad send-back header: group %.20q, %v", groupName, err))
 	}
 	delayLevel, _ := c.extInt("delayLevel")
 	orig := s.commitLog[offset]
@@ -63,7 +63,7 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 	if _, ok := props[propOriginMessageID]; !ok {
 		props[propOriginMessageID] = orig.offsetMsgID()
 	}
-	s.put(&message{
+	m := &message{
 		topic:          newTopic.name,
 		queueID:        0,
 		flag:           orig.flag,
@@ -73,6 +73,10 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 		bornTimestamp:  orig.bornTimestamp,
 		bornHost:       orig.bornHost,
 		reconsumeTimes: orig.reconsumeTimes + 1,
-	})
+	}
+	if err := m.check(); err != nil {
+		return respond(codeSystemError, err.Error())
+	}
+	s.put(m)
 	return success()
 }

@@ -58,6 +58,9 @@ func (s *state) sendBatch(in *inbound, h *sendHeader) *Command {
 		m.topic, m.queueID, m.sysFlag, m.bornTimestamp = t.name, h.queueID, h.sysFlag, h.bornTimestamp
 		m.bornHost = hostPortOf(in.c.remote)
 		m.props = withCluster(m.props)
+		if err := m.check(); err != nil {
+			return respond(codeMessageIllegal, err.Error())
+		}
 	}
 	copies := 1
 	if s.fault(faultDuplicateSend, in.cmd.Code) != nil {

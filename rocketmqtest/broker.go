@@ -152,14 +152,6 @@ func (b *Broker) do(fn func(*state)) bool {
 	}
 }
 
-// post runs fn on the run loop without waiting.
-func (b *Broker) post(fn func(*state)) {
-	select {
-	case b.admin <- fn:
-	case <-b.done:
-	}
-}
-
 func (b *Broker) run(s *state) {
 	defer b.wg.Done()
 	timer := time.NewTimer(time.Hour)

@@ -27,7 +27,6 @@ type state struct {
 	paused          bool
 	pausedRequests  []*inbound
 	controls        []*control
-	keepControl     bool
 	faults          []*fault
 	nextFaultID     uint64
 	producerClients map[string]map[*conn]string // producer group -> conn -> client id

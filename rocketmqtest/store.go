@@ -3,6 +3,7 @@ package rocketmqtest
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"hash/crc32"
 	"net"
 	"sort"
@@ -164,9 +165,18 @@ func (m *message) encode() {
 	m.enc = b
 }
 
-// size is the total size the message takes in the commit log.
-func (m *message) size() int64 {
-	return int64(91 - 8 + len(m.bornHost.ip) + len(m.storeHost.ip) + len(m.body) + len(m.topic) + len(m.props))
+// check enforces the limits of the commit-log layout: a topic name of at most
+// 127 bytes (Java's TopicValidator; the field is one byte) and properties of
+// at most 32767 bytes (an int16 the client reads signed). The delay level
+// properties the broker adds leave room within that.
+func (m *message) check() error {
+	if len(m.topic) > 127 {
+		return fmt.Errorf("the topic %.20q... is longer than 127 bytes", m.topic)
+	}
+	if len(m.props) > 32000 {
+		return fmt.Errorf("the message properties are longer than 32000 bytes")
+	}
+	return nil
 }
 
 // offsetMsgID is the id MessageDecoder.createMessageId builds: store host,
