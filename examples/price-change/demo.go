@@ -252,9 +252,10 @@ func (d *demo) drive(ctx context.Context, published <-chan error, restartCfg con
 		case d.broker != nil && restarted && !rewound && applied >= total*3/4:
 			rewound = true
 			sinceRewind = now.Deliveries
-			d.report.Rewound = d.storedMessages(topic)
+			// Every change applied so far comes again: a duplicate each.
+			d.report.Rewound = now.Applied
 			d.broker.RewindOffsets(group, topic)
-			d.prog.event("offsets of group %s rewound to the start: %d messages will be delivered again "+
+			d.prog.event("offsets of group %s rewound to the start: the %d changes applied so far come again "+
 				"(the client waits 10 s first)", group, d.report.Rewound)
 		}
 

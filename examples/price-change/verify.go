@@ -22,7 +22,7 @@ type Report struct {
 	// Duplicates injected, by source.
 	Resends          int64 `json:"resends"`           // the producer sent a change again, as a new message
 	BrokerDuplicates int64 `json:"broker_duplicates"` // the broker stored a sent message twice
-	Rewound          int64 `json:"rewound"`           // messages delivered again after the offset rewind
+	Rewound          int64 `json:"rewound"`           // changes applied before the offset rewind, so delivered again
 	Restarts         int   `json:"restarts"`          // consumer restarts (their redeliveries are not counted)
 
 	// From the consumers' exactlyonce.Stats.
@@ -181,7 +181,7 @@ func (r *Report) print(w io.Writer) {
 	for _, s := range []struct {
 		n    int64
 		what string
-	}{{r.Resends, "producer resends"}, {r.BrokerDuplicates, "broker duplicates"}, {r.Rewound, "offset rewind"}} {
+	}{{r.Resends, "producer resends"}, {r.BrokerDuplicates, "broker duplicates"}, {r.Rewound, "by the offset rewind"}} {
 		if s.n > 0 {
 			sources = append(sources, fmt.Sprintf("%d %s", s.n, s.what))
 		}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+)
+
+// The end-to-end tests run the program as a separate process, built without
+// the race detector: rocketmq-client-go v2.1.2 has data races of its own,
+// which would fail any test that runs its clients under -race. So these
+// tests run in CI (scripts/test.sh, with -race) too.
+
+var (
+	binDir   string
+	binOnce  sync.Once
+	binErr   error
+	binBuilt = map[string]string{}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// programBinary builds this program (once per test run) and returns its path.
+func programBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "price-change-test")
+		if binErr != nil {
+			return
+		}
+		binErr = build(filepath.Join(binDir, "price-change"), ".")
+		binBuilt["price-change"] = filepath.Join(binDir, "price-change")
+	})
+	if binErr != nil {
+		t.Fatalf("build: %v", binErr)
+	}
+	return binBuilt["price-change"]
+}
+
+func build(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return &buildError{pkg: pkg, out: string(b), err: err}
+	}
+	return nil
+}
+
+type buildError struct {
+	pkg, out string
+	err      error
+}
+
+func (e *buildError) Error() string { return "go build " + e.pkg + ": " + e.err.Error() + "\n" + e.out }
+
+// testDB is a fresh database on the server of MYSQL_DSN or POSTGRES_DSN,
+// dropped when the test ends.
+type testDB struct {
+	driver, dsn string
+}
+
+func newTestDB(t *testing.T, kind string) testDB {
+	t.Helper()
+	env, driver := "MYSQL_DSN", "mysql"
+	if kind == "postgres" {
+		env, driver = "POSTGRES_DSN", "pgx"
+	}
+	base := os.Getenv(env)
+	if base == "" {
+		t.Skipf("%s not set: run under scripts/testdb.sh (e.g. scripts/testdb.sh go test ./examples/price-change)", env)
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "price_change_" + hex.EncodeToString(b)
+
+	admin, err := sql.Open(driver, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q := "DROP DATABASE " + name
+		if kind == "postgres" {
+			q += " WITH (FORCE)"
+		}
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+	})
+
+	var dsn string
+	if kind == "postgres" {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = "/" + name
+		dsn = u.String()
+	} else {
+		cfg, err := mysql.ParseDSN(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DBName = name
+		dsn = cfg.FormatDSN()
+	}
+	return testDB{driver: driver, dsn: dsn}
+}
+
+// open opens the database through a DataSource, with the schema created.
+func (db testDB) open(t *testing.T) *mqdatasource.DataSource {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ds, err := openDB(ctx, db.driver, db.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ds.Close() })
+	return ds
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRebind(t *testing.T) {
+	for _, tc := range []struct {
+		d    mqdatasource.Dialect
+		want string
+	}{
+		{mqdatasource.MySQL(), "UPDATE t SET a = ? WHERE b = ?"},
+		{mqdatasource.PostgreSQL(), "UPDATE t SET a = $1 WHERE b = $2"},
+		{mqdatasource.SQLServer(), "UPDATE t SET a = @p1 WHERE b = @p2"},
+	} {
+		if got := rebind(tc.d, "UPDATE t SET a = ? WHERE b = ?"); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.d.Name(), got, tc.want)
+		}
+	}
+}
+
+func TestSchemaFilesSplit(t *testing.T) {
+	for name, text := range map[string]string{
+		"schema.sql": schemaMySQL, "schema.postgres.sql": schemaPostgres, "schema.sqlserver.sql": schemaSQLServer,
+	} {
+		n := 0
+		for stmt := range strings.SplitSeq(text, ";\n") {
+			if hasSQL(stmt) {
+				n++
+			}
+		}
+		if n < 2 {
+			t.Errorf("%s: %d statements, want at least 2", name, n)
+		}
+	}
+}
+
+func TestPlanIsDeterministic(t *testing.T) {
+	pl := plan{Products: 3, Changes: 5, Seed: 7, Resend: 0.5}
+	for i := range pl.Products {
+		var prev int64
+		for v := int64(1); v <= int64(pl.Changes); v++ {
+			c := pl.change(i, v)
+			if c != pl.change(i, v) {
+				t.Fatal("change is not a function of its arguments")
+			}
+			if c.PriceCents < 100 || c.PriceCents >= 100_000 || c.ChangeCents != c.PriceCents-prev {
+				t.Fatalf("change %+v after price %d", c, prev)
+			}
+			prev = c.PriceCents
+		}
+	}
+	if pl.change(0, 1).Key() != "price:SKU-0001:1" {
+		t.Errorf("key %q", pl.change(0, 1).Key())
+	}
+	resent := 0
+	for v := int64(1); v <= 1000; v++ {
+		if pl.resent(0, v) {
+			resent++
+		}
+	}
+	if resent < 400 || resent > 600 {
+		t.Errorf("%d of 1000 resent at fraction 0.5", resent)
+	}
+}
+
+// The verifier must catch what it is there to catch: a change applied twice,
+// a change missing, changes applied out of order.
+func TestVerifierCatchesMistakes(t *testing.T) {
+	ds := newTestDB(t, "mysql").open(t)
+	ctx := context.Background()
+	pl := plan{Products: 3, Changes: 4, Seed: 1}
+	if err := seedProducts(ctx, ds, pl.Products); err != nil {
+		t.Fatal(err)
+	}
+	const group = "verifier-test"
+	apply := func(i int, v int64, key string) {
+		t.Helper()
+		c := pl.change(i, v)
+		tctx := mqdatasource.WithDelivery(ctx, mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: "t", BrokerName: "b"})
+		tx, err := ds.BeginTx(tctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if err := applyChange(tctx, tx, ds.Dialect(), c); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(want int) *Report {
+		t.Helper()
+		var r Report
+		if err := verify(ctx, ds, pl, group, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Mismatches != want {
+			t.Fatalf("%d mismatches, want %d: %v", r.Mismatches, want, r.Problems)
+		}
+		return &r
+	}
+
+	for i := range pl.Products {
+		for v := int64(1); v <= int64(pl.Changes); v++ {
+			if i == 2 && v == 3 {
+				continue // product 3 misses version 3 for now
+			}
+			apply(i, v, pl.change(i, v).Key())
+		}
+	}
+	r := check(2) // product 3 wrong, and one record short
+	if !strings.Contains(strings.Join(r.Problems, "\n"), "SKU-0003") {
+		t.Errorf("problems do not name SKU-0003: %v", r.Problems)
+	}
+	apply(2, 3, pl.change(2, 3).Key()) // late and out of order: history 1 2 4 3
+	r = check(1)
+	if !strings.Contains(r.Problems[0], "history row 3 is version 4") {
+		t.Errorf("problem %q, want the order violation", r.Problems[0])
+	}
+
+	// A clean run, then one change applied twice under another key.
+	if _, err := ds.DB().Exec("DELETE FROM price_history"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ds.DB().Exec("DELETE FROM product"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ds.DB().Exec("DELETE FROM transaction_record"); err != nil {
+		t.Fatal(err)
+	}
+	if err := seedProducts(ctx, ds, pl.Products); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pl.Products {
+		for v := int64(1); v <= int64(pl.Changes); v++ {
+			apply(i, v, pl.change(i, v).Key())
+		}
+	}
+	check(0)
+	apply(1, 4, "another-key")
+	r = check(2) // SKU-0002 counted twice, and one record too many
+	if !strings.Contains(r.Problems[0], "change_count 5, want 4") {
+		t.Errorf("problem %q, want the double count", r.Problems[0])
+	}
+}
