@@ -18,6 +18,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
 
@@ -454,5 +455,58 @@ func TestE2EShutdown(t *testing.T) {
 		if rows, _ := f.appliedCount(t); rows != 6 {
 			t.Fatalf("%d rows for 6 messages", rows)
 		}
+	})
+}
+
+// The drop-in use: a plain PushConsumer (here in a namespace) whose
+// Subscribe line gets exactlyonce.Listener.
+func TestE2EDropIn(t *testing.T) {
+	skipIfRace(t)
+	forEachDB(t, func(t *testing.T, e *dbEnv) {
+		f := newFixture(t, e)
+		b := newBroker(t)
+		const ns, topic, group = "shop", "events", "eo_dropin"
+		p := newProducer(t, b, producer.WithNamespace(ns))
+		for i := range 5 {
+			send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("e%d", i))))
+		}
+		c, err := rocketmq.NewPushConsumer(
+			consumer.WithNameServer(primitive.NamesrvAddr{b.Addr()}),
+			consumer.WithInstance(instanceName(t)),
+			consumer.WithGroupName(group),
+			consumer.WithNamespace(ns),
+			consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Shutdown() })
+		var groups sync.Map
+		err = c.Subscribe(topic, consumer.MessageSelector{}, Listener(f.ds, group, func(ctx context.Context, m *primitive.MessageExt) error {
+			d, _ := mqdatasource.DeliveryFromContext(ctx)
+			groups.Store(d.ConsumerGroup, true)
+			tx, err := f.ds.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}, quiet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "every message applied", func() bool { _, d := f.appliedCount(t); return d == 5 })
+		groups.Range(func(k, _ any) bool {
+			if k != group {
+				t.Errorf("recorded under group %q, want %q", k, group)
+			}
+			return true
+		})
 	})
 }
