@@ -610,3 +610,93 @@ func TestSessionStateBetweenTransactions(t *testing.T) {
 		}
 	})
 }
+
+// TestContextCancelledMidTransaction: database/sql rolls back a transaction
+// whose context ends; the claim goes with it (the redelivery is not blocked
+// by a claim left open, and applies).
+func TestContextCancelledMidTransaction(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		f.ds.DB().SetMaxOpenConns(1)
+		// A claim first, so that on MySQL the next claim is begun without
+		// START TRANSACTION (the implicit-transaction path).
+		if _, err := f.deliver(t, "g", "before", 1); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(mqdatasource.WithDelivery(context.Background(), delivery("g", "cancelled")))
+		tx, err := f.ds.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, tx, ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+		cancel()
+		if err := tx.Commit(); err == nil {
+			t.Fatal("Commit after cancel succeeded")
+		}
+		if mqdatasource.ClaimCommitted(ctx) {
+			t.Fatal("ClaimCommitted after cancel")
+		}
+		if applied, err := f.deliver(t, "g", "cancelled", 1); err != nil || !applied {
+			t.Fatalf("redelivery: applied=%v err=%v", applied, err)
+		}
+		if b := f.balance(t, 1); b != 2 {
+			t.Fatalf("balance %d, want 2", b)
+		}
+	})
+}
+
+// TestLockTimeout: a lock wait timeout is retryable. MySQL (with the default
+// innodb_rollback_on_timeout=OFF) fails only the statement, so the
+// transaction goes on; PostgreSQL aborts the transaction, so it is refused.
+func TestLockTimeout(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 2)
+		upd := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		ctxA := mqdatasource.WithDelivery(context.Background(), delivery("g", "holder"))
+		txA, err := f.ds.BeginTx(ctxA, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, txA, ctxA, upd, 1)
+
+		ctxB := mqdatasource.WithDelivery(context.Background(), delivery("g", "waiter"))
+		txB, err := f.ds.BeginTx(ctxB, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setTimeout := map[string]string{"mysql": "SET SESSION innodb_lock_wait_timeout = 1", "postgres": "SET LOCAL lock_timeout = '100ms'"}[e.name]
+		mustExec(t, txB, ctxB, setTimeout)
+		_, err = txB.ExecContext(ctxB, upd, 1)
+		if err == nil || !mqdatasource.IsRetryable(err) {
+			t.Fatalf("update of a locked row: %v, want a retryable lock timeout", err)
+		}
+		_, err = txB.ExecContext(ctxB, upd, 2)
+		switch e.name {
+		case "mysql":
+			if err != nil {
+				t.Fatalf("statement after 1205 (rollback_on_timeout OFF): %v", err)
+			}
+			mustExec(t, txB, ctxB, "SET SESSION innodb_lock_wait_timeout = DEFAULT")
+			if err := txB.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if !errors.Is(err, mqdatasource.ErrTxAborted) {
+				t.Fatalf("statement after 55P03: %v, want ErrTxAborted", err)
+			}
+			if err := txB.Commit(); !errors.Is(err, mqdatasource.ErrTxAborted) {
+				t.Fatalf("Commit after 55P03: %v, want ErrTxAborted", err)
+			}
+		}
+		if err := txA.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		wantB := map[string]int64{"mysql": 1, "postgres": 0}[e.name]
+		if b := f.balance(t, 2); b != wantB {
+			t.Fatalf("account 2 balance %d, want %d", b, wantB)
+		}
+		if got := f.hasRecord(t, delivery("g", "waiter")); got != (wantB == 1) {
+			t.Fatalf("waiter record %v", got)
+		}
+	})
+}
