@@ -57,6 +57,8 @@
 // delivery context, while the first is open or after it committed, fails
 // with ErrDeliveryReused (a programming error, never a duplicate). After a
 // rollback the claim is free again and the handler may retry.
+// ClaimCommitted(ctx) tells, without SQL, whether a transaction begun with
+// the context committed its claim.
 //
 // # Errors
 //
