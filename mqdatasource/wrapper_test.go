@@ -1,0 +1,247 @@
+package mqdatasource
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	mssql "github.com/microsoft/go-mssqldb"
+)
+
+// A scripted in-memory driver shaped like go-mssqldb (no ExecerContext: every
+// statement is prepared), to unit-test the wrapper's SQL Server behaviour
+// where no SQL Server can run. The real drivers are exercised by the
+// integration tests.
+
+type fakeServer struct {
+	mu   sync.Mutex
+	log  []string // what reached the "server"
+	args [][]driver.NamedValue
+	// fail returns the error for a statement, or nil.
+	fail func(stmt string) error
+}
+
+func (s *fakeServer) record(stmt string, args []driver.NamedValue) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = append(s.log, stmt)
+	s.args = append(s.args, args)
+	if s.fail != nil {
+		return s.fail(stmt)
+	}
+	return nil
+}
+
+func (s *fakeServer) statements() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.log...)
+}
+
+type fakeConnector struct{ s *fakeServer }
+
+func (c fakeConnector) Connect(context.Context) (driver.Conn, error) { return &fakeConn{s: c.s}, nil }
+func (c fakeConnector) Driver() driver.Driver                        { return fakeDriver{} }
+
+type fakeConn struct{ s *fakeServer }
+
+func (c *fakeConn) Prepare(q string) (driver.Stmt, error) { return &fakeStmt{c: c, q: q}, nil }
+func (c *fakeConn) Close() error                          { return nil }
+func (c *fakeConn) Begin() (driver.Tx, error)             { return c.BeginTx(context.Background(), driver.TxOptions{}) }
+func (c *fakeConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
+	if err := c.s.record("BEGIN", nil); err != nil {
+		return nil, err
+	}
+	return &fakeTx{c: c}, nil
+}
+
+type fakeTx struct{ c *fakeConn }
+
+func (t *fakeTx) Commit() error   { return t.c.s.record("COMMIT", nil) }
+func (t *fakeTx) Rollback() error { return t.c.s.record("ROLLBACK", nil) }
+
+type fakeStmt struct {
+	c *fakeConn
+	q string
+}
+
+func (s *fakeStmt) Close() error  { return nil }
+func (s *fakeStmt) NumInput() int { return -1 }
+func (s *fakeStmt) Exec([]driver.Value) (driver.Result, error) {
+	return nil, errors.New("not used")
+}
+func (s *fakeStmt) Query([]driver.Value) (driver.Rows, error) {
+	return nil, errors.New("not used")
+}
+func (s *fakeStmt) ExecContext(_ context.Context, args []driver.NamedValue) (driver.Result, error) {
+	if err := s.c.s.record(s.q, args); err != nil {
+		return nil, err
+	}
+	return driver.RowsAffected(1), nil
+}
+
+// CheckNamedValue accepts mssql.VarChar like go-mssqldb does.
+func (c *fakeConn) CheckNamedValue(*driver.NamedValue) error { return nil }
+
+func openFake(t *testing.T, s *fakeServer) *sql.DB {
+	t.Helper()
+	c, err := NewConnector(fakeConnector{s}, WithDialect(SQLServer()), WithTable("tr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+const fakeClaim = "INSERT INTO [tr] ([consumer_group], [message_id], [topic_name], [ctime], [queue_id], [offset], [broker_name]) VALUES (@p1, @p2, @p3, @p4, @p5, @p6, @p7)"
+
+func fakeDelivery(key string) context.Context {
+	return WithDelivery(context.Background(), Delivery{ConsumerGroup: "g", Key: key, Topic: "t", BrokerName: "b", QueueID: 1, QueueOffset: 2})
+}
+
+func TestWrapperSQLServerClaim(t *testing.T) {
+	s := &fakeServer{}
+	db := openFake(t, s)
+	ctx := fakeDelivery("k")
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE a SET n = n + 1 WHERE id = @p1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"BEGIN", fakeClaim, "UPDATE a SET n = n + 1 WHERE id = @p1", "COMMIT"}
+	if got := s.statements(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("statements\n got %q\nwant %q", got, want)
+	}
+	if id, ok := s.args[1][1].Value.(mssql.VarChar); !ok || id != "k#g" {
+		t.Fatalf("message id argument %#v, want mssql.VarChar(\"k#g\")", s.args[1][1].Value)
+	}
+	if !ClaimCommitted(ctx) {
+		t.Fatal("ClaimCommitted false")
+	}
+}
+
+func TestWrapperSQLServerErrors(t *testing.T) {
+	dup := mssql.Error{Number: 2627, Message: "Violation of UNIQUE KEY constraint 'uk_tr_message_id'. Cannot insert duplicate key in object 'dbo.tr'. The duplicate key value is (k#g)."}
+	businessDup := mssql.Error{Number: 2627, Message: "Violation of PRIMARY KEY constraint 'pk_a'. Cannot insert duplicate key in object 'dbo.a'. The duplicate key value is (1)."}
+	deadlock := mssql.Error{Number: 1205, Message: "Transaction (Process ID 51) was deadlocked on lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction."}
+	lockTimeout := mssql.Error{Number: 1222, Message: "Lock request time out period exceeded."}
+	aborted := mssql.Error{Number: 0, Message: "server does not have an active transaction: the transaction was aborted by the server, likely due to an error while SET XACT_ABORT is ON; any changes have been rolled back"}
+	connLost := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	update := "UPDATE a SET n = n + 1"
+	failOn := func(stmt string, err error) func(string) error {
+		n := 0
+		return func(s string) error {
+			if s == stmt {
+				n++
+				if n == 1 {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		fail      func(string) error
+		beginErr  error    // wanted from BeginTx
+		execErr   error    // wanted from the first UPDATE (errors.Is)
+		secondErr error    // wanted from a second UPDATE
+		commitErr error    // wanted from Commit
+		want      []string // statements that reached the server
+	}{
+		{name: "duplicate claim", fail: failOn(fakeClaim, dup), beginErr: ErrAlreadyConsumed,
+			want: []string{"BEGIN", fakeClaim, "ROLLBACK"}},
+		{name: "deadlock on the claim", fail: failOn(fakeClaim, deadlock), beginErr: deadlock,
+			want: []string{"BEGIN", fakeClaim, "ROLLBACK"}},
+		{name: "business duplicate is an ordinary error", fail: failOn(update, businessDup), execErr: businessDup,
+			want: []string{"BEGIN", fakeClaim, update, update, "COMMIT"}},
+		{name: "deadlock victim: nothing more reaches the server", fail: failOn(update, deadlock), execErr: deadlock, secondErr: ErrTxAborted, commitErr: ErrTxAborted,
+			want: []string{"BEGIN", fakeClaim, update, "ROLLBACK"}},
+		{name: "aborted transaction report", fail: failOn(update, aborted), execErr: aborted, secondErr: ErrTxAborted, commitErr: ErrTxAborted,
+			want: []string{"BEGIN", fakeClaim, update, "ROLLBACK"}},
+		{name: "lock timeout fails the statement only", fail: failOn(update, lockTimeout), execErr: lockTimeout,
+			want: []string{"BEGIN", fakeClaim, update, update, "COMMIT"}},
+		{name: "connection lost at commit", fail: failOn("COMMIT", connLost), commitErr: ErrCommitUnknown,
+			want: []string{"BEGIN", fakeClaim, update, update, "COMMIT"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &fakeServer{fail: tc.fail}
+			db := openFake(t, s)
+			ctx := fakeDelivery("k")
+			tx, err := db.BeginTx(ctx, nil)
+			if tc.beginErr != nil {
+				if !matches(err, tc.beginErr) {
+					t.Fatalf("BeginTx: %v, want %v", err, tc.beginErr)
+				}
+				if errors.Is(tc.beginErr, ErrAlreadyConsumed) != errors.Is(err, ErrAlreadyConsumed) {
+					t.Fatalf("BeginTx: %v", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = tx.ExecContext(ctx, update)
+				if tc.execErr == nil && err != nil || tc.execErr != nil && !matches(err, tc.execErr) {
+					t.Fatalf("first statement: %v, want %v", err, tc.execErr)
+				}
+				if errors.Is(err, ErrAlreadyConsumed) {
+					t.Fatalf("first statement taken for a duplicate: %v", err)
+				}
+				_, err = tx.ExecContext(ctx, update)
+				if tc.secondErr == nil && err != nil || tc.secondErr != nil && !matches(err, tc.secondErr) {
+					t.Fatalf("second statement: %v, want %v", err, tc.secondErr)
+				}
+				err = tx.Commit()
+				if tc.commitErr == nil && err != nil || tc.commitErr != nil && !matches(err, tc.commitErr) {
+					t.Fatalf("Commit: %v, want %v", err, tc.commitErr)
+				}
+				if err != nil && !IsRetryable(err) {
+					t.Fatalf("Commit error %v not retryable", err)
+				}
+			}
+			if got := s.statements(); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("statements\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWrapperRefusesWritesOutsideTransaction(t *testing.T) {
+	s := &fakeServer{}
+	db := openFake(t, s)
+	ctx := fakeDelivery("k")
+	if _, err := db.ExecContext(ctx, "DELETE FROM a"); !errors.Is(err, ErrNoTransaction) {
+		t.Fatalf("Exec: %v, want ErrNoTransaction", err)
+	}
+	if _, err := db.ExecContext(WithoutDelivery(ctx), "DELETE FROM a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.statements(); fmt.Sprint(got) != "[DELETE FROM a]" {
+		t.Fatalf("statements %q, want only the opted-out DELETE", got)
+	}
+}
+
+// matches is errors.Is, and for mssql.Error (not comparable: it holds a
+// slice) errors.As with the same number.
+func matches(err, want error) bool {
+	var w mssql.Error
+	if errors.As(want, &w) {
+		var e mssql.Error
+		return errors.As(err, &e) && e.Number == w.Number
+	}
+	return errors.Is(err, want)
+}
