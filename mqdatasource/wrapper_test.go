@@ -54,7 +54,9 @@ type fakeConn struct{ s *fakeServer }
 
 func (c *fakeConn) Prepare(q string) (driver.Stmt, error) { return &fakeStmt{c: c, q: q}, nil }
 func (c *fakeConn) Close() error                          { return nil }
-func (c *fakeConn) Begin() (driver.Tx, error)             { return c.BeginTx(context.Background(), driver.TxOptions{}) }
+func (c *fakeConn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
 func (c *fakeConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
 	if err := c.s.record("BEGIN", nil); err != nil {
 		return nil, err
