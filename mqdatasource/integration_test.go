@@ -700,3 +700,34 @@ func TestLockTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordColumns: the claim row holds the delivery as the Java client
+// stores it (message_id = key#group, ctime in epoch milliseconds).
+func TestRecordColumns(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		f := newFixture(t, e, 1)
+		d := mqdatasource.Delivery{ConsumerGroup: "grp", Key: "7F0000010001B4AAC6DC3E4D0B2E0000", Topic: "price", BrokerName: "broker-b", QueueID: 7, QueueOffset: 1 << 40}
+		before := time.Now().UnixMilli()
+		if err := f.increment(mqdatasource.WithDelivery(context.Background(), d), 1); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now().UnixMilli()
+		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.name]
+		var (
+			group, id, topic, broker string
+			ctime, off               int64
+			queue                    int
+		)
+		err := e.admin.QueryRow("SELECT consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name FROM "+f.table).
+			Scan(&group, &id, &topic, &ctime, &queue, &off, &broker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if group != "grp" || id != "7F0000010001B4AAC6DC3E4D0B2E0000#grp" || topic != "price" || queue != 7 || off != 1<<40 || broker != "broker-b" {
+			t.Errorf("record %q %q %q %d %d %q", group, id, topic, queue, off, broker)
+		}
+		if ctime < before || ctime > after {
+			t.Errorf("ctime %d not in [%d, %d] (epoch milliseconds)", ctime, before, after)
+		}
+	})
+}
