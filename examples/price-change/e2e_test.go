@@ -238,7 +238,7 @@ func startBroker(t *testing.T) string {
 // or -1.
 func lastCount(t *testing.T, out, label string) int64 {
 	t.Helper()
-	m := regexp.MustCompile(regexp.QuoteMeta(label) + ` (\d+)`).FindAllStringSubmatch(out, -1)
+	m := regexp.MustCompile(regexp.QuoteMeta(label)+` (\d+)`).FindAllStringSubmatch(out, -1)
 	if len(m) == 0 {
 		return -1
 	}
