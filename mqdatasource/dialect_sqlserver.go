@@ -39,9 +39,11 @@ var sqlserverDialect = &dialect{
 	classify:         classifySQLServer,
 	defaultUniqueKey: func(t string) string { return "uk_" + t + "_message_id" },
 	purgeSQL: func(t string, n int) string {
-		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < @p1", n, t)
+		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < @p1", n, t) // see sqlserverQDialect
 	},
-	inspect:      inspectSQLServer,
+	inspect: func(ctx context.Context, db *sql.DB, t string) (*tableInfo, error) {
+		return inspectSQLServer(ctx, db, t, "@p1")
+	},
 	idLenInBytes: true,
 	types: map[string][]string{
 		"id":             {"bigint", "int"},
@@ -55,10 +57,12 @@ var sqlserverDialect = &dialect{
 	},
 }
 
-func inspectSQLServer(ctx context.Context, db *sql.DB, table string) (*tableInfo, error) {
+// inspectSQLServer reads the catalog; ph is the placeholder of its one
+// argument ("@p1", or "?" for the "mssql" driver name).
+func inspectSQLServer(ctx context.Context, db *sql.DB, table, ph string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
-FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = @p1`, mssql.VarChar(table))
+FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = `+ph, mssql.VarChar(table))
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +73,7 @@ FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAM
 FROM sys.indexes i
 JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id AND ic.is_included_column = 0
 JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
-WHERE i.object_id = OBJECT_ID(QUOTENAME(SCHEMA_NAME()) + '.' + QUOTENAME(@p1)) AND i.is_unique = 1 AND i.has_filter = 0
+WHERE i.object_id = OBJECT_ID(QUOTENAME(SCHEMA_NAME()) + '.' + QUOTENAME(`+ph+`)) AND i.is_unique = 1 AND i.has_filter = 0
 ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
 	if err != nil {
 		return nil, err
@@ -86,6 +90,12 @@ ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
 var sqlserverQDialect = func() *dialect {
 	d := *sqlserverDialect
 	d.param = func(int) string { return "?" }
+	d.purgeSQL = func(t string, n int) string {
+		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < ?", n, t)
+	}
+	d.inspect = func(ctx context.Context, db *sql.DB, t string) (*tableInfo, error) {
+		return inspectSQLServer(ctx, db, t, "?")
+	}
 	return &d
 }()
 

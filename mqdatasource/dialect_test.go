@@ -63,6 +63,12 @@ func TestSQLServerDriverNames(t *testing.T) {
 				if co.dialect.Name() != "sqlserver" || co.claimSQL != tc.want {
 					t.Errorf("dialect %s claim SQL\n got %s\nwant %s", co.dialect.Name(), co.claimSQL, tc.want)
 				}
+				d := co.dialect.impl()
+				for _, q := range []string{d.lookupSQL("tr"), d.purgeSQL("tr", 10)} {
+					if strings.Contains(q, "@p") != (tc.driverName == "sqlserver") || strings.Contains(q, "?") == (tc.driverName == "sqlserver") {
+						t.Errorf("%s: placeholders of %s", tc.driverName, q)
+					}
+				}
 			}
 		})
 	}
