@@ -510,3 +510,51 @@ func TestE2EDropIn(t *testing.T) {
 		})
 	})
 }
+
+// An admin rewinds the offsets of a running consumer (mqadmin
+// resetOffsetByTime): v2.1.2 drops its queues, pauses about 10 s, and pulls
+// everything again. The replay is skipped; nothing is applied twice.
+func TestE2ERewindRunningConsumer(t *testing.T) {
+	skipIfRace(t)
+	e := dbEnvs(t)[0] // the database plays no part in what is tested here
+	f := newFixture(t, e)
+	b := newBroker(t)
+	const topic, group, n = "ledger", "eo_rewind", 8
+	b.CreateTopic(topic, 2)
+	p := newProducer(t, b)
+	for i := range n {
+		send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("l%d", i))))
+	}
+	stats := &Stats{}
+	c := newConsumer(t, f, b, group, WithMetrics(stats))
+	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		return f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "every message applied", func() bool { _, d := f.appliedCount(t); return d == n })
+	eventually(t, 30*time.Second, "offsets committed", func() bool {
+		persist(c)
+		return b.CommittedOffset(group, topic, 0)+b.CommittedOffset(group, topic, 1) == n
+	})
+
+	b.RewindOffsets(group, topic)
+	rebalance := c.Client().(interface{ Rebalance() })
+	var last time.Time
+	eventually(t, 60*time.Second, "the replay", func() bool {
+		if time.Since(last) > 250*time.Millisecond {
+			rebalance.Rebalance() // the client would wait for its 20 s timer
+			last = time.Now()
+		}
+		return stats.Count(OutcomeSkippedCache)+stats.Count(OutcomeSkippedTable) >= n
+	})
+	if rows, d := f.appliedCount(t); rows != n || d != n {
+		t.Fatalf("%d rows for %d messages after the replay", rows, d)
+	}
+	if s := stats.Snapshot(); s["processed"] != n {
+		t.Fatalf("stats %v", s)
+	}
+}
