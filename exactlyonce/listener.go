@@ -51,9 +51,10 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 	orderly = orderly && oc != nil
 	retry := func(err error) (consumer.ConsumeResult, error) {
 		if orderly {
-			// ConsumeRetryLater and Rollback are acknowledged by the
-			// v2.1.2 orderly consumer (#1229); only a suspend redelivers.
-			// Its default suspension, -1, means a hot loop.
+			// The v2.1.2 orderly consumer never redelivers a
+			// ConsumeRetryLater or Rollback and commits past it with the
+			// next success (#1229); only a suspend puts the messages
+			// back. Its default suspension, -1, means a hot loop.
 			oc.SuspendCurrentQueueTimeMillis = int(l.cfg.suspendBackoff / time.Millisecond)
 			return consumer.SuspendCurrentQueueAMoment, err
 		}
@@ -64,7 +65,11 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 	}
 	group, groupErr := l.resolveGroup(ctx)
 	labels := func(m *primitive.MessageExt) Labels {
-		return Labels{Group: group, Topic: m.Topic, Orderly: orderly}
+		lb := Labels{Group: group, Orderly: orderly}
+		if m != nil {
+			lb.Topic = m.Topic
+		}
+		return lb
 	}
 	notRun := func(rest []*primitive.MessageExt) {
 		for _, m := range rest {
@@ -104,12 +109,10 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 			notRun(msgs[i:])
 			break
 		}
-		if m == nil {
-			errs = append(errs, errors.New("exactlyonce: nil message"))
-			l.cfg.metrics.MessageDone(labels(&primitive.MessageExt{}), OutcomeFailed)
-			continue
+		o, err := OutcomeFailed, errNilMessage
+		if m != nil {
+			o, err = l.one(ctx, group, m, queue, labels(m))
 		}
-		o, err := l.one(ctx, group, m, queue, labels(m))
 		l.cfg.metrics.MessageDone(labels(m), o)
 		if o.Acked() {
 			continue
@@ -133,6 +136,8 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 	}
 	return consumer.ConsumeSuccess, nil
 }
+
+var errNilMessage = errors.New("exactlyonce: nil message")
 
 // resolveGroup returns the group to record deliveries under: the one given to
 // the constructor, checked against the client's, or else the client's.

@@ -539,3 +539,17 @@ func TestDrainCancelsHandlers(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestNilMessage(t *testing.T) {
+	modes(t, func(t *testing.T, orderly bool) {
+		st := newFakeStore(t)
+		stats := &Stats{}
+		f := newListener(st, testGroup, commitWith(st), nil, []Option{quiet, WithMetrics(stats)}).consume
+		if ok, _ := deliver(t, f, orderly, nil, newMsg("t", "a", 1)); ok {
+			t.Fatal("success with a nil message")
+		}
+		if got := stats.Snapshot()["messages"]; got != 2 {
+			t.Fatalf("%d outcomes for 2 messages", got)
+		}
+	})
+}
