@@ -129,7 +129,8 @@ func DecodeFrame(data []byte) (*Command, error) {
 	return cmd, nil
 }
 
-// jsonHeader is the JSON header as both Java (fastjson) and Go clients write it.
+// jsonHeader is the JSON header as both Java (fastjson) and Go clients write
+// it, for encoding/json; see jsonheader.go for the fast path.
 type jsonHeader struct {
 	Code      int16             `json:"code"`
 	Language  json.RawMessage   `json:"language,omitempty"`
@@ -138,11 +139,17 @@ type jsonHeader struct {
 	Flag      int32             `json:"flag"`
 	Remark    string            `json:"remark,omitempty"`
 	ExtFields map[string]string `json:"extFields,omitempty"`
-	// SerializeTypeCurrentRPC is written by the Java broker; clients ignore it.
-	SerializeTypeCurrentRPC string `json:"serializeTypeCurrentRPC,omitempty"`
 }
 
 func decodeJSONHeader(b []byte) (*Command, error) {
+	if cmd, ok := parseJSONHeader(b); ok {
+		return cmd, nil
+	}
+	return decodeJSONHeaderSlow(b)
+}
+
+// decodeJSONHeaderSlow decodes any JSON header encoding/json accepts.
+func decodeJSONHeaderSlow(b []byte) (*Command, error) {
 	var h jsonHeader
 	if err := json.Unmarshal(b, &h); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFrame, err)
@@ -290,27 +297,7 @@ func encodeHeader(c *Command, ser Serialization) []byte {
 		}
 		return b
 	}
-	name := c.Language
-	if name == "" {
-		name = "JAVA"
-	}
-	lang, _ := json.Marshal(name)
-	h := jsonHeader{
-		Code:                    c.Code,
-		Language:                lang,
-		Version:                 c.Version,
-		Opaque:                  c.Opaque,
-		Flag:                    c.Flag,
-		Remark:                  c.Remark,
-		ExtFields:               c.ExtFields,
-		SerializeTypeCurrentRPC: "JSON",
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		// Only strings and integers go in: Marshal cannot fail.
-		panic(err)
-	}
-	return b
+	return appendJSONHeader(nil, c)
 }
 
 // appendFramePrefix appends the length prefix and header mark of a frame whose

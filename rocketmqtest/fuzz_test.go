@@ -57,6 +57,60 @@ func FuzzDecodeFrame(f *testing.F) {
 	})
 }
 
+// FuzzJSONHeader checks the hand-written JSON header parser against
+// encoding/json, and the encoder's output against both.
+func FuzzJSONHeader(f *testing.F) {
+	for _, s := range seedFrames() {
+		if len(s) > 4 && s[0] == 0 {
+			f.Add(s[4:])
+		}
+	}
+	f.Add([]byte(`{"code":10,"language":"GO","version":317,"opaque":1,"flag":0,"remark":"","extFields":{"properties":"UNIQ_KEY\u0001A\u0002","x":"\"\\\/\b\f\n\r\t\u00e9"}}`))
+	f.Add([]byte(` { "code" : -1 , "extFields" : { } } `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := parseJSONHeader(data)
+		slow, err := decodeJSONHeaderSlow(data)
+		if ok {
+			if err != nil {
+				t.Fatalf("fast path accepted what encoding/json rejects: %v", err)
+			}
+			if !sameCommand(fast, slow) {
+				t.Fatalf("fast %+v, encoding/json %+v", fast, slow)
+			}
+		}
+		if err != nil {
+			return
+		}
+		enc := appendJSONHeader(nil, slow)
+		back, ok := parseJSONHeader(enc)
+		if !ok {
+			back, err = decodeJSONHeaderSlow(enc)
+			if err != nil {
+				t.Fatalf("encoded header %q does not decode: %v", enc, err)
+			}
+		}
+		if slow.Language == "" {
+			slow.Language = "JAVA" // the encoder's default
+		}
+		if !sameCommand(back, slow) {
+			t.Fatalf("round trip %+v -> %q -> %+v", slow, enc, back)
+		}
+	})
+}
+
+func sameCommand(a, b *Command) bool {
+	if a.Code != b.Code || a.Version != b.Version || a.Opaque != b.Opaque || a.Flag != b.Flag ||
+		a.Remark != b.Remark || a.Language != b.Language || len(a.ExtFields) != len(b.ExtFields) {
+		return false
+	}
+	for k, v := range a.ExtFields {
+		if w, ok := b.ExtFields[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
 // FuzzFrameLength checks the length prefix check used before allocating.
 func FuzzFrameLength(f *testing.F) {
 	f.Add(uint32(0))
