@@ -77,9 +77,11 @@ type Metrics interface {
 	// Duplicate outcomes; retries are OutcomeFailed, OutcomePanic and
 	// OutcomeNotRun.
 	MessageDone(l Labels, o Outcome)
-	// HandlerDone is called after every handler run, whatever its outcome,
-	// with its duration (for a TxHandler, including beginning and committing
-	// the transaction). Not called for skipped messages.
+	// HandlerDone is called for every message that got past the
+	// pre-check, with its outcome and how long handling it took: the
+	// handler run, and for a TxHandler beginning (claiming) and committing
+	// the transaction. Not called for messages skipped by the pre-check or
+	// not run.
 	HandlerDone(l Labels, o Outcome, d time.Duration)
 }
 
