@@ -97,6 +97,12 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 			return nil, err
 		}
 	}
+	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().pipelineBegin {
+		if pc, ok := c.inner.(pgxConner); ok {
+			itx, dup, err := c.beginPipelined(ctx, pc.Conn(), cl.d)
+			return c.claimed(ctx, cl, itx, dup, err)
+		}
+	}
 	var (
 		itx driver.Tx
 		err error
@@ -111,21 +117,33 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		c.observe(ctx, err)
 		return nil, err
 	}
-	t := &tx{c: c, inner: itx, claim: cl, ctx: ctx}
-	c.tx = t
 	if cl == nil {
+		t := &tx{c: c, inner: itx, ctx: ctx}
+		c.tx = t
 		return t, nil
 	}
+	c.tx = &tx{c: c, inner: itx, claim: cl, ctx: ctx}
 	dup, err := c.insertClaim(ctx, cl.d)
+	c.tx = nil
+	return c.claimed(ctx, cl, itx, dup, err)
+}
+
+// claimed finishes BeginTx once the claim INSERT ran in itx: it returns the
+// transaction, or rolls back and returns ErrAlreadyConsumed (dup) or the
+// claim's error. On error itx may be nil (nothing to roll back).
+func (c *conn) claimed(ctx context.Context, cl *claim, itx driver.Tx, dup bool, err error) (driver.Tx, error) {
 	if err == nil && !dup {
+		t := &tx{c: c, inner: itx, claim: cl, ctx: ctx}
+		c.tx = t
 		return t, nil
 	}
 	// Roll back: nothing but the claim ran in this transaction. If the
 	// rollback fails the session may still be in a transaction: discard it.
-	if rbErr := itx.Rollback(); rbErr != nil {
-		c.broken = true
+	if itx != nil {
+		if rbErr := itx.Rollback(); rbErr != nil {
+			c.broken = true
+		}
 	}
-	c.tx = nil
 	cl.release(false)
 	if dup {
 		if err != nil {

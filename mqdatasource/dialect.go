@@ -55,6 +55,9 @@ type dialect struct {
 	// implicitBegin: a claimed transaction is begun by the claim INSERT in
 	// an autocommit=0 session instead of START TRANSACTION (MySQL).
 	implicitBegin bool
+	// pipelineBegin: a claimed transaction is begun by sending BEGIN and the
+	// claim INSERT in one pipeline (PostgreSQL through pgx).
+	pipelineBegin bool
 	// idLenInBytes is true when the message_id column length counts bytes.
 	idLenInBytes bool
 }

@@ -28,7 +28,8 @@ var postgresDialect = &dialect{
 	purgeSQL: func(t string, n int) string {
 		return fmt.Sprintf(`DELETE FROM "%[1]s" WHERE "id" IN (SELECT "id" FROM "%[1]s" WHERE "ctime" < $1 ORDER BY "ctime" LIMIT %[2]d FOR UPDATE SKIP LOCKED)`, t, n)
 	},
-	inspect: inspectPostgres,
+	inspect:       inspectPostgres,
+	pipelineBegin: true,
 	types: map[string][]string{
 		"id":             {"bigint", "integer"},
 		"consumer_group": {"character varying", "character", "text"},

@@ -119,6 +119,26 @@ func TestBusinessUniqueViolationIsNotDuplicate(t *testing.T) {
 		if err := f.increment(ctx, 2); err != nil {
 			t.Fatal(err)
 		}
+
+		// PostgreSQL: the failed statement aborted the transaction, so a
+		// Commit that ignores it commits nothing, claim included.
+		if e.name == "postgres" {
+			d := delivery("g", "ignored-error")
+			ctx := mqdatasource.WithDelivery(context.Background(), d)
+			tx, err := f.ds.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2); err == nil {
+				t.Fatal("no error")
+			}
+			if err := tx.Commit(); err == nil || mqdatasource.ClaimCommitted(ctx) {
+				t.Fatalf("Commit after a failed statement: %v, claim committed %v; want an error and no claim", err, mqdatasource.ClaimCommitted(ctx))
+			}
+			if f.hasRecord(t, d) {
+				t.Fatal("record committed with a failed transaction")
+			}
+		}
 	})
 }
 
