@@ -17,8 +17,8 @@ import (
 // other's messages; "namespace%group" matches group). With group "" the
 // group is read from the client's context on every call.
 //
-// ds must not be nil. The listener keeps its own pre-check cache: build one
-// per subscription.
+// It panics if ds or h is nil. The listener keeps its own pre-check cache:
+// build one per subscription.
 func Listener(ds *mqdatasource.DataSource, group string, h Handler, opts ...Option) ListenerFunc {
 	if ds == nil || h == nil {
 		panic("exactlyonce: Listener needs a DataSource and a Handler")
