@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -24,6 +25,10 @@ var (
 // and ROLLBACK are sent by pgTx. It reports dup when the claim inserted
 // nothing (ON CONFLICT DO NOTHING: the message is recorded).
 func (c *conn) beginPipelined(ctx context.Context, pc *pgx.Conn, d Delivery) (itx driver.Tx, dup bool, err error) {
+	if pc.IsClosed() {
+		c.broken = true
+		return nil, false, driver.ErrBadConn // database/sql retries on another connection
+	}
 	args := c.core.dialect.impl().claimArgs(d, c.core.now().UnixMilli())
 	vals := make([]any, len(args))
 	for i, a := range args {
@@ -47,6 +52,11 @@ func (c *conn) beginPipelined(ctx context.Context, pc *pgx.Conn, d Delivery) (it
 			_ = t.Rollback()
 		}
 		c.observe(ctx, err)
+		if pgconn.SafeToRetry(err) {
+			// Nothing reached the server (like pgx's stdlib does).
+			c.broken = true
+			return nil, false, driver.ErrBadConn
+		}
 		return nil, false, err
 	}
 	if pc.PgConn().TxStatus() != 'T' {
