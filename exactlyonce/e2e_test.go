@@ -558,3 +558,84 @@ func TestE2ERewindRunningConsumer(t *testing.T) {
 		t.Fatalf("stats %v", s)
 	}
 }
+
+// Graceful shutdown of an orderly consumer: the running handler finishes
+// and commits, the queue's next message is not started, the queue is
+// unlocked only after that, and the next consumer continues in order.
+func TestE2EShutdownOrderly(t *testing.T) {
+	skipIfRace(t)
+	e := dbEnvs(t)[0]
+	f := newFixture(t, e)
+	b := newBroker(t)
+	const topic, group = "seq", "eo_shutdown_orderly"
+	b.CreateTopic(topic, 1)
+	p := newProducer(t, b)
+	for i := range 4 {
+		send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("s%d", i))))
+	}
+	var mu sync.Mutex
+	var order []string
+	started, release := make(chan struct{}), make(chan struct{})
+	var block atomic.Bool
+	block.Store(true)
+	handler := func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+			return err
+		}
+		if string(m.Body) == "s0" && block.Load() {
+			close(started)
+			<-release
+		}
+		mu.Lock()
+		order = append(order, string(m.Body))
+		mu.Unlock()
+		return nil
+	}
+	orderly := WithClientOptions(consumer.WithConsumerOrder(true))
+	c := newConsumer(t, f, b, group, orderly)
+	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shut <- c.Shutdown(ctx)
+	}()
+	eventually(t, 10*time.Second, "draining", c.gate.draining)
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned with a handler running: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := f.appliedCount(t); rows != 1 {
+		t.Fatalf("%d rows after shutdown, want s0 only", rows)
+	}
+	eventually(t, 10*time.Second, "offset 1 committed", func() bool { return b.CommittedOffset(group, topic, 0) == 1 })
+
+	block.Store(false)
+	c2 := newConsumer(t, f, b, group, orderly)
+	if err := c2.SubscribeTx(topic, consumer.MessageSelector{}, handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "every message applied", func() bool { _, d := f.appliedCount(t); return d == 4 })
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(order) != "[s0 s1 s2 s3]" {
+		t.Fatalf("applied in order %v", order)
+	}
+	if rows, _ := f.appliedCount(t); rows != 4 {
+		t.Fatalf("%d rows for 4 messages", rows)
+	}
+}
