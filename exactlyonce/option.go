@@ -168,7 +168,8 @@ func WithClientOptions(opts ...consumer.Option) Option {
 // Default: no purge. keep must exceed the longest time a message can still be
 // redelivered (the broker's retry schedule, about 5 hours with 16 retries,
 // and the message retention if offsets can be rewound); rows purged too early
-// let a redelivery apply twice. Ignored by the listener constructors.
+// let a redelivery apply twice. Both durations must be positive, else
+// there is no purge. Ignored by the listener constructors.
 func WithPurge(keep, interval time.Duration) Option {
 	return optionFunc(func(c *config) {
 		c.purgeKeep = keep
