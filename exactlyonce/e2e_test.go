@@ -87,9 +87,8 @@ func send(t *testing.T, p rocketmq.Producer, msgs ...*primitive.Message) {
 
 // newConsumer builds a Consumer on the broker; it is shut down when the test
 // ends if the test did not.
-func newConsumer(t *testing.T, ds interface{}, b *rocketmqtest.Broker, group string, opts ...Option) *Consumer {
+func newConsumer(t *testing.T, f *fixture, b *rocketmqtest.Broker, group string, opts ...Option) *Consumer {
 	t.Helper()
-	f := ds.(*fixture)
 	opts = append([]Option{quiet, WithClientOptions(
 		consumer.WithNameServer(primitive.NamesrvAddr{b.Addr()}),
 		consumer.WithInstance(instanceName(t)),
