@@ -29,8 +29,8 @@ func (s *state) commitOffset(k offsetKey, off int64) {
 		return
 	}
 	if f := s.fault(faultDelayCommit, CodeUpdateConsumerOffset); f != nil {
-		s.after(f.d, func() { s.offsets[k] = off })
+		s.after(f.d, func() { s.setOffset(k, off) })
 		return
 	}
-	s.offsets[k] = off
+	s.setOffset(k, off)
 }

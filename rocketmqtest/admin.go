@@ -65,7 +65,7 @@ func (s *state) resetOffsets(group, topic string, table map[int32]int64) {
 	var body bytes.Buffer
 	body.WriteString(`{"offsetTable":[`)
 	for i, id := range ids {
-		s.offsets[offsetKey{group, topic, id}] = table[id]
+		s.setOffset(offsetKey{group, topic, id}, table[id])
 		if i > 0 {
 			body.WriteByte(',')
 		}
@@ -157,7 +157,7 @@ type ClientInfo struct {
 // Clients lists the open client connections, sorted by client id then
 // address.
 func (b *Broker) Clients() []ClientInfo {
-	var out []ClientInfo
+	out := []ClientInfo{}
 	b.do(func(s *state) {
 		byConn := map[*conn]*ClientInfo{}
 		for c := range s.conns {
@@ -309,4 +309,18 @@ func (b *Broker) PausedRequests() []int16 {
 		}
 	})
 	return codes
+}
+
+// CommittedOffsets returns the group's committed offsets of the topic's
+// queues, by queue id; queues without one are left out.
+func (b *Broker) CommittedOffsets(group, topic string) map[int]int64 {
+	out := map[int]int64{}
+	b.do(func(s *state) {
+		for k, off := range s.offsets {
+			if k.group == group && k.topic == topic {
+				out[int(k.queueID)] = off
+			}
+		}
+	})
+	return out
 }

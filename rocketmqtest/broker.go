@@ -68,7 +68,11 @@ func New(opts ...Option) (*Broker, error) {
 		ln:     ln,
 		addr:   ln.Addr().String(),
 	}
-	s := newState(b)
+	s, err := newState(b)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("rocketmqtest: %w", err)
+	}
 	b.wg.Add(2)
 	go b.run(s)
 	go b.acceptLoop(ln)

@@ -263,6 +263,15 @@ func (r *reader) u32() uint32 {
 	return v
 }
 
+func (r *reader) u64() uint64 {
+	if !r.need(8) {
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
 func (r *reader) bytes(n int) []byte {
 	if !r.need(n) {
 		return nil

@@ -26,6 +26,7 @@ type config struct {
 	logger            *slog.Logger
 	debug             bool // logger enabled at debug level: log every request
 	topics            map[string]int
+	dataDir           string
 }
 
 // defaultDelayLevels is messageDelayLevel of the Java broker:
@@ -125,3 +126,9 @@ func WithLogger(l *slog.Logger) Option {
 		}
 	})
 }
+
+// WithDataDir keeps topics, messages, committed offsets and pending delayed
+// messages in an append-only log in dir, replayed when a broker starts with
+// the same dir: a broker process killed and started again has what it had.
+// Each change is written as it happens (no fsync). Default: memory only.
+func WithDataDir(dir string) Option { return optionFunc(func(c *config) { c.dataDir = dir }) }

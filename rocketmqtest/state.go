@@ -1,7 +1,9 @@
 package rocketmqtest
 
 import (
+	"encoding/binary"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,8 @@ type state struct {
 	nextFaultID     uint64
 	producerClients map[string]map[*conn]string // producer group -> conn -> client id
 	opaque          int32                       // of broker-to-client requests
+	log             *os.File                    // WithDataDir's log, or nil
+	replaying       bool                        // replaying the log: do not record
 }
 
 type offsetKey struct {
@@ -43,7 +47,7 @@ type queueKey struct {
 	queueID int32
 }
 
-func newState(b *Broker) *state {
+func newState(b *Broker) (*state, error) {
 	s := &state{
 		b:               b,
 		cfg:             &b.cfg,
@@ -58,16 +62,27 @@ func newState(b *Broker) *state {
 	}
 	s.storeHost = hostPortOf(b.ln.Addr())
 	s.createTopic(defaultTopic, 8, 8, permRead|permWrite|1)
+	if b.cfg.dataDir != "" {
+		s.replaying = true
+		err := s.openLog(b.cfg.dataDir)
+		s.replaying = false
+		if err != nil {
+			return nil, err
+		}
+	}
 	for name, n := range b.cfg.topics {
 		s.createTopic(name, n, n, permRead|permWrite)
 	}
-	return s
+	return s, nil
 }
 
 // shutdown runs on the run loop as it exits.
 func (s *state) shutdown() {
 	for c := range s.conns {
 		c.close()
+	}
+	if s.log != nil {
+		_ = s.log.Close()
 	}
 }
 
@@ -79,6 +94,7 @@ func (s *state) createTopic(name string, read, write, perm int) *topic {
 	}
 	t.readQueues, t.writeQueues, t.perm = read, write, perm
 	t.ensureQueues()
+	s.recordTopic(t)
 	return t
 }
 
@@ -142,6 +158,7 @@ func (s *state) delay(level int) time.Duration {
 // deliverScheduled is ScheduleMessageService.messageTimeup: the message goes
 // to its real topic and queue without the DELAY property.
 func (s *state) deliverScheduled(sm *message) {
+	s.record('S', binary.BigEndian.AppendUint64(nil, uint64(sm.commitLogOffset)))
 	props := parseProperties(sm.props)
 	realTopic := props[propRealTopic]
 	qid, _ := strconv.Atoi(props[propRealQueueID])
@@ -179,6 +196,7 @@ func (s *state) append(m *message, now time.Time) *message {
 	s.nextCommitLog += int64(len(m.enc))
 	q.msgs = append(q.msgs, m)
 	s.commitLog[m.commitLogOffset] = m
+	s.record('M', m.enc)
 	s.wakeHeld(queueKey{m.topic, m.queueID}, m)
 	return m
 }
@@ -286,3 +304,9 @@ func respond(code int16, remark string) *Command {
 }
 
 func success() *Command { return &Command{Code: codeSuccess} }
+
+// setOffset stores a committed offset.
+func (s *state) setOffset(k offsetKey, off int64) {
+	s.offsets[k] = off
+	s.recordOffset(k, off)
+}
