@@ -10,6 +10,7 @@ import (
 	"time"
 
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -30,6 +31,7 @@ type demoConfig struct {
 	Queues     int    // queues of the topic (in-process broker)
 	Timeout    time.Duration
 	Logger     *slog.Logger // the listeners' logger
+	Verbose    bool         // keep the client's logs at shutdown
 }
 
 // demo is one run: a database, a broker, a producer, two consumers, and the
@@ -157,6 +159,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.drive(ctx, published, consumerCfg("consumer-b"), group, topic); err != nil {
 		return err
 	}
+	if !cfg.Verbose {
+		// The client logs errors when the consumers of a group shut down
+		// together (each rebalances while the other leaves): not actionable.
+		rlog.SetLogLevel("fatal")
+	}
 	d.shutdownAll()
 	d.prog.done()
 
@@ -202,6 +209,7 @@ func (d *demo) drive(ctx context.Context, published <-chan error, restartCfg con
 		pubDone      bool
 		lost         *rocketmqtest.Fault // offset commits dropped
 		restarted    bool
+		stallNoted   bool
 		rewound      bool
 		sinceRewind  int64 // deliveries counted when the rewind was made
 		lastDelivery int64
@@ -259,6 +267,11 @@ func (d *demo) drive(ctx context.Context, published <-chan error, restartCfg con
 				"(the client waits 10 s first)", group, d.report.Rewound)
 		}
 
+		if d.broker == nil && restarted && !stallNoted && now.Applied < total && time.Since(idleSince) > 5*time.Second {
+			stallNoted = true
+			d.prog.event("waiting for the broker to expire the queue locks consumer-a kept when consumer-b came back " +
+				"(rocketmq-client-go v2.1.2 does not unlock queues it hands over; brokers expire locks after 60 s)")
+		}
 		if !pubDone || !restarted || now.Applied < total {
 			continue
 		}

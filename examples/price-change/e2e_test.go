@@ -106,7 +106,7 @@ func TestKillConsumer(t *testing.T) {
 	db := newTestDB(t, "mysql")
 	bin := programBinary(t)
 	nameServer := startBroker(t)
-	const products, changes = 20, 50
+	const products, changes = 30, 60
 	total := int64(products * changes)
 	common := []string{"-namesrv", nameServer, "-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
 

@@ -151,7 +151,7 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg := demoConfig{
 		Plan: pl, NameServer: *f.nameServer, Driver: *f.driver, DSN: *f.dsn, DB: *db,
 		Reset: *reset, Style: *f.style, Topic: *f.topic, Group: *f.group,
-		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr),
+		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr), Verbose: *f.verbose,
 	}
 	if cfg.Style != "plain" && cfg.Style != "tx" {
 		return fmt.Errorf("unknown -style %q (want plain or tx)", cfg.Style)
