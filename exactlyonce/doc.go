@@ -40,7 +40,9 @@
 //	panic (recovered, stack logged)                     no, retried    OutcomePanic
 //	not attempted (orderly after a failure; shutdown)   no, retried    OutcomeNotRun
 //
-// A delivery succeeds (ConsumeSuccess, nil error) only if all its messages
+// Transient database failures (mqdatasource.IsRetryable) are first retried
+// in place (WithLocalRetries). A delivery succeeds (ConsumeSuccess, nil
+// error) only if all its messages
 // are acknowledged. Otherwise a concurrent consumer gets ConsumeRetryLater
 // (the client sends the whole batch back to the retry topic; the messages
 // that committed are skipped when it returns) and an orderly consumer gets

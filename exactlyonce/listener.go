@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -222,11 +223,9 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		return OutcomeSkippedCache, nil
 	}
 
-	// The handler's context: cancelled when it returns, which makes
-	// database/sql roll back any transaction it left open (a Background
-	// context, which is what the client passes, never would: the claim's
-	// row lock would block every redelivery), and when the consumer's
-	// shutdown grace period ends.
+	// The message's context: cancelled when the consumer's shutdown grace
+	// period ends (the client's own context never is). Each attempt
+	// derives its own from it (see attempt).
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if g := l.cfg.gate; g != nil {
@@ -248,11 +247,22 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 	}
 
 	start := time.Now()
-	var o Outcome
-	if l.txh != nil {
-		o, err = l.runTx(hctx, d, m)
-	} else {
-		o, err = l.run(hctx, d, m)
+	o, err := l.attempt(hctx, d, m)
+	for try := 0; o == OutcomeFailed && try < l.cfg.localRetries && mqdatasource.IsRetryable(err); try++ {
+		// A transient database failure (deadlock victim, serialization
+		// conflict, lost connection, unknown commit outcome): run the
+		// message again here rather than through a send-back or a
+		// suspension, unless the consumer is stopping.
+		if hctx.Err() != nil || l.cfg.gate.draining() {
+			break
+		}
+		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: transient failure, retrying in place", append(attrs, slog.Int("try", try+1), slog.Any("error", err))...)
+		backoff := localRetryBackoff << try
+		select {
+		case <-time.After(backoff/2 + rand.N(backoff/2)):
+		case <-hctx.Done():
+		}
+		o, err = l.attempt(hctx, d, m)
 	}
 	elapsed := time.Since(start)
 	if !o.Acked() && hctx.Err() != nil {
@@ -291,6 +301,22 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		l.log.LogAttrs(ctx, level, msg, append(attrs, slog.Any("error", err))...)
 	}
 	return o, err
+}
+
+// localRetryBackoff is the first wait before an in-place retry; it doubles
+// with each retry, with jitter so that deadlocked peers do not meet again.
+const localRetryBackoff = 20 * time.Millisecond
+
+// attempt runs the handler once, with a context cancelled when the attempt
+// ends: database/sql then rolls back a transaction the handler left open, so
+// its claim's row lock does not block the next attempt or redelivery.
+func (l *listener) attempt(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if l.txh != nil {
+		return l.runTx(actx, d, m)
+	}
+	return l.run(actx, d, m)
 }
 
 // run calls a Handler.

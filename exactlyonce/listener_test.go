@@ -553,3 +553,45 @@ func TestNilMessage(t *testing.T) {
 		}
 	})
 }
+
+func TestLocalRetries(t *testing.T) {
+	transient := fmt.Errorf("apply: %w", mqdatasource.ErrTxAborted) // e.g. a deadlock victim
+	for _, c := range []struct {
+		name      string
+		opts      []Option
+		failures  int
+		err       error
+		wantOK    bool
+		wantRuns  int64
+		wantCount Outcome
+	}{
+		{"transient, retried in place", nil, 2, transient, true, 3, OutcomeProcessed},
+		{"transient, retries exhausted", nil, 5, transient, false, 3, OutcomeFailed},
+		{"transient, disabled", []Option{WithLocalRetries(0)}, 1, transient, false, 1, OutcomeFailed},
+		{"permanent", nil, 1, errBusiness, false, 1, OutcomeFailed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, orderly bool) {
+				st := newFakeStore(t)
+				stats := &Stats{}
+				var runs atomic.Int64
+				h := commitWith(st)
+				f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+					if runs.Add(1) <= int64(c.failures) {
+						tx, err := st.BeginTx(ctx, nil) // claim held while failing
+						if err != nil {
+							return err
+						}
+						_ = tx.Rollback()
+						return c.err
+					}
+					return h(ctx, m)
+				}, nil, append([]Option{quiet, WithMetrics(stats)}, c.opts...)).consume
+				ok, err := deliver(t, f, orderly, newMsg("t", "m", 1))
+				if ok != c.wantOK || runs.Load() != c.wantRuns || stats.Count(c.wantCount) != 1 {
+					t.Fatalf("ok %v err %v runs %d stats %v", ok, err, runs.Load(), stats.Snapshot())
+				}
+			})
+		})
+	}
+}
