@@ -48,7 +48,7 @@
 // that committed are skipped when it returns) and an orderly consumer gets
 // SuspendCurrentQueueAMoment, with the orderly context's
 // SuspendCurrentQueueTimeMillis set to the back-off (WithSuspendBackoff,
-// default 1 s), never ConsumeRetryLater, which v2.1.2's orderly
+// default 1s), never ConsumeRetryLater, which v2.1.2's orderly
 // consumer never redelivers. Success is never returned together with an error.
 //
 // # Pre-check
