@@ -248,6 +248,7 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "consume: %s started (pid %d)\n", *instance, os.Getpid())
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	var last Report
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -256,8 +257,11 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		var r Report
 		r.addStats(&stats)
-		fmt.Fprintf(stderr, "consume: deliveries %d  applied %d  duplicates skipped %d  retried %d\n",
-			r.Deliveries, r.Applied, r.Skipped, r.Retried)
+		if r.Deliveries != last.Deliveries || r.Retried != last.Retried || done {
+			fmt.Fprintf(stderr, "consume: deliveries %d  applied %d  duplicates skipped %d  retried %d\n",
+				r.Deliveries, r.Applied, r.Skipped, r.Retried)
+			last = r
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

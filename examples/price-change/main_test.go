@@ -299,3 +299,43 @@ func TestVerifierCatchesMistakes(t *testing.T) {
 		t.Errorf("problem %q, want the double count", r.Problems[0])
 	}
 }
+
+func TestReportTable(t *testing.T) {
+	r := &Report{
+		Products: 50, ChangesSent: 3000, Resends: 79, BrokerDuplicates: 314, Rewound: 2420, Restarts: 1,
+		Deliveries: 6199, Skipped: 3199, Applied: 3000, Records: 3000,
+	}
+	var b strings.Builder
+	r.print(&b)
+	want := `  changes sent            3000   50 products
+  duplicates injected     2813   79 producer resends, 314 broker duplicates, 2420 by the offset rewind, 1 consumer restart
+  deliveries              6199   messages handed to the listeners
+  duplicates skipped      3199   acknowledged without applying
+  applied                 3000   transactions committed; 3000 records
+  mismatches                 0
+OK: every change applied exactly once, in order
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+
+	r = &Report{Products: 2, ChangesSent: 4, Resends: -1, BrokerDuplicates: -1, Rewound: -1,
+		Deliveries: -1, Skipped: -1, Applied: -1, Retried: -1, Records: 5}
+	r.problem("SKU-0001: change_count 3, want 2")
+	r.problem("transaction_record has 5 rows for group g, want 4")
+	b.Reset()
+	r.print(&b)
+	want = `  changes sent               4   2 products
+  duplicates injected        -
+  deliveries                 -   messages handed to the listeners
+  duplicates skipped         -   acknowledged without applying
+  applied                    -   transactions committed; 5 records
+  mismatches                 2
+FAIL: 2 mismatches
+  SKU-0001: change_count 3, want 2
+  transaction_record has 5 rows for group g, want 4
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
