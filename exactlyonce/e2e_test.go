@@ -638,3 +638,52 @@ func TestE2EShutdownOrderly(t *testing.T) {
 		t.Fatalf("%d rows for 4 messages", rows)
 	}
 }
+
+// A batch sent by the Go producer without StampKey has no UNIQ_KEY: its
+// MsgId is the broker's offset id, and a send-back copy gets a new one. When
+// a consumer batch fails, every message of it is sent back, including those
+// that committed; DefaultKey finds their first id in ORIGIN_MESSAGE_ID, so
+// they are skipped instead of applied again.
+func TestE2EBatchWithoutUniqKey(t *testing.T) {
+	skipIfRace(t)
+	e := dbEnvs(t)[0]
+	f := newFixture(t, e)
+	b := newBroker(t)
+	const topic, group = "unstamped", "eo_unstamped"
+	b.CreateTopic(topic, 1)
+	p := newProducer(t, b)
+	var batch []*primitive.Message
+	for i := range 4 {
+		batch = append(batch, primitive.NewMessage(topic, []byte(fmt.Sprintf("b%d", i))))
+	}
+	send(t, p, batch...)
+	for _, m := range b.Messages(topic) {
+		if m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex) != "" {
+			t.Fatal("the producer set UNIQ_KEY on a batch message")
+		}
+	}
+	fails := newFirstAttemptFails("b2")
+	stats := &Stats{}
+	c := newConsumer(t, f, b, group, WithMetrics(stats), WithClientOptions(consumer.WithConsumeMessageBatchMaxSize(4)))
+	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+			return err
+		}
+		return fails.check(string(m.Body))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The four copies sent back return: b2 is applied, the others skipped.
+	eventually(t, 30*time.Second, "the retries consumed", func() bool {
+		return stats.Count(OutcomeProcessed) == 4 && stats.Count(OutcomeSkippedCache)+stats.Count(OutcomeSkippedTable) == 3
+	})
+	if n := len(b.Messages("%RETRY%" + group)); n != 4 {
+		t.Fatalf("%d messages sent back, want the whole batch of 4", n)
+	}
+	if rows, d := f.appliedCount(t); rows != 4 || d != 4 {
+		t.Fatalf("%d rows for %d messages", rows, d)
+	}
+}
