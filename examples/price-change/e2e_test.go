@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
 
 // TestDemo runs the demo's scenario, smaller, on the in-process broker:
@@ -175,17 +172,11 @@ func TestKillConsumer(t *testing.T) {
 	}
 }
 
-// startBroker starts the standalone broker of cmd/rocketmqtest as a process
-// and returns its address. Until that command exists, it starts the
-// in-process broker in the test (the test process runs no RocketMQ client,
-// so -race is not an issue).
+// startBroker builds cmd/rocketmqtest, starts it as a process and returns
+// the address it prints on its first line.
 func startBroker(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join("..", "..", "cmd", "rocketmqtest")
-	if _, err := os.Stat(src); err != nil {
-		t.Logf("%s not found: using the in-process broker", src)
-		return rocketmqtest.NewBroker(t).Addr()
-	}
 	bin := filepath.Join(t.TempDir(), "rocketmqtest")
 	if err := build(bin, "./"+filepath.ToSlash(src)); err != nil {
 		t.Fatal(err)
@@ -227,6 +218,7 @@ func startBroker(t *testing.T) string {
 		if m := regexp.MustCompile(`[0-9.]+:[0-9]+`).FindString(addr); m != "" {
 			addr = m
 		}
+		t.Logf("standalone broker (cmd/rocketmqtest, pid %d) on %s", cmd.Process.Pid, addr)
 		return addr
 	case <-time.After(30 * time.Second):
 		t.Fatalf("rocketmqtest printed no address within 30 s; stderr:\n%s", stderr.String())
