@@ -29,8 +29,10 @@ type ListenerFunc = func(context.Context, ...*primitive.MessageExt) (consumer.Co
 //     (OutcomeDuplicate).
 //   - It returns any other error, or panics: the message is retried
 //     (concurrent mode: sent back to the broker's retry queue; orderly mode:
-//     the queue is suspended for the back-off, WithSuspendBackoff). Its
-//     transaction must not have committed.
+//     the queue is suspended for the back-off, WithSuspendBackoff), after
+//     up to WithLocalRetries attempts in place if the error is a transient
+//     database error. If its transaction did commit, the redelivery is
+//     skipped as already consumed.
 //   - Beginning a second transaction with ctx fails with
 //     mqdatasource.ErrDeliveryReused; returning that error retries the
 //     message and logs an error: one delivery, one transaction.
@@ -49,7 +51,8 @@ type Handler func(ctx context.Context, msg *primitive.MessageExt) error
 //     (OutcomeProcessed). If the commit fails, the message is retried; if the
 //     commit did land, the redelivery is skipped as a duplicate.
 //   - It returns an error, or panics: the listener rolls tx back and the
-//     message is retried, as for Handler.
+//     message is retried, as for Handler (transient database errors first
+//     in place, WithLocalRetries, each time with a new transaction).
 //   - The message was already applied: the handler is not called.
 //
 // The handler must not call tx.Commit or tx.Rollback itself, nor begin other
