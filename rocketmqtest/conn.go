@@ -169,7 +169,7 @@ func (c *conn) writeLoop() {
 				n += len(p)
 			}
 			from := len(hdr)
-			hdr = appendFramePrefix(hdr, encodeHeader(f.cmd, f.cmd.Serialization), n, f.cmd.Serialization)
+			hdr = appendFrameHead(hdr, f.cmd, n)
 			spans[i] = span{from, len(hdr)}
 		}
 		for i, f := range batch {

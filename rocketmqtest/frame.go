@@ -281,46 +281,47 @@ func (r *reader) bytes(n int) []byte {
 	return v
 }
 
-// encodeHeader encodes the command's header in ser.
-func encodeHeader(c *Command, ser Serialization) []byte {
-	if ser == Binary {
-		n := 21 + len(c.Remark)
-		for k, v := range c.ExtFields {
-			n += 6 + len(k) + len(v)
-		}
-		b := make([]byte, 0, n)
-		b = binary.BigEndian.AppendUint16(b, uint16(c.Code))
-		b = append(b, languageCode(c.Language))
-		b = binary.BigEndian.AppendUint16(b, uint16(c.Version))
-		b = binary.BigEndian.AppendUint32(b, uint32(c.Opaque))
-		b = binary.BigEndian.AppendUint32(b, uint32(c.Flag))
-		b = binary.BigEndian.AppendUint32(b, uint32(len(c.Remark)))
-		b = append(b, c.Remark...)
-		extLen := n - 21 - len(c.Remark)
-		b = binary.BigEndian.AppendUint32(b, uint32(extLen))
-		for k, v := range c.ExtFields {
-			b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
-			b = append(b, k...)
-			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-			b = append(b, v...)
-		}
-		return b
+// appendHeader appends the command's header in ser.
+func appendHeader(b []byte, c *Command, ser Serialization) []byte {
+	if ser != Binary {
+		return appendJSONHeader(b, c)
 	}
-	return appendJSONHeader(nil, c)
+	extLen := 0
+	for k, v := range c.ExtFields {
+		extLen += 6 + len(k) + len(v)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(c.Code))
+	b = append(b, languageCode(c.Language))
+	b = binary.BigEndian.AppendUint16(b, uint16(c.Version))
+	b = binary.BigEndian.AppendUint32(b, uint32(c.Opaque))
+	b = binary.BigEndian.AppendUint32(b, uint32(c.Flag))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Remark)))
+	b = append(b, c.Remark...)
+	b = binary.BigEndian.AppendUint32(b, uint32(extLen))
+	for k, v := range c.ExtFields {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
+		b = append(b, k...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b
 }
 
-// appendFramePrefix appends the length prefix and header mark of a frame whose
-// header and body have the given sizes, followed by the header.
-func appendFramePrefix(dst []byte, header []byte, bodyLen int, ser Serialization) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(header)+bodyLen))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(ser)<<24|uint32(len(header)))
-	return append(dst, header...)
+// appendFrameHead appends a frame's length prefix, header mark and header,
+// for a body of bodyLen bytes written after it.
+func appendFrameHead(dst []byte, c *Command, bodyLen int) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	dst = appendHeader(dst, c, c.Serialization)
+	headerLen := len(dst) - start - 8
+	binary.BigEndian.PutUint32(dst[start:], uint32(4+headerLen+bodyLen))
+	binary.BigEndian.PutUint32(dst[start+4:], uint32(c.Serialization)<<24|uint32(headerLen))
+	return dst
 }
 
 // EncodeFrame encodes a command as a complete frame, length prefix included.
 // Tests and tools use it to speak to the broker directly.
 func EncodeFrame(c *Command) []byte {
-	h := encodeHeader(c, c.Serialization)
-	b := appendFramePrefix(make([]byte, 0, 8+len(h)+len(c.Body)), h, len(c.Body), c.Serialization)
+	b := appendFrameHead(make([]byte, 0, 256+len(c.Body)), c, len(c.Body))
 	return append(b, c.Body...)
 }
