@@ -15,9 +15,10 @@ import (
 
 // rawClient speaks the remoting protocol directly.
 type rawClient struct {
-	t  testing.TB
-	nc net.Conn
-	r  *bufio.Reader
+	t     testing.TB
+	nc    net.Conn
+	r     *bufio.Reader
+	notes []*rocketmqtest.Command // broker-to-client requests read by roundTrip
 }
 
 func dial(t testing.TB, b *rocketmqtest.Broker) *rawClient {
@@ -55,6 +56,10 @@ func (c *rawClient) roundTrip(req *rocketmqtest.Command) *rocketmqtest.Command {
 	c.t.Helper()
 	c.write(rocketmqtest.EncodeFrame(req))
 	resp, err := c.read()
+	for err == nil && !resp.IsResponse() {
+		c.notes = append(c.notes, resp)
+		resp, err = c.read()
+	}
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,0 +1,322 @@
+package rocketmqtest_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
+)
+
+func pullReq(topic string, queue int, offset int64, sysFlag int, sub string) *rocketmqtest.Command {
+	return &rocketmqtest.Command{Code: rocketmqtest.CodePullMessage, ExtFields: map[string]string{
+		"consumerGroup": "g", "topic": topic, "queueId": strconv.Itoa(queue), "queueOffset": strconv.FormatInt(offset, 10),
+		"maxMsgNums": "32", "sysFlag": strconv.Itoa(sysFlag), "commitOffset": "0", "suspendTimeoutMillis": "300",
+		"subscription": sub, "expressionType": "TAG"}}
+}
+
+const flagSubscription = 4
+
+func TestPullStatuses(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("p", 2), rocketmqtest.WithAutoCreateTopics(false))
+	c := rawDial(b.Addr())
+	defer c.close()
+	for i := range 3 {
+		tag := "a"
+		if i == 1 {
+			tag = "b"
+		}
+		rawSend(t, c, "p", 0, fmt.Sprint("m", i), "TAGS\x01"+tag+"\x02")
+	}
+	cases := []struct {
+		name       string
+		req        *rocketmqtest.Command
+		code       int16
+		next, msgs int
+	}{
+		{"found", pullReq("p", 0, 0, flagSubscription, "*"), 0, 3, 3},
+		{"found from 1", pullReq("p", 0, 1, flagSubscription, "*"), 0, 3, 2},
+		{"tag filter", pullReq("p", 0, 0, flagSubscription, "a"), 0, 3, 2},
+		{"tag filter, no match", pullReq("p", 0, 0, flagSubscription, "zzz"), 20, 3, 0},
+		{"offset at max", pullReq("p", 0, 3, flagSubscription, "*"), 19, 3, 0},
+		{"offset past max", pullReq("p", 0, 9, flagSubscription, "*"), 21, 0, 0},
+		{"negative offset", pullReq("p", 0, -1, flagSubscription, "*"), 21, 0, 0},
+		{"empty queue at 0", pullReq("p", 1, 0, flagSubscription, "*"), 19, 0, 0},
+		{"empty queue past 0", pullReq("p", 1, 4, flagSubscription, "*"), 21, 0, 0},
+		{"no heartbeat, no subscription", pullReq("p", 0, 0, 0, ""), 24, -1, 0},
+		{"unknown topic", pullReq("nope", 0, 0, flagSubscription, "*"), 17, -1, 0},
+		{"bad queue", pullReq("p", 7, 0, flagSubscription, "*"), 1, -1, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := c.call(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Code != tc.code {
+				t.Fatalf("code %d (%s), want %d", resp.Code, resp.Remark, tc.code)
+			}
+			if tc.next >= 0 && resp.ExtFields["nextBeginOffset"] != strconv.Itoa(tc.next) {
+				t.Errorf("nextBeginOffset %s, want %d", resp.ExtFields["nextBeginOffset"], tc.next)
+			}
+			if n := len(decodeBodies(resp.Body)); n != tc.msgs {
+				t.Errorf("%d messages, want %d", n, tc.msgs)
+			}
+			if tc.code == 0 && (resp.ExtFields["maxOffset"] != "3" || resp.ExtFields["minOffset"] != "0" || resp.ExtFields["suggestWhichBrokerId"] != "0") {
+				t.Errorf("fields %v", resp.ExtFields)
+			}
+		})
+	}
+	sql := pullReq("p", 0, 0, flagSubscription, "a > 1")
+	sql.ExtFields["expressionType"] = "SQL92"
+	if resp, _ := c.call(sql); resp == nil || resp.Code != 1 {
+		t.Errorf("SQL92 pull: %+v", resp)
+	}
+}
+
+func TestLongPolling(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("lp", 1))
+	puller, sender := rawDial(b.Addr()), rawDial(b.Addr())
+	defer puller.close()
+	defer sender.close()
+
+	// Nothing arrives: answered PULL_NOT_FOUND after suspendTimeoutMillis.
+	start := time.Now()
+	resp, err := puller.call(pullReq("lp", 0, 0, flagSubscription|2, "*"))
+	if err != nil || resp.Code != 19 {
+		t.Fatalf("%v %+v", err, resp)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("answered after %v, want the 300ms suspend time", d)
+	}
+
+	// A message that does not match leaves the pull waiting; one that does
+	// answers it at once.
+	req := pullReq("lp", 0, 0, flagSubscription|2, "want")
+	req.ExtFields["suspendTimeoutMillis"] = "20000"
+	got := make(chan *rocketmqtest.Command, 1)
+	go func() {
+		r, _ := puller.call(req)
+		got <- r
+	}()
+	time.Sleep(50 * time.Millisecond) // let the pull be held; the assertion does not depend on it
+	rawSend(t, sender, "lp", 0, "other", "TAGS\x01other\x02")
+	rawSend(t, sender, "lp", 0, "wanted", "TAGS\x01want\x02")
+	select {
+	case r := <-got:
+		if r == nil || r.Code != 0 {
+			t.Fatalf("%+v", r)
+		}
+		if bodies := decodeBodies(r.Body); fmt.Sprint(bodies) != "[wanted]" {
+			t.Errorf("bodies %v", bodies)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("held pull not answered when a matching message arrived")
+	}
+}
+
+func TestOffsetRequests(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("o", 1))
+	c := rawDial(b.Addr())
+	defer c.close()
+	call := func(code int16, fields map[string]string) *rocketmqtest.Command {
+		t.Helper()
+		resp, err := c.call(&rocketmqtest.Command{Code: code, ExtFields: fields})
+		if err != nil || resp.Code != 0 {
+			t.Fatalf("code %d: %v %+v", code, err, resp)
+		}
+		return resp
+	}
+	q := map[string]string{"consumerGroup": "g", "topic": "o", "queueId": "0"}
+	if off := call(rocketmqtest.CodeQueryConsumerOffset, q).ExtFields["offset"]; off != "0" {
+		t.Errorf("new group offset %s, want 0", off)
+	}
+	before := time.Now().UnixMilli()
+	for i := range 4 {
+		rawSend(t, c, "o", 0, fmt.Sprint(i), "")
+		if i == 1 {
+			time.Sleep(5 * time.Millisecond) // distinct store timestamps around "before"
+		}
+	}
+	call(rocketmqtest.CodeUpdateConsumerOffset, map[string]string{"consumerGroup": "g", "topic": "o", "queueId": "0", "commitOffset": "3"})
+	if off := call(rocketmqtest.CodeQueryConsumerOffset, q).ExtFields["offset"]; off != "3" {
+		t.Errorf("committed offset %s, want 3", off)
+	}
+	if off := call(rocketmqtest.CodeGetMaxOffset, map[string]string{"topic": "o", "queueId": "0"}).ExtFields["offset"]; off != "4" {
+		t.Errorf("max offset %s", off)
+	}
+	if off := call(rocketmqtest.CodeGetMinOffset, map[string]string{"topic": "o", "queueId": "0"}).ExtFields["offset"]; off != "0" {
+		t.Errorf("min offset %s", off)
+	}
+	search := func(ts int64) string {
+		return call(rocketmqtest.CodeSearchOffsetByTime, map[string]string{"topic": "o", "queueId": "0", "timestamp": strconv.FormatInt(ts, 10)}).ExtFields["offset"]
+	}
+	if off := search(before - 1000); off != "0" {
+		t.Errorf("search before all: %s", off)
+	}
+	if off := search(time.Now().UnixMilli() + 1000); off != "4" {
+		t.Errorf("search after all: %s", off)
+	}
+	third := b.Messages("o")[2].StoreTimestamp
+	if off := search(third); off != "2" && b.Messages("o")[1].StoreTimestamp != third {
+		t.Errorf("search at the third message's store time: %s", off)
+	}
+}
+
+func TestTopicsAndRoutes(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithAutoCreateTopics(false))
+	c := rawDial(b.Addr())
+	defer c.close()
+	route := func(topic string) (*rocketmqtest.Command, map[string]any) {
+		resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeGetRouteInfoByTopic, ExtFields: map[string]string{"topic": topic}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		_ = json.Unmarshal(resp.Body, &v)
+		return resp, v
+	}
+	if resp, _ := route("absent"); resp.Code != 17 {
+		t.Errorf("unknown topic: code %d, want 17", resp.Code)
+	}
+	resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeSendMessage, Body: []byte("x"), ExtFields: map[string]string{
+		"producerGroup": "p", "topic": "absent", "queueId": "0", "sysFlag": "0", "bornTimestamp": "1", "flag": "0", "properties": ""}})
+	if err != nil || resp.Code != 17 {
+		t.Errorf("send to unknown topic: %v %+v", err, resp)
+	}
+	if resp, _ := route("TBW102"); resp.Code != 0 {
+		t.Errorf("TBW102 route: %d", resp.Code)
+	}
+	resp, err = c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateAndCreateTopic, ExtFields: map[string]string{
+		"topic": "made", "readQueueNums": "3", "writeQueueNums": "2", "perm": "6"}})
+	if err != nil || resp.Code != 0 {
+		t.Fatalf("create topic: %v %+v", err, resp)
+	}
+	_, v := route("made")
+	qd := v["queueDatas"].([]any)[0].(map[string]any)
+	if qd["readQueueNums"] != float64(3) || qd["writeQueueNums"] != float64(2) || qd["perm"] != float64(6) {
+		t.Errorf("route %v", v)
+	}
+	if resp, _ := route("%RETRY%g"); resp.Code != 0 {
+		t.Errorf("retry topic route: %d", resp.Code)
+	}
+}
+
+func TestGroupMembershipAndNotify(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("m", 2))
+	hb := func(id string) []byte {
+		return []byte(`{"clientID":"` + id + `","producerDataSet":[],"consumerDataSet":[{"groupName":"grp","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{"topic":"m","subString":"*","subVersion":1,"expressionType":"TAG"}]}]}`)
+	}
+	a, bb := dial(t, b), dial(t, b)
+	// notified reads A's notifications, after any already collected.
+	notified := func() int {
+		t.Helper()
+		a.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeGetMinOffset, Opaque: 99, ExtFields: map[string]string{"topic": "m", "queueId": "0"}})
+		n := len(a.notes)
+		for _, note := range a.notes {
+			if note.Code != rocketmqtest.CodeNotifyConsumerIDs || !note.Oneway() || note.ExtFields["consumerGroup"] != "grp" {
+				t.Errorf("unexpected broker request %+v", note)
+			}
+		}
+		a.notes = nil
+		return n
+	}
+	a.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Opaque: 1, Body: hb("A")})
+	if n := notified(); n != 1 {
+		t.Errorf("%d notifications for A joining, want 1", n)
+	}
+	bb.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Opaque: 1, Body: hb("B")})
+	if n := notified(); n != 1 {
+		t.Errorf("%d notifications for B joining, want 1", n)
+	}
+	list := a.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeGetConsumerListByGroup, Opaque: 2, ExtFields: map[string]string{"consumerGroup": "grp"}})
+	if string(list.Body) != `{"consumerIdList":["A","B"]}` {
+		t.Errorf("consumer list %s", list.Body)
+	}
+	a.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Opaque: 3, Body: hb("A")})
+	if n := notified(); n != 0 {
+		t.Errorf("%d notifications for a repeated heartbeat, want 0", n)
+	}
+	bb.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeUnregisterClient, Opaque: 4, ExtFields: map[string]string{"clientID": "B", "consumerGroup": "grp"}})
+	if n := notified(); n != 1 {
+		t.Errorf("%d notifications for B leaving, want 1", n)
+	}
+	if ids := b.ConsumerIDs("grp"); !slices.Equal(ids, []string{"A"}) {
+		t.Errorf("ids %v", ids)
+	}
+	// A closed connection leaves too.
+	_ = a.nc.Close()
+	eventually(t, 5*time.Second, "A gone", func() bool { return len(b.ConsumerIDs("grp")) == 0 })
+	none := bb.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeGetConsumerListByGroup, Opaque: 5, ExtFields: map[string]string{"consumerGroup": "grp"}})
+	if none.Code != 1 {
+		t.Errorf("empty group: code %d", none.Code)
+	}
+}
+
+func TestQueueLocks(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithLockExpiry(200*time.Millisecond))
+	c := rawDial(b.Addr())
+	defer c.close()
+	lock := func(client string, queues ...int) []int {
+		t.Helper()
+		var mqs []string
+		for _, q := range queues {
+			mqs = append(mqs, fmt.Sprintf(`{"topic":"t","brokerName":"broker-a","queueId":%d}`, q))
+		}
+		body := fmt.Sprintf(`{"consumerGroup":"g","clientId":%q,"mqSet":[%s]}`, client, joinComma(mqs))
+		resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeLockBatchMQ, Body: []byte(body)})
+		if err != nil || resp.Code != 0 {
+			t.Fatalf("lock: %v %+v", err, resp)
+		}
+		var v struct {
+			LockOKMQSet []struct{ QueueID int } `json:"lockOKMQSet"`
+		}
+		if err := json.Unmarshal(resp.Body, &v); err != nil {
+			t.Fatal(err)
+		}
+		var ok []int
+		for _, mq := range v.LockOKMQSet {
+			ok = append(ok, mq.QueueID)
+		}
+		return ok
+	}
+	if got := lock("A", 0, 1); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("A locked %v", got)
+	}
+	if got := lock("B", 0, 2); !slices.Equal(got, []int{2}) {
+		t.Errorf("B locked %v, want [2]", got)
+	}
+	if owner := b.LockOwner("g", "t", 0); owner != "A" {
+		t.Errorf("owner %q", owner)
+	}
+	// A unlocks 0; B can take it. A cannot unlock B's queue 2.
+	body := `{"consumerGroup":"g","clientId":"A","mqSet":[{"topic":"t","brokerName":"broker-a","queueId":0},{"topic":"t","brokerName":"broker-a","queueId":2}]}`
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUnlockBatchMQ, Body: []byte(body)}); err != nil || resp.Code != 0 {
+		t.Fatal(err, resp)
+	}
+	if got := lock("B", 0); !slices.Equal(got, []int{0}) {
+		t.Errorf("B after unlock %v", got)
+	}
+	if owner := b.LockOwner("g", "t", 2); owner != "B" {
+		t.Errorf("queue 2 owner %q after A's unlock", owner)
+	}
+	// A's lock on 1 expires without renewal.
+	eventually(t, 5*time.Second, "lock expiry", func() bool { return b.LockOwner("g", "t", 1) == "" })
+	if got := lock("B", 1); !slices.Equal(got, []int{1}) {
+		t.Errorf("B after expiry %v", got)
+	}
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}
