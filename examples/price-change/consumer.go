@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
@@ -115,6 +116,10 @@ func startConsumer(ds *mqdatasource.DataSource, cfg consumerConfig) (*exactlyonc
 		return nil, err
 	}
 	if err := c.Start(); err != nil {
+		if strings.Contains(err.Error(), "route info not found") {
+			err = fmt.Errorf("%w (is %s a name server, and does topic %s exist? "+
+				"brokers without autoCreateTopicEnable need it created first)", err, cfg.NameServer, cfg.Topic)
+		}
 		return nil, fmt.Errorf("start consumer %s: %w", cfg.Instance, err)
 	}
 	return c, nil

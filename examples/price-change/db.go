@@ -5,8 +5,11 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/throwaway"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -41,7 +44,7 @@ func openDB(ctx context.Context, driver, dsn string) (*mqdatasource.DataSource, 
 	defer cancel()
 	if err := ds.DB().PingContext(ctx); err != nil {
 		ds.Close()
-		return nil, fmt.Errorf("cannot reach the %s database: %w", driver, err)
+		return nil, fmt.Errorf("cannot reach the %s database%s: %w", driver, dsnAddr(driver, dsn), err)
 	}
 	if err := ds.Migrate(ctx); err != nil {
 		ds.Close()
@@ -52,6 +55,20 @@ func openDB(ctx context.Context, driver, dsn string) (*mqdatasource.DataSource, 
 		return nil, err
 	}
 	return ds, nil
+}
+
+// dsnAddr returns " at host:port" of a DSN for error messages, or "".
+func dsnAddr(driver, dsn string) string {
+	if driver == "mysql" {
+		if cfg, err := mysql.ParseDSN(dsn); err == nil && cfg.Addr != "" {
+			return " at " + cfg.Addr
+		}
+		return ""
+	}
+	if u, err := url.Parse(dsn); err == nil && u.Host != "" {
+		return " at " + u.Host
+	}
+	return ""
 }
 
 // createTables runs the statements of the dialect's schema file.

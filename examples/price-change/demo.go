@@ -61,6 +61,12 @@ func (d *demo) run(ctx context.Context) error {
 	cfg := d.cfg
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 
+	if cfg.NameServer != "" {
+		if err := probe(ctx, cfg.NameServer); err != nil {
+			return err
+		}
+	}
+
 	// The database: a throwaway server unless a DSN was given.
 	driver, dsn := cfg.Driver, cfg.DSN
 	fresh := dsn == ""
@@ -111,13 +117,8 @@ func (d *demo) run(ctx context.Context) error {
 		d.broker = b
 		nameServer = b.Addr()
 		d.prog.event("in-process RocketMQ broker on %s, topic %s with %d queues", nameServer, topic, cfg.Queues)
-	} else {
-		if err := probe(ctx, nameServer); err != nil {
-			return err
-		}
-		if topic == "" {
-			topic = "price-change-" + runID
-		}
+	} else if topic == "" {
+		topic = "price-change-" + runID
 	}
 	if group == "" {
 		group = "product-service"
