@@ -75,7 +75,7 @@ func (c *Consumer) Subscribe(topic string, selector consumer.MessageSelector, h 
 	if h == nil {
 		return errors.New("exactlyonce: Subscribe needs a Handler")
 	}
-	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, h, nil, c.listenerOptions(opts)).consume)
+	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, h, nil, c.listenerOptions(opts)).consume)
 }
 
 // SubscribeTx subscribes to topic with a TxHandler. opts override the
@@ -84,7 +84,7 @@ func (c *Consumer) SubscribeTx(topic string, selector consumer.MessageSelector, 
 	if h == nil {
 		return errors.New("exactlyonce: SubscribeTx needs a TxHandler")
 	}
-	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, nil, h, c.listenerOptions(opts)).consume)
+	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, nil, h, c.listenerOptions(opts)).consume)
 }
 
 func (c *Consumer) listenerOptions(opts []Option) []Option {

@@ -149,6 +149,13 @@ func (s *fakeStore) IsConsumed(_ context.Context, d mqdatasource.Delivery) (bool
 	return s.f.committed[d.MessageID()], nil
 }
 
+// ClaimCommitted stands in for mqdatasource.ClaimCommitted, whose state only
+// a real DataSource's transactions set: it reads the fake's commits instead.
+func (s *fakeStore) ClaimCommitted(ctx context.Context) bool {
+	d, ok := mqdatasource.DeliveryFromContext(ctx)
+	return ok && s.isCommitted(d.MessageID())
+}
+
 func (s *fakeStore) markCommitted(id string) {
 	s.f.mu.Lock()
 	s.f.committed[id] = true

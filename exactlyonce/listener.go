@@ -21,7 +21,15 @@ import (
 type store interface {
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 	IsConsumed(ctx context.Context, d mqdatasource.Delivery) (bool, error)
+	// ClaimCommitted reports whether a transaction begun with ctx's
+	// delivery committed its claim.
+	ClaimCommitted(ctx context.Context) bool
 }
+
+// dataSource is the store of a real DataSource.
+type dataSource struct{ *mqdatasource.DataSource }
+
+func (dataSource) ClaimCommitted(ctx context.Context) bool { return mqdatasource.ClaimCommitted(ctx) }
 
 type listener struct {
 	st    store
@@ -336,16 +344,9 @@ func (l *listener) run(ctx context.Context, d mqdatasource.Delivery, m *primitiv
 	case err != nil:
 		return OutcomeFailed, err
 	}
-	// nil: did a transaction holding the claim commit? The delivery's
-	// claim state is private to mqdatasource, so look the record up.
-	done, err := l.st.IsConsumed(ctx, d)
+	// nil: did a transaction holding the claim commit?
 	switch {
-	case err != nil && l.cfg.requireClaim:
-		return OutcomeFailed, fmt.Errorf("%w: cannot verify the claim: %w", ErrUnclaimed, err)
-	case err != nil:
-		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: cannot verify the claim after the handler; counting it processed", slog.Any("error", err))
-		return OutcomeProcessed, nil
-	case done:
+	case l.st.ClaimCommitted(dctx):
 		return OutcomeProcessed, nil
 	case l.cfg.requireClaim:
 		return OutcomeFailed, ErrUnclaimed
