@@ -19,14 +19,17 @@ import (
 // applyPriceChange is the handler in the plain database/sql style: it opens
 // its own transaction through the DataSource with the ctx the listener
 // passes. That ctx carries the delivery, so the transaction's first
-// statement claims the message in transaction_record; the claim and the three
-// writes below commit together or not at all.
+// statement claims the message in transaction_record; the claim and the
+// writes of applyChange commit together or not at all.
 //
 // The error decides what happens to the message: nil acknowledges it; an
 // error wrapping mqdatasource.ErrAlreadyConsumed (from BeginTx: the change
 // was applied before) acknowledges it as a duplicate; any other error retries
 // it (orderly mode: the product's queue pauses and the same change comes
-// again, so later changes of the product never overtake it).
+// again, so later changes of the product never overtake it). A message that
+// can never be applied, such as one that does not decode, would block its
+// queue that way: a real service would record it somewhere (in a transaction
+// begun with ctx, so that it is recorded once) and return nil.
 func applyPriceChange(ds *mqdatasource.DataSource) exactlyonce.Handler {
 	return func(ctx context.Context, msg *primitive.MessageExt) error {
 		var c PriceChange
@@ -116,6 +119,9 @@ func startConsumer(ds *mqdatasource.DataSource, cfg consumerConfig) (*exactlyonc
 		return nil, err
 	}
 	if err := c.Start(); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = c.Shutdown(sctx)
+		cancel()
 		if strings.Contains(err.Error(), "route info not found") {
 			err = fmt.Errorf("%w (is %s a name server, and does topic %s exist? "+
 				"brokers without autoCreateTopicEnable need it created first)", err, cfg.NameServer, cfg.Topic)
