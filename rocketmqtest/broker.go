@@ -43,9 +43,6 @@ type inbound struct {
 	c   *conn
 	cmd *Command
 	eof bool // no command: the connection closed
-	// Set by faults while the request is handled.
-	replyDelay time.Duration
-	dropReply  bool
 }
 
 // New starts a broker listening on the configured address (default a free

@@ -94,8 +94,9 @@ func frameLength(prefix [4]byte) (int, error) {
 	return int(n), nil
 }
 
-// DecodeFrame decodes one frame without its 4-byte length prefix, as read
-// from the connection after [frameLength]. The body aliases data.
+// DecodeFrame decodes one frame without its 4-byte length prefix: the
+// header mark, the header and the body. The body aliases data. Tests and
+// tools use it to speak to the broker directly.
 func DecodeFrame(data []byte) (*Command, error) {
 	if len(data) < 4 {
 		return nil, fmt.Errorf("%w: %d bytes", errFrame, len(data))

@@ -249,7 +249,7 @@ func (s *state) write(in *inbound, resp *Command) {
 
 // writeBody sends a response whose body is given in parts.
 func (s *state) writeBody(in *inbound, resp *Command, body [][]byte) {
-	if f := s.fault(faultDropResponse, in.cmd.Code); f != nil || in.dropReply {
+	if s.fault(faultDropResponse, in.cmd.Code) != nil {
 		return
 	}
 	resp.Opaque = in.cmd.Opaque
@@ -260,14 +260,10 @@ func (s *state) writeBody(in *inbound, resp *Command, body [][]byte) {
 		body = append([][]byte{resp.Body}, body...)
 		resp.Body = nil
 	}
-	delay := in.replyDelay
-	if f := s.fault(faultDelayResponse, in.cmd.Code); f != nil {
-		delay = max(delay, f.d)
-	}
 	f := outFrame{cmd: resp, body: body}
-	if delay > 0 {
+	if d := s.fault(faultDelayResponse, in.cmd.Code); d != nil && d.d > 0 {
 		c := in.c
-		s.after(delay, func() { c.send(f) })
+		s.after(d.d, func() { c.send(f) })
 		return
 	}
 	in.c.send(f)
