@@ -2,16 +2,21 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
 
 // TestRun starts the command in process, uses the control API and stops it
@@ -91,4 +96,93 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("did not stop on SIGTERM")
 	}
+}
+
+// TestKilledProcessKeepsData builds the command, starts it with -data, sends
+// a message, kills the process with SIGKILL and starts it again: the message
+// and the committed offset are still there.
+func TestKilledProcessKeepsData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "rocketmqtest")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	start := func() (*exec.Cmd, string) {
+		t.Helper()
+		cmd := exec.Command(bin, "-data", data, "-topic", "kept:1")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addr, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cmd, strings.TrimSpace(addr)
+	}
+
+	cmd, addr := start()
+	send := &rocketmqtest.Command{Code: rocketmqtest.CodeSendMessage, Opaque: 1, Body: []byte("survives"),
+		ExtFields: map[string]string{"producerGroup": "p", "topic": "kept", "queueId": "0", "sysFlag": "0",
+			"bornTimestamp": "1", "flag": "0", "properties": "UNIQ_KEY\x01ID1\x02"}}
+	if resp := call(t, addr, send); resp.Code != 0 {
+		t.Fatalf("send: %+v", resp)
+	}
+	commit := &rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset, Opaque: 2,
+		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "0", "commitOffset": "1"}}
+	if resp := call(t, addr, commit); resp.Code != 0 {
+		t.Fatalf("commit: %+v", resp)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	_, addr = start()
+	pull := &rocketmqtest.Command{Code: rocketmqtest.CodePullMessage, Opaque: 3, ExtFields: map[string]string{
+		"consumerGroup": "g", "topic": "kept", "queueId": "0", "queueOffset": "0", "maxMsgNums": "32",
+		"sysFlag": "4", "commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*", "expressionType": "TAG"}}
+	resp := call(t, addr, pull)
+	if resp.Code != 0 || !strings.Contains(string(resp.Body), "survives") || !strings.Contains(string(resp.Body), "ID1") {
+		t.Fatalf("pull after kill: code %d body %q", resp.Code, resp.Body)
+	}
+	query := &rocketmqtest.Command{Code: rocketmqtest.CodeQueryConsumerOffset, Opaque: 4,
+		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "0"}}
+	if resp := call(t, addr, query); resp.ExtFields["offset"] != "1" {
+		t.Fatalf("committed offset after kill: %+v", resp)
+	}
+}
+
+// call sends one request on a new connection and returns the response.
+func call(t *testing.T, addr string, req *rocketmqtest.Command) *rocketmqtest.Command {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := nc.Write(rocketmqtest.EncodeFrame(req)); err != nil {
+		t.Fatal(err)
+	}
+	var prefix [4]byte
+	if _, err := io.ReadFull(nc, prefix[:]); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, binary.BigEndian.Uint32(prefix[:]))
+	if _, err := io.ReadFull(nc, data); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rocketmqtest.DecodeFrame(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
