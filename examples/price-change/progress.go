@@ -17,7 +17,7 @@ type progress struct {
 	w        io.Writer
 	tty      bool
 	start    time.Time
-	line     string    // the status line shown (tty) or last printed
+	line     string    // the status line shown (tty) or last printed (without the time)
 	lastLine time.Time // when a plain status line was last printed
 }
 
@@ -43,15 +43,17 @@ func (p *progress) elapsed() string {
 func (p *progress) status(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	line := p.elapsed() + "  " + fmt.Sprintf(format, args...)
+	text := fmt.Sprintf(format, args...)
 	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.line = line
+		p.line = p.elapsed() + "  " + text
+		fmt.Fprintf(p.w, "\r\033[K%s", p.line)
 		return
 	}
-	if time.Since(p.lastLine) >= 2*time.Second {
-		fmt.Fprintln(p.w, line)
-		p.lastLine = time.Now()
+	// Plain lines: every 2 s while something changes, every 10 s otherwise.
+	since := time.Since(p.lastLine)
+	if since >= 10*time.Second || (since >= 2*time.Second && text != p.line) {
+		fmt.Fprintln(p.w, p.elapsed()+"  "+text)
+		p.line, p.lastLine = text, time.Now()
 	}
 }
 
