@@ -233,8 +233,12 @@ func (d *demo) drive(ctx context.Context, published <-chan error, restartCfg con
 			published = nil
 		case <-ctx.Done():
 			d.prog.done()
-			return fmt.Errorf("demo did not finish within %v (applied %d of %d changes): %w",
-				d.cfg.Timeout, d.stats.Count(exactlyonce.OutcomeProcessed), total, ctx.Err())
+			applied := d.stats.Count(exactlyonce.OutcomeProcessed)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("demo did not finish within %v (applied %d of %d changes; -timeout sets the limit)",
+					d.cfg.Timeout, applied, total)
+			}
+			return fmt.Errorf("interrupted (applied %d of %d changes)", applied, total)
 		case <-tick.C:
 		}
 		var now Report

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -96,16 +95,30 @@ func TestDemoUnreachableServers(t *testing.T) {
 	}
 }
 
-// TestKillConsumer runs the parts as processes: a standalone broker, the
-// producer, and a consumer that is killed with SIGKILL mid-run and started
-// again; the verifier must then find every change applied exactly once.
+// TestKillConsumer runs the parts as processes: the standalone broker of
+// cmd/rocketmqtest, the producer, and a consumer that is killed with SIGKILL
+// mid-run and started again; the verifier must then find every change
+// applied exactly once. On MariaDB with the plain handler, and on PostgreSQL
+// with the managed transaction.
 func TestKillConsumer(t *testing.T) {
-	db := newTestDB(t, "mysql")
+	for _, tc := range []struct{ db, style string }{
+		{"mysql", "plain"},
+		{"postgres", "tx"},
+	} {
+		t.Run(tc.db+"-"+tc.style, func(t *testing.T) {
+			t.Parallel()
+			testKillConsumer(t, tc.db, tc.style)
+		})
+	}
+}
+
+func testKillConsumer(t *testing.T, kind, style string) {
+	db := newTestDB(t, kind)
 	bin := programBinary(t)
 	nameServer := startBroker(t)
 	const products, changes = 30, 60
 	total := int64(products * changes)
-	common := []string{"-namesrv", nameServer, "-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
+	common := []string{"-namesrv", nameServer, "-driver", db.driver, "-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -122,7 +135,7 @@ func TestKillConsumer(t *testing.T) {
 		return n
 	}
 	consume := func(name string) (*exec.Cmd, *syncBuffer) {
-		cmd := exec.CommandContext(ctx, bin, append([]string{"consume", "-dsn", db.dsn, "-instance", "consumer"}, common...)...)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"consume", "-dsn", db.dsn, "-instance", "consumer", "-style", style}, common...)...)
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -176,11 +189,7 @@ func TestKillConsumer(t *testing.T) {
 // the address it prints on its first line.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	src := filepath.Join("..", "..", "cmd", "rocketmqtest")
-	bin := filepath.Join(t.TempDir(), "rocketmqtest")
-	if err := build(bin, "./"+filepath.ToSlash(src)); err != nil {
-		t.Fatal(err)
-	}
+	bin := buildOnce(t, "rocketmqtest", "../../cmd/rocketmqtest")
 	cmd := exec.Command(bin)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -25,10 +25,9 @@ import (
 // tests run in CI (scripts/test.sh, with -race) too.
 
 var (
+	binMu    sync.Mutex
 	binDir   string
-	binOnce  sync.Once
-	binErr   error
-	binBuilt = map[string]string{}
+	binBuilt = map[string]string{} // package -> binary
 )
 
 func TestMain(m *testing.M) {
@@ -40,20 +39,30 @@ func TestMain(m *testing.M) {
 }
 
 // programBinary builds this program (once per test run) and returns its path.
-func programBinary(t *testing.T) string {
+func programBinary(t *testing.T) string { return buildOnce(t, "price-change", ".") }
+
+// buildOnce builds the package pkg into a binary called name, once per test
+// run, and returns its path.
+func buildOnce(t *testing.T, name, pkg string) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "price-change-test")
-		if binErr != nil {
-			return
-		}
-		binErr = build(filepath.Join(binDir, "price-change"), ".")
-		binBuilt["price-change"] = filepath.Join(binDir, "price-change")
-	})
-	if binErr != nil {
-		t.Fatalf("build: %v", binErr)
+	binMu.Lock()
+	defer binMu.Unlock()
+	if bin, ok := binBuilt[pkg]; ok {
+		return bin
 	}
-	return binBuilt["price-change"]
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "price-change-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binDir = dir
+	}
+	bin := filepath.Join(binDir, name)
+	if err := build(bin, pkg); err != nil {
+		t.Fatal(err)
+	}
+	binBuilt[pkg] = bin
+	return bin
 }
 
 func build(out, pkg string) error {
