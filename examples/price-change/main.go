@@ -70,7 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// flags are the flags the commands share.
+// flags are the flags the commands share; each command registers the ones
+// it uses (the others keep their defaults).
 type flags struct {
 	*flag.FlagSet
 	nameServer, dsn, driver *string
@@ -81,22 +82,61 @@ type flags struct {
 	verbose, jsonOut        *bool
 }
 
-func newFlags(name string, stderr io.Writer) *flags {
+func newFlags(name string, stderr io.Writer, use ...string) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		if name == "demo" {
+			fmt.Fprint(stderr, usage)
+		}
+		fmt.Fprintf(stderr, "\nFlags of %s:\n", name)
+		fs.PrintDefaults()
+	}
 	f := &flags{FlagSet: fs}
-	f.nameServer = fs.String("namesrv", os.Getenv("NAMESRV_ADDR"), "RocketMQ name server `host:port` (default $NAMESRV_ADDR)")
-	f.dsn = fs.String("dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (default $PRICE_CHANGE_DSN)")
-	f.driver = fs.String("driver", envOr("PRICE_CHANGE_DRIVER", "mysql"), "database/sql driver of -dsn: mysql, pgx or sqlserver (default $PRICE_CHANGE_DRIVER or mysql)")
-	f.topic = fs.String("topic", "", "topic")
-	f.group = fs.String("group", "", "consumer group")
-	f.style = fs.String("style", "plain", "handler style: plain (database/sql, exactlyonce.Listener) or tx (managed transaction, exactlyonce.TxListener)")
-	f.products = fs.Int("products", 50, "number of products")
-	f.changes = fs.Int("changes", 60, "price changes per product")
-	f.seed = fs.Uint64("seed", 1, "varies the prices; the producer and the verifier must agree")
-	f.resend = fs.Float64("resend", 0.03, "fraction of changes the producer sends twice")
-	f.verbose = fs.Bool("v", false, "log the listeners and the RocketMQ client at info level")
-	f.jsonOut = fs.Bool("json", false, "print the report as JSON")
+	used := map[string]bool{"v": true}
+	for _, u := range use {
+		used[u] = true
+	}
+	str := func(p **string, flagName, def, doc string) {
+		*p = new(string)
+		**p = def
+		if used[flagName] {
+			fs.StringVar(*p, flagName, def, doc)
+		}
+	}
+	integer := func(p **int, flagName string, def int, doc string) {
+		*p = new(int)
+		**p = def
+		if used[flagName] {
+			fs.IntVar(*p, flagName, def, doc)
+		}
+	}
+	boolean := func(p **bool, flagName, doc string) {
+		*p = new(bool)
+		if used[flagName] {
+			fs.BoolVar(*p, flagName, false, doc)
+		}
+	}
+	str(&f.nameServer, "namesrv", os.Getenv("NAMESRV_ADDR"), "RocketMQ name server `host:port` (or $NAMESRV_ADDR)")
+	str(&f.dsn, "dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (or $PRICE_CHANGE_DSN)")
+	str(&f.driver, "driver", envOr("PRICE_CHANGE_DRIVER", "mysql"), "database/sql driver of -dsn: mysql, pgx or sqlserver (or $PRICE_CHANGE_DRIVER)")
+	str(&f.topic, "topic", "", "topic (default price-change)")
+	str(&f.group, "group", "", "consumer group (default product-service)")
+	str(&f.style, "style", "plain", "handler style: plain (database/sql, exactlyonce.Listener) or tx (managed transaction, exactlyonce.TxListener)")
+	integer(&f.products, "products", 50, "number of products")
+	integer(&f.changes, "changes", 60, "price changes per product")
+	f.seed = new(uint64)
+	*f.seed = 1
+	if used["seed"] {
+		fs.Uint64Var(f.seed, "seed", 1, "varies the prices; the producer and the verifier must agree")
+	}
+	f.resend = new(float64)
+	*f.resend = 0.03
+	if used["resend"] {
+		fs.Float64Var(f.resend, "resend", 0.03, "fraction of changes the producer sends twice")
+	}
+	boolean(&f.verbose, "v", "log the listeners and the RocketMQ client at info level")
+	boolean(&f.jsonOut, "json", "print the report as JSON")
 	return f
 }
 
@@ -136,7 +176,8 @@ func orDefault(s, def string) string {
 }
 
 func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("demo", stderr)
+	f := newFlags("demo", stderr, "namesrv", "dsn", "driver", "topic", "group", "style",
+		"products", "changes", "seed", "resend", "json")
 	db := f.String("db", "mariadb", "throwaway database started when -dsn is empty: mariadb or postgres")
 	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
 	queues := f.Int("queues", 8, "queues of the topic on the in-process broker")
@@ -184,7 +225,7 @@ func writeReport(w io.Writer, r *Report, asJSON bool) error {
 }
 
 func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
-	f := newFlags("produce", stderr)
+	f := newFlags("produce", stderr, "namesrv", "topic", "products", "changes", "seed", "resend")
 	workers := f.Int("workers", 4, "sending goroutines (each product is sent by one, in order)")
 	if err := f.Parse(args); err != nil {
 		return err
@@ -216,7 +257,7 @@ func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
-	f := newFlags("consume", stderr)
+	f := newFlags("consume", stderr, "namesrv", "dsn", "driver", "topic", "group", "style", "products")
 	instance := f.String("instance", "consumer", "client instance name; keep it across restarts so the process gets its queue locks back at once")
 	if err := f.Parse(args); err != nil {
 		return err
@@ -269,7 +310,7 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("verify", stderr)
+	f := newFlags("verify", stderr, "dsn", "driver", "group", "products", "changes", "seed", "json")
 	if err := f.Parse(args); err != nil {
 		return err
 	}

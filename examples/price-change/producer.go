@@ -128,8 +128,8 @@ type publishStats struct {
 
 // publish sends versions from to to (inclusive) of every product of the
 // plan: one goroutine per group of products, each sending its products'
-// changes in version order with
-// SendSync, so that a product's changes are stored in order in its queue.
+// changes in version order with SendSync, so that a product's changes are
+// stored in order in its queue.
 // A change selected by plan.resent is built and sent a second time, as a
 // pricing module that lost the send result and retried from scratch would:
 // a new message (new message id) with the same business key.
