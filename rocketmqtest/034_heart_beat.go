@@ -80,16 +80,16 @@ func handleHeartbeat(s *state, in *inbound) *Command {
 			} else if sd.SubVersion <= old.version && old.sub.expr == sd.SubString {
 				continue
 			}
-			g.subs[sd.Topic] = &subscriptionData{
+			s.setSubscription(g, &subscriptionData{
 				topic:          sd.Topic,
 				expressionType: sd.ExpressionType,
 				version:        max(sd.SubVersion, 0),
 				sub:            parseSubscription(sd.SubString),
-			}
+			})
 		}
 		for t := range g.subs {
 			if !seen[t] {
-				delete(g.subs, t)
+				s.setSubscription(g, &subscriptionData{topic: t, removed: true})
 				changed = true
 			}
 		}

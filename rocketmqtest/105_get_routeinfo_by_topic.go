@@ -41,7 +41,10 @@ type topicRouteData struct {
 
 func handleGetRouteInfo(s *state, in *inbound) *Command {
 	name := in.cmd.ext("topic")
-	t := s.topic(name, true)
+	var t *topic
+	if name != "" && len(name) <= 127 {
+		t = s.topic(name, true)
+	}
 	if t == nil {
 		return respond(codeTopicNotExist, "No topic route info in name server for the topic: "+name)
 	}

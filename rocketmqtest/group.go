@@ -34,6 +34,19 @@ type subscriptionData struct {
 	expressionType string
 	version        int64
 	sub            *subscription
+	removed        bool // only in setSubscription: the topic is unsubscribed
+}
+
+// setSubscription records a group's subscription to a topic, or its removal,
+// and logs it for WithDataDir, so a broker process started again serves pulls
+// before the consumers' next heartbeats.
+func (s *state) setSubscription(g *group, sd *subscriptionData) {
+	if sd.removed {
+		delete(g.subs, sd.topic)
+	} else {
+		g.subs[sd.topic] = sd
+	}
+	s.recordSubscription(g.name, sd)
 }
 
 func (s *state) group(name string) *group {

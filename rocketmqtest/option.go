@@ -127,8 +127,9 @@ func WithLogger(l *slog.Logger) Option {
 	})
 }
 
-// WithDataDir keeps topics, messages, committed offsets and pending delayed
-// messages in an append-only log in dir, replayed when a broker starts with
-// the same dir: a broker process killed and started again has what it had.
+// WithDataDir keeps topics, messages, committed offsets, pending delayed
+// messages and consumer groups' subscriptions in an append-only log in dir,
+// replayed when a broker starts with the same dir: a broker process killed
+// and started again has what it had.
 // Each change is written as it happens (no fsync). Default: memory only.
 func WithDataDir(dir string) Option { return optionFunc(func(c *config) { c.dataDir = dir }) }

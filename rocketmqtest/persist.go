@@ -13,7 +13,8 @@ import (
 
 // Persistence for WithDataDir: an append-only log of what the broker must not
 // forget when its process dies — topics, stored messages (their commit-log
-// encoding), committed offsets and delivered delayed messages. Each record is
+// encoding), committed offsets, delivered delayed messages and consumer
+// groups' subscriptions. Each record is
 // written with one write call as it happens, so it survives a killed process
 // (not a machine crash: there is no fsync). On start the log is replayed; a
 // record cut short by a kill is ignored.
@@ -23,6 +24,8 @@ import (
 //	'M'     = the message's commit-log encoding
 //	'O'     = uint16 len | group | uint16 len | topic | int32 queue | int64 offset
 //	'S'     = int64 commit-log offset of a delivered SCHEDULE_TOPIC_XXXX message
+//	'G'     = uint16 len | group | uint16 len | topic | byte removed |
+//	          int64 subVersion | uint16 len | expressionType | uint16 len | expression
 
 const dataFile = "rocketmqtest.log"
 
@@ -133,6 +136,17 @@ func (s *state) replayRecord(rec []byte, delivered map[int64]bool) error {
 		s.offsets[offsetKey{group, topic, q}] = off
 	case 'S':
 		delivered[int64(r.u64())] = true
+	case 'G':
+		group := string(r.bytes(int(r.u16())))
+		sd := &subscriptionData{topic: string(r.bytes(int(r.u16())))}
+		sd.removed = r.u8() == 1
+		sd.version = int64(r.u64())
+		sd.expressionType = string(r.bytes(int(r.u16())))
+		sd.sub = parseSubscription(string(r.bytes(int(r.u16()))))
+		if r.err != nil {
+			return r.err
+		}
+		s.setSubscription(s.group(group), sd)
 	default:
 		return fmt.Errorf("unknown record kind %q", rec[0])
 	}
@@ -207,4 +221,25 @@ func (s *state) recordOffset(k offsetKey, off int64) {
 	b = binary.BigEndian.AppendUint32(b, uint32(k.queueID))
 	b = binary.BigEndian.AppendUint64(b, uint64(off))
 	s.record('O', b)
+}
+
+func (s *state) recordSubscription(group string, sd *subscriptionData) {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(group)))
+	b = append(b, group...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sd.topic)))
+	b = append(b, sd.topic...)
+	removed := byte(0)
+	expr := ""
+	if sd.removed {
+		removed = 1
+	} else {
+		expr = sd.sub.expr
+	}
+	b = append(b, removed)
+	b = binary.BigEndian.AppendUint64(b, uint64(sd.version))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sd.expressionType)))
+	b = append(b, sd.expressionType...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(expr)))
+	b = append(b, expr...)
+	s.record('G', b)
 }

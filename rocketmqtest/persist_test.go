@@ -39,6 +39,10 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "1", "commitOffset": "2"}}); err != nil {
 		t.Fatal(err)
 	}
+	hb := `{"clientID":"c","producerDataSet":[],"consumerDataSet":[{"groupName":"g","subscriptionDataSet":[{"topic":"kept","subString":"*","subVersion":1,"expressionType":"TAG"}]}]}`
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Body: []byte(hb)}); err != nil || resp.Code != 0 {
+		t.Fatalf("heartbeat: %v %+v", err, resp)
+	}
 	before := b1.Messages("kept")
 	c.close()
 	b1.Close() // as good as a kill: every record is already written
@@ -66,9 +70,14 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 		t.Errorf("committed offset %d, want 2", off)
 	}
 	eventually(t, 5*time.Second, "delayed message delivered after restart", func() bool { return len(b2.Messages("kept")) == 6 })
-	// New messages continue the commit log.
+	// The group's subscription survived: a pull without one of its own works
+	// before any heartbeat.
 	c2 := rawDial(b2.Addr())
 	defer c2.close()
+	if resp, err := c2.call(pullReq("kept", 1, 0, 0, "")); err != nil || resp.Code != 0 {
+		t.Fatalf("pull after restart: %v %+v", err, resp)
+	}
+	// New messages continue the commit log.
 	rawSend(t, c2, "kept", 1, "new", "")
 	all := b2.Messages("kept")
 	last := all[len(all)-1]

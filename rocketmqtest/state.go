@@ -61,7 +61,7 @@ func newState(b *Broker) (*state, error) {
 		producerClients: map[string]map[*conn]string{},
 	}
 	s.storeHost = hostPortOf(b.ln.Addr())
-	s.createTopic(defaultTopic, 8, 8, permRead|permWrite|1)
+	s.createTopic(defaultTopic, 8, 8, permRead|permWrite|permInherit)
 	if b.cfg.dataDir != "" {
 		s.replaying = true
 		err := s.openLog(b.cfg.dataDir)

@@ -39,8 +39,9 @@ const (
 	sysFlagBornHostV6      = 0x1 << 4
 	sysFlagStoreHostV6     = 0x1 << 5
 	// Topic permissions (PermName).
-	permWrite = 1 << 1
-	permRead  = 1 << 2
+	permInherit = 1 << 0
+	permWrite   = 1 << 1
+	permRead    = 1 << 2
 	// maxMessageSize is the broker's default maxMessageSize (4 MiB).
 	maxMessageSize = 4 << 20
 )
