@@ -14,6 +14,10 @@ import (
 // subscribed topic appears or disappears, every client of the group gets
 // NOTIFY_CONSUMER_IDS_CHANGED. Producer groups are recorded for Clients().
 //
+// A client whose connection the broker closed (Restart,
+// CloseClientConnections) stays a member until it heartbeats again or the
+// reconnect grace passes; see group.go.
+//
 // Not implemented: expiry of clients that stop sending heartbeats (the Java
 // broker drops them after 120 s); a closed connection or UNREGISTER_CLIENT
 // removes them here.
@@ -69,7 +73,10 @@ func handleHeartbeat(s *state, in *inbound) *Command {
 			gc.lastHeartbeat = now
 		} else {
 			g.clients[in.c] = &groupClient{clientID: hb.ClientID, lastHeartbeat: now}
-			changed = true
+			// A client back from away was a member all along.
+			_, wasAway := g.away[hb.ClientID]
+			delete(g.away, hb.ClientID)
+			changed = !wasAway
 		}
 		seen := map[string]bool{}
 		for _, sd := range cd.SubscriptionDataSet {

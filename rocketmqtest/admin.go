@@ -194,8 +194,9 @@ func (b *Broker) Clients() []ClientInfo {
 	return out
 }
 
-// ConsumerIDs returns the client ids of a consumer group's connected
-// consumers, as GET_CONSUMER_LIST_BY_GROUP answers them.
+// ConsumerIDs returns the client ids of a consumer group's members, as
+// GET_CONSUMER_LIST_BY_GROUP answers them: connected consumers, and those
+// whose connection the broker closed within the reconnect grace.
 func (b *Broker) ConsumerIDs(group string) []string {
 	var ids []string
 	b.do(func(s *state) {
@@ -226,7 +227,8 @@ func (b *Broker) Resume() {
 
 // CloseClientConnections closes every client connection, like
 // httptest.Server.CloseClientConnections. Clients reconnect on their next
-// request. Pulls held for long polling are answered SERVICE_NOT_AVAILABLE
+// request; consumers stay members of their groups meanwhile (see
+// WithReconnectGrace). Pulls held for long polling are answered SERVICE_NOT_AVAILABLE
 // first, so rocketmq-client-go consumers pull again 3 s later on a new
 // connection rather than waiting for their 30 s pull timeout; a request the
 // client writes while the connection closes is lost and times out.
@@ -237,6 +239,7 @@ func (b *Broker) CloseClientConnections() {
 func (s *state) closeConns() {
 	s.flushHeld()
 	for c := range s.conns {
+		s.sendAway(c)
 		c.closeAfterWrites()
 		s.connClosed(c)
 	}

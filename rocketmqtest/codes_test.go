@@ -320,3 +320,28 @@ func joinComma(s []string) string {
 	}
 	return out
 }
+
+func TestReconnectGrace(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithReconnectGrace(300*time.Millisecond))
+	hb := func(id string) *rocketmqtest.Command {
+		return &rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Opaque: 1, Body: []byte(`{"clientID":"` + id +
+			`","consumerDataSet":[{"groupName":"grp","subscriptionDataSet":[{"topic":"m","subString":"*","subVersion":1,"expressionType":"TAG"}]}]}`)}
+	}
+	dial(t, b).roundTrip(hb("A"))
+	dial(t, b).roundTrip(hb("B"))
+	b.CloseClientConnections()
+	if ids := b.ConsumerIDs("grp"); !slices.Equal(ids, []string{"A", "B"}) {
+		t.Fatalf("members right after the broker closed the connections: %v", ids)
+	}
+	// A comes back: still the same members, nobody is told anything.
+	a := dial(t, b)
+	a.roundTrip(hb("A"))
+	if len(a.notes) != 0 {
+		t.Errorf("A notified on its return: %+v", a.notes)
+	}
+	// B does not: when the grace passes it leaves and A is told.
+	eventually(t, 5*time.Second, "B dropped", func() bool { return slices.Equal(b.ConsumerIDs("grp"), []string{"A"}) })
+	if n, err := a.read(); err != nil || n.Code != rocketmqtest.CodeNotifyConsumerIDs {
+		t.Fatalf("A not notified of B leaving: %+v %v", n, err)
+	}
+}

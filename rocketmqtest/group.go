@@ -9,15 +9,19 @@ import (
 // group is a consumer group as ConsumerGroupInfo keeps it: the clients that
 // sent heartbeats for it, by connection, and the subscriptions they declared.
 //
-// Deviation from the Java broker, on purpose: a group's subscriptions outlive
-// its last client. The Java broker forgets the group when its last channel
-// closes, so after a broker restart a consumer's pulls fail with
-// SUBSCRIPTION_NOT_EXIST until its next heartbeat, up to 30 s later with
-// rocketmq-client-go; keeping them lets tests that restart the broker or close
-// connections resume at once.
+// Deviations from the Java broker, on purpose, so that tests which restart the
+// broker or close its connections see clients carry on at once instead of
+// stalling until their next heartbeat (every 30 s with rocketmq-client-go):
+//   - a group's subscriptions outlive its last client (the Java broker forgets
+//     the group), so pulls do not fail with SUBSCRIPTION_NOT_EXIST;
+//   - clients whose connection the broker itself closed (Restart,
+//     CloseClientConnections) stay members, "away", until they heartbeat on a
+//     new connection or the reconnect grace passes (WithReconnectGrace), so a
+//     rebalance in between does not take all queues from them.
 type group struct {
 	name             string
 	clients          map[*conn]*groupClient
+	away             map[string]time.Time // client id -> end of its grace
 	subs             map[string]*subscriptionData
 	consumeType      string
 	messageModel     string
@@ -52,7 +56,7 @@ func (s *state) setSubscription(g *group, sd *subscriptionData) {
 func (s *state) group(name string) *group {
 	g := s.groups[name]
 	if g == nil {
-		g = &group{name: name, clients: map[*conn]*groupClient{}, subs: map[string]*subscriptionData{}}
+		g = &group{name: name, clients: map[*conn]*groupClient{}, away: map[string]time.Time{}, subs: map[string]*subscriptionData{}}
 		s.groups[name] = g
 	}
 	return g
@@ -67,13 +71,50 @@ func (g *group) removeConn(c *conn) bool {
 	return true
 }
 
-// clientIDs lists the group's client ids, sorted.
+// clientIDs lists the group's client ids, away ones included, sorted.
 func (g *group) clientIDs() []string {
 	seen := map[string]bool{}
 	for _, gc := range g.clients {
 		seen[gc.clientID] = true
 	}
+	for id := range g.away {
+		seen[id] = true
+	}
 	return slices.Sorted(maps.Keys(seen))
+}
+
+// sendAway marks the clients on c as away, for connections the broker closes.
+func (s *state) sendAway(c *conn) {
+	until := time.Now().Add(s.cfg.reconnectGrace)
+	for name, g := range s.groups {
+		gc, ok := g.clients[c]
+		if !ok {
+			continue
+		}
+		delete(g.clients, c)
+		g.away[gc.clientID] = until
+		s.after(s.cfg.reconnectGrace, func() { s.expireAway(name) })
+	}
+}
+
+// expireAway drops the group's away clients whose grace passed, and tells the
+// others.
+func (s *state) expireAway(name string) {
+	g := s.groups[name]
+	if g == nil {
+		return
+	}
+	now := time.Now()
+	changed := false
+	for id, until := range g.away {
+		if !until.After(now) {
+			delete(g.away, id)
+			changed = true
+		}
+	}
+	if changed {
+		s.notifyGroup(name)
+	}
 }
 
 // notifyGroup sends NOTIFY_CONSUMER_IDS_CHANGED to every client of the group

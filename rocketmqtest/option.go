@@ -27,6 +27,7 @@ type config struct {
 	debug             bool // logger enabled at debug level: log every request
 	topics            map[string]int
 	dataDir           string
+	reconnectGrace    time.Duration
 }
 
 // defaultDelayLevels is messageDelayLevel of the Java broker:
@@ -48,6 +49,7 @@ func defaultConfig() config {
 		delayLevels:       defaultDelayLevels,
 		maxReconsumeTimes: 16,
 		lockExpiry:        60 * time.Second,
+		reconnectGrace:    40 * time.Second,
 		logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		topics:            map[string]int{},
 	}
@@ -133,3 +135,14 @@ func WithLogger(l *slog.Logger) Option {
 // and started again has what it had.
 // Each change is written as it happens (no fsync). Default: memory only.
 func WithDataDir(dir string) Option { return optionFunc(func(c *config) { c.dataDir = dir }) }
+
+// WithReconnectGrace sets how long a consumer whose connection the broker
+// closed (Restart, CloseClientConnections) stays a member of its groups
+// without a heartbeat on a new connection: long enough for
+// rocketmq-client-go's 30 s heartbeat, so a rebalance meanwhile keeps its
+// queues. When it passes, the client leaves and the group is notified. The
+// Java broker, which loses its state on restart, has no such grace.
+// Default 40 s.
+func WithReconnectGrace(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.reconnectGrace = max(d, 0) })
+}
