@@ -118,11 +118,14 @@ func testKillConsumer(t *testing.T, kind, style string) {
 	nameServer := startBroker(t)
 	const products, changes = 30, 60
 	total := int64(products * changes)
-	common := []string{"-namesrv", nameServer, "-driver", db.driver, "-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
+	plan := []string{"-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
+	args := func(cmd string, extra ...string) []string {
+		return append(append([]string{cmd}, extra...), plan...)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, bin, append([]string{"produce", "-resend", "0.05"}, common...)...).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, bin, args("produce", "-namesrv", nameServer, "-resend", "0.05")...).CombinedOutput(); err != nil {
 		t.Fatalf("produce: %v\n%s", err, out)
 	}
 
@@ -135,7 +138,8 @@ func testKillConsumer(t *testing.T, kind, style string) {
 		return n
 	}
 	consume := func(name string) (*exec.Cmd, *syncBuffer) {
-		cmd := exec.CommandContext(ctx, bin, append([]string{"consume", "-dsn", db.dsn, "-instance", "consumer", "-style", style}, common...)...)
+		cmd := exec.CommandContext(ctx, bin, "consume", "-namesrv", nameServer, "-driver", db.driver, "-dsn", db.dsn,
+			"-instance", "consumer", "-style", style, "-products", fmt.Sprint(products))
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -175,7 +179,7 @@ func testKillConsumer(t *testing.T, kind, style string) {
 		t.Errorf("the restarted consumer skipped %d duplicates, want > 0 (resends at least)", skipped)
 	}
 
-	out, err := exec.CommandContext(ctx, bin, append([]string{"verify", "-dsn", db.dsn, "-group", "product-service"}, common...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, args("verify", "-driver", db.driver, "-dsn", db.dsn, "-group", "product-service")...).CombinedOutput()
 	t.Logf("verify:\n%s", out)
 	if err != nil {
 		t.Fatalf("verify: %v", err)

@@ -29,8 +29,21 @@ Usage:
 Run "price-change <command> -h" for the flags of a command.
 `
 
-// errMismatch makes the program exit with status 1.
-var errMismatch = errors.New("mismatches found")
+var (
+	// errMismatch makes the program exit with status 1.
+	errMismatch = errors.New("mismatches found")
+	// errUsage makes it exit with status 2; the flag package said why.
+	errUsage = errors.New("usage")
+)
+
+// parse parses the command's flags.
+func (f *flags) parse(args []string) error {
+	err := f.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return errUsage
+	}
+	return err
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -42,6 +55,8 @@ func main() {
 		os.Exit(1)
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "price-change:", err)
 		os.Exit(2)
@@ -182,7 +197,7 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
 	queues := f.Int("queues", 8, "queues of the topic on the in-process broker")
 	timeout := f.Duration("timeout", 3*time.Minute, "give up after this long")
-	if err := f.Parse(args); err != nil {
+	if err := f.parse(args); err != nil {
 		return err
 	}
 	pl, err := f.plan()
@@ -227,7 +242,7 @@ func writeReport(w io.Writer, r *Report, asJSON bool) error {
 func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 	f := newFlags("produce", stderr, "namesrv", "topic", "products", "changes", "seed", "resend")
 	workers := f.Int("workers", 4, "sending goroutines (each product is sent by one, in order)")
-	if err := f.Parse(args); err != nil {
+	if err := f.parse(args); err != nil {
 		return err
 	}
 	pl, err := f.plan()
@@ -259,7 +274,7 @@ func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 	f := newFlags("consume", stderr, "namesrv", "dsn", "driver", "topic", "group", "style", "products")
 	instance := f.String("instance", "consumer", "client instance name; keep it across restarts so the process gets its queue locks back at once")
-	if err := f.Parse(args); err != nil {
+	if err := f.parse(args); err != nil {
 		return err
 	}
 	logger := f.logger(stderr)
@@ -311,7 +326,7 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("verify", stderr, "dsn", "driver", "group", "products", "changes", "seed", "json")
-	if err := f.Parse(args); err != nil {
+	if err := f.parse(args); err != nil {
 		return err
 	}
 	pl, err := f.plan()
