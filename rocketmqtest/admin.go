@@ -124,10 +124,24 @@ func (b *Broker) MaxOffset(topic string, queueID int) int64 {
 // a pull returns. Retry and DLQ topics are "%RETRY%group" and "%DLQ%group";
 // delayed messages wait in "SCHEDULE_TOPIC_XXXX".
 func (b *Broker) Messages(topic string) []*primitive.MessageExt {
+	return b.messages(topic, -1)
+}
+
+// QueueMessages returns the messages stored in one queue of a topic, in
+// queue-offset order, decoded as by Messages.
+func (b *Broker) QueueMessages(topic string, queueID int) []*primitive.MessageExt {
+	return b.messages(topic, queueID)
+}
+
+func (b *Broker) messages(topic string, queueID int) []*primitive.MessageExt {
 	var stored []*message
 	b.do(func(s *state) {
-		if t := s.topics[topic]; t != nil {
-			for _, q := range t.queues {
+		t := s.topics[topic]
+		if t == nil {
+			return
+		}
+		for i, q := range t.queues {
+			if queueID < 0 || i == queueID {
 				stored = append(stored, q.msgs...)
 			}
 		}

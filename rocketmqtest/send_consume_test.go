@@ -148,7 +148,7 @@ func TestSendAsyncOneWayBatch(t *testing.T) {
 	}
 	// A batch is stored in one queue, in order, at consecutive offsets.
 	var batchMsgs []*primitive.MessageExt
-	for _, m := range b.Messages(topic) {
+	for _, m := range b.QueueMessages(topic, res.MessageQueue.QueueId) {
 		if strings.HasPrefix(string(m.Body), "batch-") {
 			batchMsgs = append(batchMsgs, m)
 		}
