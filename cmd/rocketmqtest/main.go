@@ -18,6 +18,9 @@
 //	-topic name:queues  create a topic at start; repeatable
 //	-delay-scale d      what one second of a delay level lasts (default 1s)
 //	-max-reconsume n    retryMaxTimes when a send-back carries none (default 16)
+//	-lock-expiry d      life of an unrenewed orderly queue lock (default 60s)
+//	-reconnect-grace d  how long a client whose connection the broker closed
+//	                    stays a group member (default 40s)
 //	-data dir           keep topics, messages and offsets in dir across restarts
 //	-control addr       serve the HTTP control API on addr, e.g. 127.0.0.1:0
 //	-v                  log every request to stderr
@@ -88,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) error {
 		queues       = fs.Int("queues", 4, "queues of auto-created topics")
 		delayScale   = fs.Duration("delay-scale", time.Second, "what one second of a delay level lasts")
 		maxReconsume = fs.Int("max-reconsume", 16, "retryMaxTimes when a send-back carries none")
+		lockExpiry   = fs.Duration("lock-expiry", 60*time.Second, "life of an unrenewed orderly queue lock")
+		grace        = fs.Duration("reconnect-grace", 40*time.Second, "how long a client whose connection the broker closed stays a group member")
 		dataDir      = fs.String("data", "", "keep topics, messages and offsets in this directory across restarts")
 		control      = fs.String("control", "", "serve the HTTP control API on this address")
 		verbose      = fs.Bool("v", false, "log every request to stderr")
@@ -106,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) error {
 		rocketmqtest.WithDefaultQueues(*queues),
 		rocketmqtest.WithDelayScale(*delayScale),
 		rocketmqtest.WithMaxReconsumeTimes(*maxReconsume),
+		rocketmqtest.WithLockExpiry(*lockExpiry),
+		rocketmqtest.WithReconnectGrace(*grace),
 		rocketmqtest.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))),
 	}
 	if *dataDir != "" {
