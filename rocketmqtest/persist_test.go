@@ -85,3 +85,23 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 		t.Errorf("new message at queue offset %d, commit log %d", last.QueueOffset, last.CommitLogOffset)
 	}
 }
+
+func TestDelayLevels(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("d", 1),
+		rocketmqtest.WithDelayLevels(20*time.Millisecond, 40*time.Millisecond))
+	c := rawDial(b.Addr())
+	defer c.close()
+	start := time.Now()
+	rawSend(t, c, "d", 0, "capped", "DELAY\x0199\x02") // beyond the last level: the last one
+	rawSend(t, c, "d", 0, "first", "DELAY\x011\x02")
+	if n := len(b.QueueMessages("SCHEDULE_TOPIC_XXXX", 1)); n != 1 {
+		t.Errorf("%d messages in the last level's queue, want 1", n)
+	}
+	eventually(t, 5*time.Second, "both delivered", func() bool { return len(b.Messages("d")) == 2 })
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("delivered after %v, want at least 40ms", d)
+	}
+	if got := b.Messages("d"); string(got[0].Body) != "first" || string(got[1].Body) != "capped" {
+		t.Errorf("delivery order %q, %q; want the shorter delay first", got[0].Body, got[1].Body)
+	}
+}
