@@ -8,7 +8,8 @@
 // cluster: pass [Broker.Addr] as the name server address. One listener
 // answers both name-server and broker requests.
 //
-// It behaves like the Java broker for the requests a client uses: sending
+// It behaves like the Java broker (Apache RocketMQ 4.9, the generation
+// rocketmq-client-go v2 targets) for the requests a client uses: sending
 // (single, batch, delayed), pulling with long polling and tag filtering,
 // consumer offsets, heartbeats and rebalance notifications, send-back to
 // %RETRY%group with delay levels and %DLQ%group after the maximum reconsume
