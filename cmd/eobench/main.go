@@ -44,6 +44,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -130,22 +131,8 @@ type bench struct {
 	serverPID int
 }
 
-func (b *bench) q(s string) string {
-	if b.driver != "pgx" {
-		return s
-	}
-	var out strings.Builder
-	n := 0
-	for _, r := range s {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&out, "$%d", n)
-			continue
-		}
-		out.WriteRune(r)
-	}
-	return out.String()
-}
+// q turns the ? placeholders of s into the database's form.
+func (b *bench) q(s string) string { return sqlplace.Rebind(b.ds.Dialect().Name(), s) }
 
 func setup(driverName, dsn string, accounts int) (*bench, error) {
 	ctx := context.Background()

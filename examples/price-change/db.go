@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/throwaway"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
@@ -105,23 +106,7 @@ func hasSQL(chunk string) bool {
 // rebind turns the ? placeholders of q into the dialect's: $1, $2 ... for
 // PostgreSQL (pgx), @p1, @p2 ... for SQL Server. The queries of this program
 // have no ? inside string literals.
-func rebind(d mqdatasource.Dialect, q string) string {
-	prefix := map[string]string{"postgres": "$", "sqlserver": "@p"}[d.Name()]
-	if prefix == "" {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&b, "%s%d", prefix, n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+func rebind(d mqdatasource.Dialect, q string) string { return sqlplace.Rebind(d.Name(), q) }
 
 // emptyTables checks that the example's tables hold no rows, or empties them
 // when reset is set: a verification only makes sense on a clean slate.
