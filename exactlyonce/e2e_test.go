@@ -18,6 +18,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
@@ -156,7 +157,7 @@ func (f *firstAttemptFails) check(body string) error {
 // whole topic to a new consumer process: nothing is applied twice.
 func TestE2EConcurrent(t *testing.T) {
 	skipIfRace(t)
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		b := newBroker(t)
 		const topic, group = "orders", "eo_concurrent"
@@ -260,7 +261,7 @@ func TestE2EConcurrent(t *testing.T) {
 // suspending the queue; every key's messages apply once, in order.
 func TestE2EOrderly(t *testing.T) {
 	skipIfRace(t)
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		b := newBroker(t)
 		const topic, group, perKey = "prices", "eo_orderly", 10
@@ -341,7 +342,7 @@ func TestE2EOrderly(t *testing.T) {
 // consumer then applies exactly what is missing.
 func TestE2EShutdown(t *testing.T) {
 	skipIfRace(t)
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		b := newBroker(t)
 		const topic, group = "stock", "eo_shutdown"
@@ -435,7 +436,7 @@ func TestE2EShutdown(t *testing.T) {
 			t.Fatalf("Shutdown = %v, want the grace period's deadline", err)
 		}
 		eventually(t, 10*time.Second, "m5 rolled back", func() bool {
-			return f.queryInt(t, "SELECT COUNT(*) FROM "+f.applied+" WHERE k = 'm5'") == 0
+			return f.QueryInt(t, "SELECT COUNT(*) FROM "+f.applied+" WHERE k = 'm5'") == 0
 		})
 
 		// A third consumer applies m5, and nothing else again.
@@ -461,7 +462,7 @@ func TestE2EShutdown(t *testing.T) {
 // Subscribe line gets exactlyonce.Listener.
 func TestE2EDropIn(t *testing.T) {
 	skipIfRace(t)
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		b := newBroker(t)
 		const ns, topic, group = "shop", "events", "eo_dropin"
@@ -515,7 +516,7 @@ func TestE2EDropIn(t *testing.T) {
 // everything again. The replay is skipped; nothing is applied twice.
 func TestE2ERewindRunningConsumer(t *testing.T) {
 	skipIfRace(t)
-	e := dbEnvs(t)[0] // the database plays no part in what is tested here
+	e := dbtest.Envs(t)[0] // the database plays no part in what is tested here
 	f := newFixture(t, e)
 	b := newBroker(t)
 	const topic, group, n = "ledger", "eo_rewind", 8
@@ -563,7 +564,7 @@ func TestE2ERewindRunningConsumer(t *testing.T) {
 // unlocked only after that, and the next consumer continues in order.
 func TestE2EShutdownOrderly(t *testing.T) {
 	skipIfRace(t)
-	e := dbEnvs(t)[0]
+	e := dbtest.Envs(t)[0]
 	f := newFixture(t, e)
 	b := newBroker(t)
 	const topic, group = "seq", "eo_shutdown_orderly"
@@ -646,7 +647,7 @@ func TestE2EShutdownOrderly(t *testing.T) {
 // they are skipped instead of applied again.
 func TestE2EBatchWithoutUniqKey(t *testing.T) {
 	skipIfRace(t)
-	e := dbEnvs(t)[0]
+	e := dbtest.Envs(t)[0]
 	f := newFixture(t, e)
 	b := newBroker(t)
 	const topic, group = "unstamped", "eo_unstamped"

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -75,7 +76,7 @@ func deliverUntilOK(t *testing.T, f ListenerFunc, group string, orderly bool, mk
 }
 
 func TestIntegrationConcurrentDuplicates(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		eachStyle(t, func(t *testing.T, style string) {
 			f := newFixture(t, e)
 			const n, consumers = 25, 4
@@ -111,7 +112,7 @@ func TestIntegrationConcurrentDuplicates(t *testing.T) {
 }
 
 func TestIntegrationBatchRedelivery(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		eachStyle(t, func(t *testing.T, style string) {
 			modes(t, func(t *testing.T, orderly bool) {
 				f := newFixture(t, e)
@@ -161,7 +162,7 @@ func TestIntegrationBatchRedelivery(t *testing.T) {
 }
 
 func TestIntegrationTwoGroups(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		const n = 10
 		for _, g := range []string{"group_a", "group_b"} {
@@ -182,7 +183,7 @@ func TestIntegrationTwoGroups(t *testing.T) {
 }
 
 func TestIntegrationErrorsAndPanics(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		eachStyle(t, func(t *testing.T, style string) {
 			modes(t, func(t *testing.T, orderly bool) {
 				f := newFixture(t, e)
@@ -227,7 +228,7 @@ func TestIntegrationErrorsAndPanics(t *testing.T) {
 }
 
 func TestIntegrationSecondTransaction(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		l := Listener(f.ds, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 			tx, err := f.ds.BeginTx(ctx, nil)
@@ -258,7 +259,7 @@ func TestIntegrationSecondTransaction(t *testing.T) {
 // cancelled, its transaction rolls back, and the delivery is not
 // acknowledged.
 func TestIntegrationShutdownCancelsHandler(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		eachStyle(t, func(t *testing.T, style string) {
 			f := newFixture(t, e)
 			g := newGate()
@@ -292,7 +293,7 @@ func TestIntegrationShutdownCancelsHandler(t *testing.T) {
 }
 
 func TestIntegrationPurgeLoop(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *dbEnv) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)
 		l := styles(f, testGroup, nil)["TxHandler"]
 		for i := range 3 {

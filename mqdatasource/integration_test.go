@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
 func TestConcurrentDeliveriesApplyOnce(t *testing.T) {
 	const messages, copies = 12, 6
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, messages)
 		f.ds.DB().SetMaxOpenConns(24)
 		var applied [messages + 1]atomic.Int32
@@ -57,7 +58,7 @@ func TestConcurrentDeliveriesApplyOnce(t *testing.T) {
 }
 
 func TestRollbackLeavesNoRecord(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		d := delivery("g", "rolled-back")
 		ctx := mqdatasource.WithDelivery(context.Background(), d)
@@ -65,7 +66,7 @@ func TestRollbackLeavesNoRecord(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1); err != nil {
+		if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Rollback(); err != nil {
@@ -95,16 +96,16 @@ func TestRollbackLeavesNoRecord(t *testing.T) {
 }
 
 func TestBusinessUniqueViolationIsNotDuplicate(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 2)
-		e.exec(t, "UPDATE "+f.account+" SET ref = 'taken' WHERE id = 1")
+		e.Exec(t, "UPDATE "+f.account+" SET ref = 'taken' WHERE id = 1")
 		d := delivery("g", "unique-violation")
 		ctx := mqdatasource.WithDelivery(context.Background(), d)
 		tx, err := f.ds.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2)
+		_, err = tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2)
 		if err == nil {
 			t.Fatal("business unique violation: no error")
 		}
@@ -122,14 +123,14 @@ func TestBusinessUniqueViolationIsNotDuplicate(t *testing.T) {
 
 		// PostgreSQL: the failed statement aborted the transaction, so a
 		// Commit that ignores it commits nothing, claim included.
-		if e.name == "postgres" {
+		if e.Name == "postgres" {
 			d := delivery("g", "ignored-error")
 			ctx := mqdatasource.WithDelivery(context.Background(), d)
 			tx, err := f.ds.BeginTx(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2); err == nil {
+			if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2); err == nil {
 				t.Fatal("no error")
 			}
 			if err := tx.Commit(); err == nil || mqdatasource.ClaimCommitted(ctx) {
@@ -143,7 +144,7 @@ func TestBusinessUniqueViolationIsNotDuplicate(t *testing.T) {
 }
 
 func TestTwoConsumerGroupsEachApplyOnce(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		for _, g := range []string{"group-a", "group-b", "group-a", "group-b"} {
 			if _, err := f.deliver(t, g, "shared-key", 1); err != nil {
@@ -162,7 +163,7 @@ func TestTwoConsumerGroupsEachApplyOnce(t *testing.T) {
 }
 
 func TestDeliveryReused(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "reused"))
 
@@ -192,11 +193,11 @@ func TestDeliveryReused(t *testing.T) {
 }
 
 func TestStatementsOutsideTransaction(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		d := delivery("g", "outside")
 		ctx := mqdatasource.WithDelivery(context.Background(), d)
-		update := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		update := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
 
 		if _, err := f.ds.DB().ExecContext(ctx, update, 1); !errors.Is(err, mqdatasource.ErrNoTransaction) {
 			t.Fatalf("Exec outside a transaction: %v, want ErrNoTransaction", err)
@@ -226,7 +227,7 @@ func TestStatementsOutsideTransaction(t *testing.T) {
 }
 
 func TestInvalidDelivery(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		if err := f.ds.CheckSchema(context.Background()); err != nil {
 			t.Fatal(err)
@@ -258,10 +259,10 @@ func TestInvalidDelivery(t *testing.T) {
 }
 
 func TestSchemaCheck(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
-		wantFile := map[string]string{"mysql": "schema/transaction_record.sql", "postgres": "schema/transaction_record.postgres.sql"}[e.name]
-		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.name]
-		idCol := map[string]string{"mysql": "id bigint AUTO_INCREMENT PRIMARY KEY", "postgres": "id bigserial PRIMARY KEY"}[e.name]
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		wantFile := map[string]string{"mysql": "schema/transaction_record.sql", "postgres": "schema/transaction_record.postgres.sql"}[e.Name]
+		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.Name]
+		idCol := map[string]string{"mysql": "id bigint AUTO_INCREMENT PRIMARY KEY", "postgres": "id bigserial PRIMARY KEY"}[e.Name]
 		full := func(table string, ctime, unique string) string {
 			return fmt.Sprintf("CREATE TABLE %s (%s, consumer_group varchar(255) NOT NULL, message_id varchar(255) NOT NULL %s, topic_name varchar(255) NOT NULL, ctime %s NOT NULL, queue_id int NOT NULL, %s bigint NOT NULL, broker_name varchar(255) NOT NULL)",
 				table, idCol, unique, ctime, offset)
@@ -280,12 +281,12 @@ func TestSchemaCheck(t *testing.T) {
 			{"ok", func(tb string) string { return full(tb, "bigint", "UNIQUE") }, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				table := uniqueName(t, "tr")
+				table := dbtest.UniqueName(t, "tr")
 				if tc.create != nil {
-					e.exec(t, tc.create(table))
-					t.Cleanup(func() { e.exec(t, "DROP TABLE IF EXISTS "+table) })
+					e.Exec(t, tc.create(table))
+					t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+table) })
 				}
-				ds, err := mqdatasource.Open(e.driverName(), e.dsn, mqdatasource.WithTable(table))
+				ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(table))
 				if tc.problem == "" {
 					if err != nil {
 						t.Fatalf("Open: %v", err)
@@ -313,7 +314,7 @@ func TestSchemaCheck(t *testing.T) {
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 0)
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
@@ -334,7 +335,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 }
 
 func TestIsConsumedAndPurge(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		ctx := context.Background()
 		const n = 25
@@ -386,9 +387,9 @@ func TestIsConsumedAndPurge(t *testing.T) {
 // the victim back; a later statement on it must not run (MySQL would run it
 // in autocommit) and Commit must report ErrTxAborted.
 func TestDeadlockAbortsTransaction(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 3)
-		upd := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		upd := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
 		ctxA := mqdatasource.WithDelivery(context.Background(), delivery("g", "dl-a"))
 		ctxB := mqdatasource.WithDelivery(context.Background(), delivery("g", "dl-b"))
 		txA, err := f.ds.BeginTx(ctxA, nil)
@@ -431,7 +432,7 @@ func TestDeadlockAbortsTransaction(t *testing.T) {
 		if !mqdatasource.IsRetryable(verr) {
 			t.Fatalf("deadlock error %v is not retryable", verr)
 		}
-		_, err = victim.ExecContext(vctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 100 WHERE id = ?"), 3)
+		_, err = victim.ExecContext(vctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 100 WHERE id = ?"), 3)
 		if !errors.Is(err, mqdatasource.ErrTxAborted) {
 			t.Fatalf("statement after the deadlock: %v, want ErrTxAborted", err)
 		}
@@ -461,29 +462,29 @@ func mustExec(t *testing.T, tx *sql.Tx, ctx context.Context, q string, args ...a
 // TestConnectionKilledMidTransaction: the server session is killed from
 // another session while the transaction is open.
 func TestConnectionKilledMidTransaction(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "killed"))
 		tx, err := f.ds.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, tx, ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+		mustExec(t, tx, ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
 		var id int64
-		idQuery := map[string]string{"mysql": "SELECT CONNECTION_ID()", "postgres": "SELECT pg_backend_pid()"}[e.name]
+		idQuery := map[string]string{"mysql": "SELECT CONNECTION_ID()", "postgres": "SELECT pg_backend_pid()"}[e.Name]
 		if err := tx.QueryRowContext(ctx, idQuery).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		switch e.name {
+		switch e.Name {
 		case "mysql":
-			e.exec(t, fmt.Sprintf("KILL %d", id))
+			e.Exec(t, fmt.Sprintf("KILL %d", id))
 		default:
 			var ok bool
-			if err := e.admin.QueryRow("SELECT pg_terminate_backend($1)", id).Scan(&ok); err != nil || !ok {
+			if err := e.Admin.QueryRow("SELECT pg_terminate_backend($1)", id).Scan(&ok); err != nil || !ok {
 				t.Fatalf("pg_terminate_backend: %v %v", ok, err)
 			}
 		}
-		_, err = tx.ExecContext(ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+		_, err = tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
 		if err == nil || !mqdatasource.IsRetryable(err) {
 			t.Fatalf("statement on the killed connection: %v, want a retryable error", err)
 		}
@@ -506,7 +507,7 @@ func TestConnectionKilledMidTransaction(t *testing.T) {
 // the outcome: Commit returns ErrCommitUnknown, and the redelivery applies
 // the message only if the first commit did not land.
 func TestConnectionLostAroundCommit(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		for _, tc := range []struct {
 			name       string
 			mode       cutMode
@@ -516,14 +517,14 @@ func TestConnectionLostAroundCommit(t *testing.T) {
 			{"after the server answered COMMIT", cutAfterResponse, false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				p := newProxy(t, e.serverAddr(t))
+				p := newProxy(t, serverAddr(t, e))
 				f := newFixtureVia(t, e, p.addr(), 1)
 				ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "commit-cut"))
 				tx, err := f.ds.BeginTx(ctx, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				mustExec(t, tx, ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+				mustExec(t, tx, ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
 				p.armCommitCut(tc.mode)
 				err = tx.Commit()
 				<-p.cut
@@ -553,11 +554,11 @@ func TestConnectionLostAroundCommit(t *testing.T) {
 // on its own at once (visible from another session), and the session
 // reports autocommit on.
 func TestSessionStateBetweenTransactions(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		f.ds.DB().SetMaxOpenConns(1)
 		bg := context.Background()
-		update := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		update := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
 		outside := func(want int64) {
 			t.Helper()
 			if _, err := f.ds.DB().ExecContext(bg, update, 1); err != nil {
@@ -566,7 +567,7 @@ func TestSessionStateBetweenTransactions(t *testing.T) {
 			if b := f.balance(t, 1); b != want {
 				t.Fatalf("balance %d seen from another session, want %d: a statement outside a transaction was not committed", b, want)
 			}
-			if e.name == "mysql" {
+			if e.Name == "mysql" {
 				var ac int
 				if err := f.ds.DB().QueryRowContext(bg, "SELECT @@autocommit").Scan(&ac); err != nil || ac != 1 {
 					t.Fatalf("@@autocommit = %d, %v; want 1", ac, err)
@@ -635,7 +636,7 @@ func TestSessionStateBetweenTransactions(t *testing.T) {
 // whose context ends; the claim goes with it (the redelivery is not blocked
 // by a claim left open, and applies).
 func TestContextCancelledMidTransaction(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		f.ds.DB().SetMaxOpenConns(1)
 		// A claim first, so that on MySQL the next claim is begun without
@@ -648,7 +649,7 @@ func TestContextCancelledMidTransaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, tx, ctx, f.rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+		mustExec(t, tx, ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
 		cancel()
 		if err := tx.Commit(); err == nil {
 			t.Fatal("Commit after cancel succeeded")
@@ -669,9 +670,9 @@ func TestContextCancelledMidTransaction(t *testing.T) {
 // innodb_rollback_on_timeout=OFF) fails only the statement, so the
 // transaction goes on; PostgreSQL aborts the transaction, so it is refused.
 func TestLockTimeout(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 2)
-		upd := f.rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+		upd := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
 		ctxA := mqdatasource.WithDelivery(context.Background(), delivery("g", "holder"))
 		txA, err := f.ds.BeginTx(ctxA, nil)
 		if err != nil {
@@ -684,14 +685,14 @@ func TestLockTimeout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		setTimeout := map[string]string{"mysql": "SET SESSION innodb_lock_wait_timeout = 1", "postgres": "SET LOCAL lock_timeout = '100ms'"}[e.name]
+		setTimeout := map[string]string{"mysql": "SET SESSION innodb_lock_wait_timeout = 1", "postgres": "SET LOCAL lock_timeout = '100ms'"}[e.Name]
 		mustExec(t, txB, ctxB, setTimeout)
 		_, err = txB.ExecContext(ctxB, upd, 1)
 		if err == nil || !mqdatasource.IsRetryable(err) {
 			t.Fatalf("update of a locked row: %v, want a retryable lock timeout", err)
 		}
 		_, err = txB.ExecContext(ctxB, upd, 2)
-		switch e.name {
+		switch e.Name {
 		case "mysql":
 			if err != nil {
 				t.Fatalf("statement after 1205 (rollback_on_timeout OFF): %v", err)
@@ -711,7 +712,7 @@ func TestLockTimeout(t *testing.T) {
 		if err := txA.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		wantB := map[string]int64{"mysql": 1, "postgres": 0}[e.name]
+		wantB := map[string]int64{"mysql": 1, "postgres": 0}[e.Name]
 		if b := f.balance(t, 2); b != wantB {
 			t.Fatalf("account 2 balance %d, want %d", b, wantB)
 		}
@@ -724,7 +725,7 @@ func TestLockTimeout(t *testing.T) {
 // TestRecordColumns: the claim row holds the delivery as the Java client
 // stores it (message_id = key#group, ctime in epoch milliseconds).
 func TestRecordColumns(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		d := mqdatasource.Delivery{ConsumerGroup: "grp", Key: "7F0000010001B4AAC6DC3E4D0B2E0000", Topic: "price", BrokerName: "broker-b", QueueID: 7, QueueOffset: 1 << 40}
 		before := time.Now().UnixMilli()
@@ -732,13 +733,13 @@ func TestRecordColumns(t *testing.T) {
 			t.Fatal(err)
 		}
 		after := time.Now().UnixMilli()
-		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.name]
+		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.Name]
 		var (
 			group, id, topic, broker string
 			ctime, off               int64
 			queue                    int
 		)
-		err := e.admin.QueryRow("SELECT consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name FROM "+f.table).
+		err := e.Admin.QueryRow("SELECT consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name FROM "+f.table).
 			Scan(&group, &id, &topic, &ctime, &queue, &off, &broker)
 		if err != nil {
 			t.Fatal(err)

@@ -11,15 +11,16 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
 // TestGORM: unchanged GORM code on ds.DB() gets the claim through ctx.
 func TestGORM(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		var dialector gorm.Dialector
-		switch e.name {
+		switch e.Name {
 		case "mysql":
 			dialector = gormmysql.New(gormmysql.Config{Conn: f.ds.DB()})
 		default:
@@ -66,9 +67,9 @@ func TestGORM(t *testing.T) {
 
 // TestSqlx: unchanged sqlx code on ds.DB() gets the claim through ctx.
 func TestSqlx(t *testing.T) {
-	forEachDB(t, func(t *testing.T, e *env) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
-		db := sqlx.NewDb(f.ds.DB(), e.driverName())
+		db := sqlx.NewDb(f.ds.DB(), e.Driver)
 		handler := func(ctx context.Context) error {
 			tx, err := db.BeginTxx(ctx, nil)
 			if err != nil {

@@ -3,7 +3,6 @@ package mqdatasource_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	_ "github.com/microsoft/go-mssqldb"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -29,7 +29,7 @@ func TestSQLServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	table, account := uniqueName(t, "tr"), uniqueName(t, "acct")
+	table, account := dbtest.UniqueName(t, "tr"), dbtest.UniqueName(t, "acct")
 	ds, err := mqdatasource.Open("sqlserver", dsn, mqdatasource.WithTable(table), mqdatasource.WithSchemaCheck(false))
 	if err != nil {
 		t.Fatal(err)
@@ -69,18 +69,7 @@ func TestSQLServer(t *testing.T) {
 		return tx.Commit()
 	}
 	deliver := func(key string, id int) (bool, error) {
-		for attempt := 0; ; attempt++ {
-			err := increment(mqdatasource.WithDelivery(ctx, delivery("g", key)), id)
-			switch {
-			case err == nil:
-				return true, nil
-			case errors.Is(err, mqdatasource.ErrAlreadyConsumed):
-				return false, nil
-			case mqdatasource.IsRetryable(err) && attempt < 100:
-			default:
-				return false, err
-			}
-		}
+		return redeliver(ctx, "g", key, func(ctx context.Context) error { return increment(ctx, id) })
 	}
 
 	// Rollback leaves no record.

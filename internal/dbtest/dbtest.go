@@ -1,0 +1,100 @@
+package dbtest
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
+)
+
+// Env is one real database the tests run against.
+type Env struct {
+	Name   string  // "mysql" or "postgres", as mqdatasource.Dialect.Name says
+	Driver string  // the database/sql driver name: "mysql" or "pgx"
+	DSN    string  // the data source name, in the driver's form
+	Admin  *sql.DB // a plain pool, not wrapped: for set-up, checks and kills
+}
+
+// Envs returns the databases configured in the environment (MYSQL_DSN,
+// POSTGRES_DSN; scripts/testdb.sh sets both), logging those that are not,
+// and skips the test when there is none. Their Admin pools are closed when
+// the test ends.
+func Envs(t testing.TB) []*Env {
+	t.Helper()
+	var out []*Env
+	for _, e := range []struct{ name, variable, driver string }{
+		{"mysql", "MYSQL_DSN", "mysql"},
+		{"postgres", "POSTGRES_DSN", "pgx"},
+	} {
+		dsn := os.Getenv(e.variable)
+		if dsn == "" {
+			t.Logf("%s not set: skipping %s (run under scripts/testdb.sh)", e.variable, e.name)
+			continue
+		}
+		admin, err := sql.Open(e.driver, dsn)
+		if err != nil {
+			t.Fatalf("open %s: %v", e.name, err)
+		}
+		t.Cleanup(func() { admin.Close() })
+		out = append(out, &Env{Name: e.name, Driver: e.driver, DSN: dsn, Admin: admin})
+	}
+	if len(out) == 0 {
+		t.Skip("no database configured: set MYSQL_DSN and/or POSTGRES_DSN, or run under scripts/testdb.sh")
+	}
+	return out
+}
+
+// ForEach runs f as a subtest, named after the database, per configured
+// database (see Envs).
+func ForEach(t *testing.T, f func(t *testing.T, e *Env)) {
+	t.Helper()
+	for _, e := range Envs(t) {
+		t.Run(e.Name, func(t *testing.T) { f(t, e) })
+	}
+}
+
+var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// UniqueName returns a table name unique to this run of the test: prefix,
+// the end of the test's name and a random suffix, short enough for the
+// names the schema derives from it.
+func UniqueName(t testing.TB, prefix string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	base := nonIdent.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(base) > 24 {
+		base = base[len(base)-24:]
+	}
+	return strings.Trim(prefix+"_"+base, "_") + "_" + hex.EncodeToString(b)
+}
+
+// Rebind turns the ? placeholders of q into the database's form.
+func (e *Env) Rebind(q string) string { return sqlplace.Rebind(e.Name, q) }
+
+// Exec runs q (with ? placeholders) on Admin and fails the test on an error.
+func (e *Env) Exec(t testing.TB, q string, args ...any) {
+	t.Helper()
+	if _, err := e.Admin.Exec(e.Rebind(q), args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// QueryInt runs q (with ? placeholders) on Admin and returns the integer it
+// selects, failing the test on an error.
+func (e *Env) QueryInt(t testing.TB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := e.Admin.QueryRow(e.Rebind(q), args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
