@@ -17,7 +17,7 @@ import (
 // missing) and returns it with an empty "test" database. Grant tables are
 // skipped, so root has every privilege and no password. Durability settings
 // are relaxed for speed: the data is deleted by Stop anyway.
-func MariaDB(ctx context.Context) (*Server, error) {
+func MariaDB(ctx context.Context) (_ *Server, err error) {
 	bin, err := ensureBinary("mariadb-server", "mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
 	if err != nil {
 		return nil, err
@@ -26,14 +26,18 @@ func MariaDB(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var s *Server
+	defer func() {
+		if err != nil {
+			discard(s, dir)
+		}
+	}()
 	port, err := freePort()
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	args := []string{
@@ -57,9 +61,7 @@ func MariaDB(ctx context.Context) (*Server, error) {
 		}
 	}
 	logPath := filepath.Join(dir, "server.log")
-	s, err := start(exec.Command(bin, args...), dir, logPath, syscall.SIGTERM)
-	if err != nil {
-		os.RemoveAll(dir)
+	if s, err = start(exec.Command(bin, args...), dir, logPath, syscall.SIGTERM); err != nil {
 		return nil, err
 	}
 	cfg := mysql.NewConfig()
@@ -68,17 +70,11 @@ func MariaDB(ctx context.Context) (*Server, error) {
 	cfg.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	admin, err := openMySQL(cfg)
 	if err != nil {
-		s.Stop()
 		return nil, err
 	}
 	defer admin.Close()
-	if err := s.waitReady(ctx, admin, logPath); err != nil {
-		s.Stop()
+	if err := s.createTestDB(ctx, admin, logPath, "CREATE DATABASE IF NOT EXISTS test"); err != nil {
 		return nil, err
-	}
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS test"); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("throwaway: creating database test: %w", err)
 	}
 	cfg.DBName = "test"
 	cfg.ParseTime = true

@@ -18,7 +18,7 @@ import (
 // missing) and returns it with an empty "test" database, owned by the
 // superuser "postgres" with trust authentication on loopback. As root the
 // server runs as the postgres system user, since initdb refuses root.
-func PostgreSQL(ctx context.Context) (*Server, error) {
+func PostgreSQL(ctx context.Context) (_ *Server, err error) {
 	pgBin := "/usr/lib/postgresql/*/bin/"
 	postgres, err := ensureBinary("postgresql", pgBin+"postgres")
 	if err != nil {
@@ -30,21 +30,24 @@ func PostgreSQL(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var s *Server
+	defer func() {
+		if err != nil {
+			discard(s, dir)
+		}
+	}()
 	cred, err := postgresCredential(dir)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
 	init := exec.CommandContext(ctx, initdb, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync")
 	init.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := init.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("throwaway: initdb: %w\n%s", err, out)
 	}
 	cmd := exec.Command(postgres, "-D", data,
@@ -59,25 +62,17 @@ func PostgreSQL(ctx context.Context) (*Server, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	logPath := filepath.Join(dir, "server.log")
 	// SIGINT is PostgreSQL's fast shutdown: abort sessions, stop cleanly.
-	s, err := start(cmd, dir, logPath, syscall.SIGINT)
-	if err != nil {
-		os.RemoveAll(dir)
+	if s, err = start(cmd, dir, logPath, syscall.SIGINT); err != nil {
 		return nil, err
 	}
 	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/", port)
 	admin, err := sql.Open("pgx", base+"postgres?sslmode=disable")
 	if err != nil {
-		s.Stop()
 		return nil, err
 	}
 	defer admin.Close()
-	if err := s.waitReady(ctx, admin, logPath); err != nil {
-		s.Stop()
+	if err := s.createTestDB(ctx, admin, logPath, "CREATE DATABASE test"); err != nil {
 		return nil, err
-	}
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE test"); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("throwaway: creating database test: %w", err)
 	}
 	s.dsn = base + "test?sslmode=disable"
 	return s, nil

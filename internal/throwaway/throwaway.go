@@ -74,6 +74,28 @@ func start(cmd *exec.Cmd, dir, logPath string, stop syscall.Signal) (*Server, er
 	return s, nil
 }
 
+// discard undoes a start-up that failed: it stops s if it was started (Stop
+// removes dir), else removes dir.
+func discard(s *Server, dir string) {
+	if s != nil {
+		s.Stop()
+		return
+	}
+	os.RemoveAll(dir)
+}
+
+// createTestDB waits until the server answers on admin, then creates the
+// "test" database with the statement create.
+func (s *Server) createTestDB(ctx context.Context, admin *sql.DB, logPath, create string) error {
+	if err := s.waitReady(ctx, admin, logPath); err != nil {
+		return err
+	}
+	if _, err := admin.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("throwaway: creating database test: %w", err)
+	}
+	return nil
+}
+
 // waitReady polls db until it answers, the server exits or the deadline
 // passes; on failure the error carries the tail of the server's log.
 func (s *Server) waitReady(ctx context.Context, db *sql.DB, logPath string) error {
