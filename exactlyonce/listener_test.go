@@ -101,19 +101,78 @@ func commitWith(st *fakeStore) Handler {
 
 var errBusiness = errors.New("business rule failed")
 
-func TestHandlerOutcomes(t *testing.T) {
-	type tc struct {
-		name    string
-		opts    []Option
-		setup   func(st *fakeStore)
-		handler func(st *fakeStore) Handler
-		wantOK  bool
-		want    Outcome
-		wantErr error // errors.Is target when failing
-		ran     bool  // the handler must have run
-		commit  bool  // the message must be recorded
+// outcomeCase is one delivery of message m1 to a listener on a fake store
+// (concurrent and orderly), through a Handler or a TxHandler, and what must
+// come of it.
+type outcomeCase struct {
+	name      string
+	opts      []Option
+	setup     func(st *fakeStore)
+	handler   func(st *fakeStore) Handler // nil: txHandler
+	txHandler TxHandler
+	wantOK    bool
+	want      Outcome
+	wantErr   error // errors.Is target when failing
+	ran       bool  // the handler must have run
+	commit    bool  // the message must be recorded
+}
+
+func runOutcomeCases(t *testing.T, cases []outcomeCase) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, orderly bool) {
+				st := newFakeStore(t)
+				if c.setup != nil {
+					c.setup(st)
+				}
+				var ran atomic.Bool
+				var h Handler
+				var txh TxHandler
+				if c.handler != nil {
+					inner := c.handler(st)
+					h = func(ctx context.Context, msg *primitive.MessageExt) error {
+						ran.Store(true)
+						return inner(ctx, msg)
+					}
+				} else {
+					txh = func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
+						ran.Store(true)
+						return c.txHandler(ctx, tx, msg)
+					}
+				}
+				stats := &Stats{}
+				f := newListener(st, testGroup, h, txh, append([]Option{quiet, WithMetrics(stats)}, c.opts...)).consume
+				ok, err := deliver(t, f, orderly, newMsg("t", "m1", 7))
+				if ok != c.wantOK {
+					t.Fatalf("success = %v (err %v), want %v", ok, err, c.wantOK)
+				}
+				if c.wantErr != nil && !errors.Is(err, c.wantErr) {
+					t.Errorf("err = %v, want %v", err, c.wantErr)
+				}
+				if c.want == OutcomePanic {
+					var pe *PanicError
+					if !errors.As(err, &pe) || pe.Value != "boom" || len(pe.Stack) == 0 {
+						t.Errorf("err = %#v, want *PanicError{boom}", err)
+					}
+				}
+				if got := stats.Count(c.want); got != 1 {
+					t.Errorf("outcome %v counted %d times; stats %v", c.want, got, stats.Snapshot())
+				}
+				if ran.Load() != c.ran {
+					t.Errorf("handler ran = %v, want %v", ran.Load(), c.ran)
+				}
+				if got := st.isCommitted(id("m1")); got != c.commit {
+					t.Errorf("recorded = %v, want %v", got, c.commit)
+				}
+				// Every transaction ends: the handler's context is cancelled.
+				waitFor(t, func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
+			})
+		})
 	}
-	cases := []tc{
+}
+
+func TestHandlerOutcomes(t *testing.T) {
+	cases := []outcomeCase{
 		{name: "commit", handler: commitWith, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
 		{name: "nil without transaction", handler: func(*fakeStore) Handler {
 			return func(context.Context, *primitive.MessageExt) error { return nil }
@@ -160,47 +219,7 @@ func TestHandlerOutcomes(t *testing.T) {
 		{name: "empty key from func", opts: []Option{WithKeyFunc(func(*primitive.MessageExt) (string, error) { return "", nil })},
 			handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			modes(t, func(t *testing.T, orderly bool) {
-				st := newFakeStore(t)
-				if c.setup != nil {
-					c.setup(st)
-				}
-				var ran atomic.Bool
-				h := c.handler(st)
-				stats := &Stats{}
-				f := newListener(st, testGroup, func(ctx context.Context, msg *primitive.MessageExt) error {
-					ran.Store(true)
-					return h(ctx, msg)
-				}, nil, append([]Option{quiet, WithMetrics(stats)}, c.opts...)).consume
-				ok, err := deliver(t, f, orderly, newMsg("t", "m1", 7))
-				if ok != c.wantOK {
-					t.Fatalf("success = %v (err %v), want %v", ok, err, c.wantOK)
-				}
-				if c.wantErr != nil && !errors.Is(err, c.wantErr) {
-					t.Errorf("err = %v, want %v", err, c.wantErr)
-				}
-				if c.want == OutcomePanic {
-					var pe *PanicError
-					if !errors.As(err, &pe) || pe.Value != "boom" || len(pe.Stack) == 0 {
-						t.Errorf("err = %#v, want *PanicError{boom}", err)
-					}
-				}
-				if got := stats.Count(c.want); got != 1 {
-					t.Errorf("outcome %v counted %d times; stats %v", c.want, got, stats.Snapshot())
-				}
-				if ran.Load() != c.ran {
-					t.Errorf("handler ran = %v, want %v", ran.Load(), c.ran)
-				}
-				if got := st.isCommitted(id("m1")); got != c.commit {
-					t.Errorf("recorded = %v, want %v", got, c.commit)
-				}
-				// Every transaction ends: the handler's context is cancelled.
-				waitFor(t, func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
-			})
-		})
-	}
+	runOutcomeCases(t, cases)
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -231,16 +250,6 @@ func TestLeakedTransactionRolledBack(t *testing.T) {
 }
 
 func TestTxHandlerOutcomes(t *testing.T) {
-	type tc struct {
-		name    string
-		setup   func(st *fakeStore)
-		handler TxHandler
-		wantOK  bool
-		want    Outcome
-		wantErr error
-		ran     bool
-		commit  bool
-	}
 	ok := func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
 		if got, _ := TxFromContext(ctx); got != tx {
 			return errors.New("TxFromContext differs")
@@ -250,57 +259,25 @@ func TestTxHandlerOutcomes(t *testing.T) {
 		}
 		return nil
 	}
-	cases := []tc{
-		{name: "commit", handler: ok, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
-		{name: "error", handler: func(context.Context, *sql.Tx, *primitive.MessageExt) error { return errBusiness },
+	cases := []outcomeCase{
+		{name: "commit", txHandler: ok, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		{name: "error", txHandler: func(context.Context, *sql.Tx, *primitive.MessageExt) error { return errBusiness },
 			want: OutcomeFailed, wantErr: errBusiness, ran: true},
-		{name: "panic", handler: func(context.Context, *sql.Tx, *primitive.MessageExt) error { panic("boom") },
+		{name: "panic", txHandler: func(context.Context, *sql.Tx, *primitive.MessageExt) error { panic("boom") },
 			want: OutcomePanic, ran: true},
-		{name: "handler claims already consumed", handler: func(context.Context, *sql.Tx, *primitive.MessageExt) error {
+		{name: "handler claims already consumed", txHandler: func(context.Context, *sql.Tx, *primitive.MessageExt) error {
 			return mqdatasource.ErrAlreadyConsumed // this tx holds the claim: not true, retry
 		}, want: OutcomeFailed, wantErr: mqdatasource.ErrAlreadyConsumed, ran: true},
-		{name: "duplicate at claim", setup: func(st *fakeStore) { st.markCommitted(id("m1")) }, handler: ok,
+		{name: "duplicate at claim", setup: func(st *fakeStore) { st.markCommitted(id("m1")) }, txHandler: ok,
 			wantOK: true, want: OutcomeSkippedTable, commit: true},
-		{name: "begin fails", setup: func(st *fakeStore) { st.beginErr = errors.New("no connection") }, handler: ok,
+		{name: "begin fails", setup: func(st *fakeStore) { st.beginErr = errors.New("no connection") }, txHandler: ok,
 			want: OutcomeFailed},
-		{name: "commit fails", setup: func(st *fakeStore) { st.f.commitErr = mqdatasource.ErrCommitUnknown }, handler: ok,
+		{name: "commit fails", setup: func(st *fakeStore) { st.f.commitErr = mqdatasource.ErrCommitUnknown }, txHandler: ok,
 			want: OutcomeFailed, wantErr: mqdatasource.ErrCommitUnknown, ran: true},
-		{name: "handler commits itself", handler: func(_ context.Context, tx *sql.Tx, _ *primitive.MessageExt) error { return tx.Commit() },
+		{name: "handler commits itself", txHandler: func(_ context.Context, tx *sql.Tx, _ *primitive.MessageExt) error { return tx.Commit() },
 			want: OutcomeFailed, wantErr: sql.ErrTxDone, ran: true, commit: true},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			modes(t, func(t *testing.T, orderly bool) {
-				st := newFakeStore(t)
-				if c.setup != nil {
-					c.setup(st)
-				}
-				var ran atomic.Bool
-				stats := &Stats{}
-				f := newListener(st, testGroup, nil, func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
-					ran.Store(true)
-					return c.handler(ctx, tx, msg)
-				}, []Option{quiet, WithMetrics(stats)}).consume
-				ok, err := deliver(t, f, orderly, newMsg("t", "m1", 7))
-				if ok != c.wantOK {
-					t.Fatalf("success = %v (err %v), want %v", ok, err, c.wantOK)
-				}
-				if c.wantErr != nil && !errors.Is(err, c.wantErr) {
-					t.Errorf("err = %v, want %v", err, c.wantErr)
-				}
-				if got := stats.Count(c.want); got != 1 {
-					t.Errorf("outcome %v counted %d; stats %v", c.want, got, stats.Snapshot())
-				}
-				if ran.Load() != c.ran {
-					t.Errorf("handler ran = %v, want %v", ran.Load(), c.ran)
-				}
-				if got := st.isCommitted(id("m1")); got != c.commit {
-					t.Errorf("recorded = %v, want %v", got, c.commit)
-				}
-				waitFor(t, func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
-			})
-		})
-	}
+	runOutcomeCases(t, cases)
 }
 
 func TestTxHandlerDuplicateAtClaim(t *testing.T) {
