@@ -126,6 +126,87 @@ func persist(c *Consumer) {
 	}
 }
 
+// messages returns n messages to topic with the bodies prefix0, prefix1 ...
+func messages(topic, prefix string, n int) []*primitive.Message {
+	msgs := make([]*primitive.Message, n)
+	for i := range msgs {
+		msgs[i] = primitive.NewMessage(topic, []byte(fmt.Sprintf("%s%d", prefix, i)))
+	}
+	return msgs
+}
+
+// sendEach sends msgs one at a time.
+func sendEach(t *testing.T, p rocketmq.Producer, msgs ...*primitive.Message) {
+	t.Helper()
+	for _, m := range msgs {
+		send(t, p, m)
+	}
+}
+
+// start subscribes h to topic on c and starts c.
+func start(t *testing.T, c *Consumer, topic string, h Handler) {
+	t.Helper()
+	if err := c.Subscribe(topic, consumer.MessageSelector{}, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startTx subscribes h to topic on c and starts c.
+func startTx(t *testing.T, c *Consumer, topic string, h TxHandler) {
+	t.Helper()
+	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shutdownAsync begins the graceful shutdown of c (30 s of grace) and waits
+// until c drains; Shutdown's result comes on the channel.
+func shutdownAsync(t *testing.T, c *Consumer) <-chan error {
+	t.Helper()
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shut <- c.Shutdown(ctx)
+	}()
+	eventually(t, 10*time.Second, "draining", c.gate.draining)
+	return shut
+}
+
+// stillShuttingDown fails the test if shut has Shutdown's result already.
+func stillShuttingDown(t *testing.T, shut <-chan error) {
+	t.Helper()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned with a handler running: %v", err)
+	default:
+	}
+}
+
+// applyMsg records one application of m, keyed by its body, for group on tx.
+func (f *fixture) applyMsg(ctx context.Context, tx *sql.Tx, group string, m *primitive.MessageExt) error {
+	return f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset))
+}
+
+// applier is a TxHandler that only applies its message (see applyMsg).
+func (f *fixture) applier(group string) TxHandler {
+	return func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		return f.applyMsg(ctx, tx, group, m)
+	}
+}
+
+// eventuallyApplied waits up to d until n distinct messages are applied.
+func (f *fixture) eventuallyApplied(t *testing.T, d time.Duration, what string, n int64) {
+	t.Helper()
+	eventually(t, d, what, func() bool { _, distinct := f.appliedCount(t); return distinct == n })
+}
+
 // firstAttemptFails makes the first attempt of the listed bodies fail.
 type firstAttemptFails struct {
 	mu     sync.Mutex
@@ -164,13 +245,8 @@ func TestE2EConcurrent(t *testing.T) {
 		b.CreateTopic(topic, 2)
 		dup := b.DuplicateSends()
 		p := newProducer(t, b)
-		for i := range 10 {
-			send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("single-%d", i))))
-		}
-		var batch []*primitive.Message
-		for i := range 6 {
-			batch = append(batch, primitive.NewMessage(topic, []byte(fmt.Sprintf("batch-%d", i))))
-		}
+		sendEach(t, p, messages(topic, "single-", 10)...)
+		batch := messages(topic, "batch-", 6)
 		StampKey(batch...)
 		send(t, p, batch...)
 		send(t, p, batch...) // the application resends the same batch
@@ -185,22 +261,13 @@ func TestE2EConcurrent(t *testing.T) {
 		stats := &Stats{}
 		c := newConsumer(t, f, b, group, WithMetrics(stats),
 			WithClientOptions(consumer.WithConsumeMessageBatchMaxSize(4)))
-		err := c.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-			if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+		startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+			if err := f.applyMsg(ctx, tx, group, m); err != nil {
 				return err
 			}
 			return fails.check(string(m.Body))
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 60*time.Second, "every message applied", func() bool {
-			_, d := f.appliedCount(t)
-			return d == distinct
-		})
+		f.eventuallyApplied(t, 60*time.Second, "every message applied", distinct)
 		// Everything acknowledged: the topic's offsets reach the end.
 		eventually(t, 30*time.Second, "offsets committed", func() bool {
 			persist(c)
@@ -236,15 +303,10 @@ func TestE2EConcurrent(t *testing.T) {
 		stats2 := &Stats{}
 		var ran atomic.Int64
 		c2 := newConsumer(t, f, b, group, WithMetrics(stats2))
-		if err := c2.Subscribe(topic, consumer.MessageSelector{}, func(ctx context.Context, m *primitive.MessageExt) error {
+		start(t, c2, topic, func(ctx context.Context, m *primitive.MessageExt) error {
 			ran.Add(1)
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c2.Start(); err != nil {
-			t.Fatal(err)
-		}
+		})
 		eventually(t, 30*time.Second, "the replay", func() bool {
 			return stats2.Count(OutcomeSkippedTable)+stats2.Count(OutcomeSkippedCache) >= int64(stored)
 		})
@@ -281,7 +343,7 @@ func TestE2EOrderly(t *testing.T) {
 		stats := &Stats{}
 		c := newConsumer(t, f, b, group, WithMetrics(stats), WithSuspendBackoff(20*time.Millisecond),
 			WithClientOptions(consumer.WithConsumerOrder(true)))
-		err := c.Subscribe(topic, consumer.MessageSelector{}, func(ctx context.Context, m *primitive.MessageExt) error {
+		start(t, c, topic, func(ctx context.Context, m *primitive.MessageExt) error {
 			body := string(m.Body)
 			if panics.check(body) != nil {
 				panic("first attempt of " + body)
@@ -306,16 +368,7 @@ func TestE2EOrderly(t *testing.T) {
 			mu.Unlock()
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 60*time.Second, "every message applied", func() bool {
-			_, d := f.appliedCount(t)
-			return d == 2*perKey
-		})
+		f.eventuallyApplied(t, 60*time.Second, "every message applied", 2*perKey)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, k := range []string{"sku-a", "sku-b"} {
@@ -348,16 +401,14 @@ func TestE2EShutdown(t *testing.T) {
 		const topic, group = "stock", "eo_shutdown"
 		b.CreateTopic(topic, 1)
 		p := newProducer(t, b)
-		for i := range 4 {
-			send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("m%d", i))))
-		}
+		sendEach(t, p, messages(topic, "m", 4)...)
 
 		started := make(chan string, 16)
 		release := make(chan struct{})
 		var blockM0 atomic.Bool
 		blockM0.Store(true)
 		handler := func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-			if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+			if err := f.applyMsg(ctx, tx, group, m); err != nil {
 				return err
 			}
 			if string(m.Body) == "m0" && blockM0.Load() {
@@ -368,30 +419,15 @@ func TestE2EShutdown(t *testing.T) {
 		}
 		stats := &Stats{}
 		c := newConsumer(t, f, b, group, WithMetrics(stats))
-		if err := c.SubscribeTx(topic, consumer.MessageSelector{}, handler); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
+		startTx(t, c, topic, handler)
 		<-started
-		eventually(t, 30*time.Second, "m1..m3 applied", func() bool { _, d := f.appliedCount(t); return d == 3 })
+		f.eventuallyApplied(t, 30*time.Second, "m1..m3 applied", 3)
 
-		shut := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			shut <- c.Shutdown(ctx)
-		}()
-		eventually(t, 10*time.Second, "draining", c.gate.draining)
+		shut := shutdownAsync(t, c)
 		// Messages arriving now are held, not run.
 		send(t, p, primitive.NewMessage(topic, []byte("m4")))
 		eventually(t, 30*time.Second, "m4 refused", func() bool { return stats.Count(OutcomeNotRun) >= 1 })
-		select {
-		case err := <-shut:
-			t.Fatalf("Shutdown returned with a handler running: %v", err)
-		default:
-		}
+		stillShuttingDown(t, shut)
 		close(release)
 		if err := <-shut; err != nil {
 			t.Fatalf("Shutdown: %v", err)
@@ -411,8 +447,8 @@ func TestE2EShutdown(t *testing.T) {
 		blockM0.Store(false)
 		var stuck atomic.Bool
 		stuck.Store(true)
-		if err := c2.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-			if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+		startTx(t, c2, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+			if err := f.applyMsg(ctx, tx, group, m); err != nil {
 				return err
 			}
 			if string(m.Body) == "m5" && stuck.Load() {
@@ -421,14 +457,9 @@ func TestE2EShutdown(t *testing.T) {
 				return ctx.Err()
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c2.Start(); err != nil {
-			t.Fatal(err)
-		}
+		})
 		<-started
-		eventually(t, 30*time.Second, "m4 applied", func() bool { _, d := f.appliedCount(t); return d == 5 })
+		f.eventuallyApplied(t, 30*time.Second, "m4 applied", 5)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := c2.Shutdown(ctx)
 		cancel()
@@ -442,15 +473,8 @@ func TestE2EShutdown(t *testing.T) {
 		// A third consumer applies m5, and nothing else again.
 		stuck.Store(false)
 		c3 := newConsumer(t, f, b, group)
-		if err := c3.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-			return f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset))
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c3.Start(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, 30*time.Second, "m5 applied", func() bool { _, d := f.appliedCount(t); return d == 6 })
+		startTx(t, c3, topic, f.applier(group))
+		f.eventuallyApplied(t, 30*time.Second, "m5 applied", 6)
 		eventually(t, 30*time.Second, "offsets committed", func() bool { persist(c3); return b.CommittedOffset(group, topic, 0) == 6 })
 		if rows, _ := f.appliedCount(t); rows != 6 {
 			t.Fatalf("%d rows for 6 messages", rows)
@@ -467,9 +491,7 @@ func TestE2EDropIn(t *testing.T) {
 		b := newBroker(t)
 		const ns, topic, group = "shop", "events", "eo_dropin"
 		p := newProducer(t, b, producer.WithNamespace(ns))
-		for i := range 5 {
-			send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("e%d", i))))
-		}
+		sendEach(t, p, messages(topic, "e", 5)...)
 		c, err := rocketmq.NewPushConsumer(
 			consumer.WithNameServer(primitive.NamesrvAddr{b.Addr()}),
 			consumer.WithInstance(instanceName(t)),
@@ -490,7 +512,7 @@ func TestE2EDropIn(t *testing.T) {
 				return err
 			}
 			defer tx.Rollback()
-			if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+			if err := f.applyMsg(ctx, tx, group, m); err != nil {
 				return err
 			}
 			return tx.Commit()
@@ -501,7 +523,7 @@ func TestE2EDropIn(t *testing.T) {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "every message applied", func() bool { _, d := f.appliedCount(t); return d == 5 })
+		f.eventuallyApplied(t, 30*time.Second, "every message applied", 5)
 		groups.Range(func(k, _ any) bool {
 			if k != group {
 				t.Errorf("recorded under group %q, want %q", k, group)
@@ -522,20 +544,11 @@ func TestE2ERewindRunningConsumer(t *testing.T) {
 	const topic, group, n = "ledger", "eo_rewind", 8
 	b.CreateTopic(topic, 2)
 	p := newProducer(t, b)
-	for i := range n {
-		send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("l%d", i))))
-	}
+	sendEach(t, p, messages(topic, "l", n)...)
 	stats := &Stats{}
 	c := newConsumer(t, f, b, group, WithMetrics(stats))
-	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-		return f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "every message applied", func() bool { _, d := f.appliedCount(t); return d == n })
+	startTx(t, c, topic, f.applier(group))
+	f.eventuallyApplied(t, 30*time.Second, "every message applied", n)
 	eventually(t, 30*time.Second, "offsets committed", func() bool {
 		persist(c)
 		return b.CommittedOffset(group, topic, 0)+b.CommittedOffset(group, topic, 1) == n
@@ -570,16 +583,14 @@ func TestE2EShutdownOrderly(t *testing.T) {
 	const topic, group = "seq", "eo_shutdown_orderly"
 	b.CreateTopic(topic, 1)
 	p := newProducer(t, b)
-	for i := range 4 {
-		send(t, p, primitive.NewMessage(topic, []byte(fmt.Sprintf("s%d", i))))
-	}
+	sendEach(t, p, messages(topic, "s", 4)...)
 	var mu sync.Mutex
 	var order []string
 	started, release := make(chan struct{}), make(chan struct{})
 	var block atomic.Bool
 	block.Store(true)
 	handler := func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-		if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+		if err := f.applyMsg(ctx, tx, group, m); err != nil {
 			return err
 		}
 		if string(m.Body) == "s0" && block.Load() {
@@ -593,25 +604,10 @@ func TestE2EShutdownOrderly(t *testing.T) {
 	}
 	orderly := WithClientOptions(consumer.WithConsumerOrder(true))
 	c := newConsumer(t, f, b, group, orderly)
-	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, handler); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	startTx(t, c, topic, handler)
 	<-started
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		shut <- c.Shutdown(ctx)
-	}()
-	eventually(t, 10*time.Second, "draining", c.gate.draining)
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned with a handler running: %v", err)
-	default:
-	}
+	shut := shutdownAsync(t, c)
+	stillShuttingDown(t, shut)
 	close(release)
 	if err := <-shut; err != nil {
 		t.Fatal(err)
@@ -623,13 +619,8 @@ func TestE2EShutdownOrderly(t *testing.T) {
 
 	block.Store(false)
 	c2 := newConsumer(t, f, b, group, orderly)
-	if err := c2.SubscribeTx(topic, consumer.MessageSelector{}, handler); err != nil {
-		t.Fatal(err)
-	}
-	if err := c2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "every message applied", func() bool { _, d := f.appliedCount(t); return d == 4 })
+	startTx(t, c2, topic, handler)
+	f.eventuallyApplied(t, 30*time.Second, "every message applied", 4)
 	mu.Lock()
 	defer mu.Unlock()
 	if fmt.Sprint(order) != "[s0 s1 s2 s3]" {
@@ -653,11 +644,7 @@ func TestE2EBatchWithoutUniqKey(t *testing.T) {
 	const topic, group = "unstamped", "eo_unstamped"
 	b.CreateTopic(topic, 1)
 	p := newProducer(t, b)
-	var batch []*primitive.Message
-	for i := range 4 {
-		batch = append(batch, primitive.NewMessage(topic, []byte(fmt.Sprintf("b%d", i))))
-	}
-	send(t, p, batch...)
+	send(t, p, messages(topic, "b", 4)...)
 	for _, m := range b.Messages(topic) {
 		if m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex) != "" {
 			t.Fatal("the producer set UNIQ_KEY on a batch message")
@@ -666,17 +653,12 @@ func TestE2EBatchWithoutUniqKey(t *testing.T) {
 	fails := newFirstAttemptFails("b2")
 	stats := &Stats{}
 	c := newConsumer(t, f, b, group, WithMetrics(stats), WithClientOptions(consumer.WithConsumeMessageBatchMaxSize(4)))
-	if err := c.SubscribeTx(topic, consumer.MessageSelector{}, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-		if err := f.apply(ctx, tx, group, string(m.Body), int(m.QueueOffset)); err != nil {
+	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		if err := f.applyMsg(ctx, tx, group, m); err != nil {
 			return err
 		}
 		return fails.check(string(m.Body))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	// The four copies sent back return: b2 is applied, the others skipped.
 	eventually(t, 30*time.Second, "the retries consumed", func() bool {
 		return stats.Count(OutcomeProcessed) == 4 && stats.Count(OutcomeSkippedCache)+stats.Count(OutcomeSkippedTable) == 3
