@@ -10,9 +10,9 @@ import (
 //
 // Implemented: the subscription from the request (FLAG_SUBSCRIPTION) or from
 // the group's heartbeat, with SUBSCRIPTION_NOT_EXIST / SUBSCRIPTION_NOT_LATEST;
-// TAG filtering by tags hash code ("*", "a || b"); up to maxMsgNums messages
-// and 256 KiB per response, scanning at most max(800, maxMsgNums) queue
-// entries; the status mapping FOUND→SUCCESS, NO_MATCHED_MESSAGE→
+// TAG filtering by tags hash code ("*", "a || b"); up to maxMsgNums messages,
+// at most 32 and 256 KiB per response (at least one), scanning at most
+// max(800, maxMsgNums) queue entries; the status mapping FOUND→SUCCESS, NO_MATCHED_MESSAGE→
 // PULL_RETRY_IMMEDIATELY, OFFSET_OVERFLOW_ONE→PULL_NOT_FOUND, empty queue→
 // PULL_NOT_FOUND (offset 0) or PULL_OFFSET_MOVED, offset too small or too big
 // → PULL_OFFSET_MOVED with the corrected nextBeginOffset; the response fields
@@ -38,6 +38,7 @@ const (
 
 const (
 	maxPullBytes     = 256 << 10 // maxTransferBytesOnMessageInMemory
+	maxPullCount     = 32        // maxTransferCountOnMessageInMemory
 	minFilterEntries = 800       // 16000 bytes of 20-byte consume-queue entries
 )
 
@@ -147,10 +148,11 @@ func (s *state) pull(in *inbound, r *pullRequest, allowSuspend bool) *Command {
 		scanLimit := int64(max(minFilterEntries, r.maxMsgs))
 		size, off := 0, r.offset
 		for ; off < maxOffset && off-r.offset < scanLimit; off++ {
-			if len(body) >= r.maxMsgs || (len(body) > 0 && size >= maxPullBytes) {
+			m := q.msgs[off]
+			// DefaultMessageStore.isTheBatchFull, for messages in memory.
+			if len(body) > 0 && (len(body) >= r.maxMsgs || len(body) >= maxPullCount || size+len(m.enc) > maxPullBytes) {
 				break
 			}
-			m := q.msgs[off]
 			if !sub.matches(m) {
 				continue
 			}

@@ -345,3 +345,25 @@ func TestReconnectGrace(t *testing.T) {
 		t.Fatalf("A not notified of B leaving: %+v %v", n, err)
 	}
 }
+
+func TestPullBatchLimits(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("big", 1))
+	c := rawDial(b.Addr())
+	defer c.close()
+	for i := range 40 {
+		rawSend(t, c, "big", 0, fmt.Sprint(i), "")
+	}
+	req := pullReq("big", 0, 0, flagSubscription, "*")
+	req.ExtFields["maxMsgNums"] = "100"
+	resp, err := c.call(req)
+	if err != nil || resp.Code != 0 {
+		t.Fatal(err, resp)
+	}
+	if n := len(decodeBodies(resp.Body)); n != 32 || resp.ExtFields["nextBeginOffset"] != "32" {
+		t.Errorf("%d messages, next %s; want 32 per pull", n, resp.ExtFields["nextBeginOffset"])
+	}
+	req.ExtFields["maxMsgNums"] = "0" // still at least one, as the Java broker does
+	if resp, _ := c.call(req); resp == nil || len(decodeBodies(resp.Body)) != 1 {
+		t.Errorf("maxMsgNums 0: %+v", resp)
+	}
+}
