@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -53,13 +54,7 @@ func (b *Broker) SetCommittedOffset(group, topic string, queueID int, offset int
 }
 
 func (s *state) resetOffsets(group, topic string, table map[int32]int64) {
-	ids := slices.Sorted(func(yield func(int32) bool) {
-		for id := range table {
-			if !yield(id) {
-				return
-			}
-		}
-	})
+	ids := slices.Sorted(maps.Keys(table))
 	// The body is a Gson-style map as a list of [key, value] pairs, the
 	// layout rocketmq-client-go's ResetOffsetBody.Decode parses.
 	var body bytes.Buffer
