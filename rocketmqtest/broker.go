@@ -32,6 +32,9 @@ type Broker struct {
 	// which runs on the run loop.
 	keepControl atomic.Bool
 
+	// Live connection goroutines, for Close to say what it waits for.
+	readers, writers atomic.Int32
+
 	mu      sync.Mutex // guards ln, addr and closing
 	ln      net.Listener
 	addr    string
@@ -105,7 +108,8 @@ func (b *Broker) Close() {
 				close(b.closed)
 				return
 			case <-time.After(5 * time.Second):
-				b.cfg.logger.Warn("rocketmqtest: Close is still waiting for connection goroutines")
+				b.cfg.logger.Warn("rocketmqtest: Close is still waiting for connection goroutines",
+					"readers", b.readers.Load(), "writers", b.writers.Load())
 			}
 		}
 	})

@@ -77,7 +77,9 @@ func (c *conn) send(f outFrame) {
 }
 
 func (c *conn) readLoop() {
+	c.b.readers.Add(1)
 	defer c.b.wg.Done()
+	defer c.b.readers.Add(-1)
 	defer func() {
 		c.close()
 		// Through the request channel, so the run loop sees every request
@@ -137,7 +139,9 @@ func (c *conn) logReadErr(err error) {
 }
 
 func (c *conn) writeLoop() {
+	c.b.writers.Add(1)
 	defer c.b.wg.Done()
+	defer c.b.writers.Add(-1)
 	var (
 		batch []outFrame
 		bufs  net.Buffers
