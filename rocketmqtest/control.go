@@ -62,8 +62,8 @@ func (s *state) runControls(in *inbound) bool {
 // Fault is an installed fault, returned by the fault helpers. It stays
 // installed until Remove.
 type Fault struct {
-	b  *Broker
-	id uint64
+	b *Broker
+	f *fault // owned by the state goroutine: read it through b.do
 }
 
 type faultKind int
@@ -79,7 +79,6 @@ const (
 )
 
 type fault struct {
-	id   uint64
 	kind faultKind
 	code int16
 	d    time.Duration
@@ -89,30 +88,20 @@ type fault struct {
 // Remove uninstalls the fault. Removing twice is harmless.
 func (f *Fault) Remove() {
 	f.b.do(func(s *state) {
-		s.faults = slices.DeleteFunc(s.faults, func(x *fault) bool { return x.id == f.id })
+		s.faults = slices.DeleteFunc(s.faults, func(x *fault) bool { return x == f.f })
 	})
 }
 
-// Hits returns how many requests the fault has affected so far.
+// Hits returns how many requests the fault has affected, also after Remove.
 func (f *Fault) Hits() int {
 	n := 0
-	f.b.do(func(s *state) {
-		for _, x := range s.faults {
-			if x.id == f.id {
-				n = x.hits
-			}
-		}
-	})
+	f.b.do(func(*state) { n = f.f.hits })
 	return n
 }
 
 func (b *Broker) addFault(kind faultKind, code int16, d time.Duration) *Fault {
-	f := &Fault{b: b}
-	b.do(func(s *state) {
-		s.nextFaultID++
-		f.id = s.nextFaultID
-		s.faults = append(s.faults, &fault{id: f.id, kind: kind, code: code, d: d})
-	})
+	f := &Fault{b: b, f: &fault{kind: kind, code: code, d: d}}
+	b.do(func(s *state) { s.faults = append(s.faults, f.f) })
 	return f
 }
 

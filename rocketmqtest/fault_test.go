@@ -48,7 +48,11 @@ func TestDropOffsetCommitsRedelivers(t *testing.T) {
 	}
 	// Shutdown persists the offsets once more: drop that too.
 	eventually(t, 5*time.Second, "consumer disconnected", func() bool { return len(b.ConsumerIDs("bookkeeper")) == 0 })
+	before := drop.Hits()
 	drop.Remove()
+	if after := drop.Hits(); after != before || after == 0 {
+		t.Errorf("Hits after Remove = %d, want the %d counted before", after, before)
+	}
 
 	// A new consumer of the group gets the 4 messages again.
 	again := consumeAll(t, b, "bookkeeper", "ledger", consumer.MessageSelector{})

@@ -30,7 +30,6 @@ type state struct {
 	pausedRequests  []*inbound
 	controls        []*control
 	faults          []*fault
-	nextFaultID     uint64
 	producerClients map[string]map[*conn]string // producer group -> conn -> client id
 	opaque          int32                       // of broker-to-client requests
 	log             *os.File                    // WithDataDir's log, or nil
