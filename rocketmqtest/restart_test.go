@@ -9,6 +9,8 @@ package rocketmqtest_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +100,16 @@ func TestBrokerRestartKeepsMessagesAndOffsets(t *testing.T) {
 	if g := bodies(got.snapshot()); fmt.Sprint(g) != fmt.Sprint(want) {
 		t.Errorf("consumed %v", g)
 	}
+}
+
+// testLogger logs through t.Log, so broker logs show only for failed tests.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
