@@ -64,6 +64,7 @@ func main() {
 		accounts   = flag.Int("accounts", 1000, "rows in the business table")
 		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to the file")
 		dropIndex  = flag.String("drop-index", "", "drop this index of the claim table after creating it (e.g. load_key, to measure what it costs)")
+		flushLog   = flag.Int("flush-log-at-trx-commit", -1, "MySQL/MariaDB: set innodb_flush_log_at_trx_commit for the run (1 = durable, the server default; the throwaway server runs with 2) and restore it after")
 	)
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -111,6 +112,13 @@ func main() {
 		}
 		fmt.Printf("eobench: dropped index %s of %s\n", *dropIndex, recordTable)
 	}
+	if *flushLog >= 0 {
+		restore, err := b.setFlushLog(*flushLog)
+		if err != nil {
+			log.Fatalf("eobench: -flush-log-at-trx-commit: %v", err)
+		}
+		defer restore()
+	}
 	if err := b.run(workers, *ops, *rounds); err != nil {
 		log.Fatal(err)
 	}
@@ -129,6 +137,32 @@ type bench struct {
 	// serverPID is the local database server's pid (0: unknown), for
 	// measuring its CPU time.
 	serverPID int
+}
+
+// setFlushLog sets the server's innodb_flush_log_at_trx_commit (how durable a
+// commit is, which decides how much a commit costs beside the statements)
+// and returns a function that restores the previous value.
+func (b *bench) setFlushLog(n int) (restore func(), err error) {
+	if b.driver != "mysql" {
+		return nil, fmt.Errorf("only for MySQL/MariaDB, not %s", b.driver)
+	}
+	var old int
+	if err := b.plain.QueryRow("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit").Scan(&old); err != nil {
+		return nil, err
+	}
+	set := func(v int) error {
+		_, err := b.plain.Exec("SET GLOBAL innodb_flush_log_at_trx_commit = " + strconv.Itoa(v))
+		return err
+	}
+	if err := set(n); err != nil {
+		return nil, err
+	}
+	fmt.Printf("eobench: innodb_flush_log_at_trx_commit = %d for this run (was %d)\n", n, old)
+	return func() {
+		if err := set(old); err != nil {
+			log.Printf("eobench: restoring innodb_flush_log_at_trx_commit: %v", err)
+		}
+	}, nil
 }
 
 // q turns the ? placeholders of s into the database's form.
