@@ -19,8 +19,11 @@ var (
 
 // rows wraps the rows of a query run in a transaction, so that an error
 // while reading them (a deadlock reported mid-result, a lost connection)
-// marks the transaction aborted. Outside a transaction the driver's rows
-// are returned as they are.
+// marks the transaction aborted. That includes the error of Close: rows
+// closed early are drained by the driver, and a deadlock met while the
+// server produced the rest is reported there, often to code that ignores
+// it (defer rows.Close()). Outside a transaction the driver's rows are
+// returned as they are.
 type rows struct {
 	inner driver.Rows
 	c     *conn
@@ -35,7 +38,14 @@ func (c *conn) wrapRows(ctx context.Context, r driver.Rows) driver.Rows {
 }
 
 func (r *rows) Columns() []string { return r.inner.Columns() }
-func (r *rows) Close() error      { return r.inner.Close() }
+
+func (r *rows) Close() error {
+	err := r.inner.Close()
+	if err != nil && err != io.EOF {
+		r.c.observe(r.ctx, err)
+	}
+	return err
+}
 
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
