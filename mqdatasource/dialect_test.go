@@ -217,6 +217,9 @@ func TestClassify(t *testing.T) {
 	}{
 		{"mysql deadlock 1213", classifyMySQL, my(1213), aborts},
 		{"mysql snapshot 1020", classifyMySQL, my(1020), aborts},
+		// InnoDB rolls back the whole transaction when its lock structs
+		// exhaust the buffer pool (row0mysql.cc, DB_LOCK_TABLE_FULL).
+		{"mysql lock table full 1206", classifyMySQL, my(1206), aborts},
 		{"mysql lock wait timeout 1205", classifyMySQL, my(1205), timeout},
 		{"mysql nowait 3572", classifyMySQL, my(3572), retry},
 		{"mariadb connection killed 1927", classifyMySQL, my(1927), lost},
