@@ -34,7 +34,7 @@ const (
 // transaction (and so the message) again: a deadlock, a serialization or
 // snapshot conflict, a lock timeout, a lost connection, ErrTxAborted or
 // ErrCommitUnknown. It knows the error numbers of MySQL/MariaDB (1213, 1205,
-// 1020, 3572, killed connections), PostgreSQL (40001, 40P01, 55P03, class 08,
+// 1020, 1206, 3572, killed connections), PostgreSQL (40001, 40P01, 55P03, class 08,
 // 57P01-57P03) and SQL Server (1205, 3960, 1222, the driver's aborted
 // transaction). Context cancellation is not retryable: it is the caller's
 // decision. ErrAlreadyConsumed is not an error to retry either: acknowledge
@@ -96,6 +96,8 @@ func classifyMySQL(err error) errKind {
 		case 1213: // ER_LOCK_DEADLOCK: the transaction was rolled back
 			return kindRetryable | kindAborts
 		case 1020: // ER_CHECKREAD (MariaDB innodb_snapshot_isolation)
+			return kindRetryable | kindAborts
+		case 1206: // ER_LOCK_TABLE_FULL: InnoDB rolls back the whole transaction
 			return kindRetryable | kindAborts
 		case 1205: // ER_LOCK_WAIT_TIMEOUT
 			return kindRetryable | kindLockTimeout
