@@ -572,3 +572,45 @@ func TestLocalRetries(t *testing.T) {
 		})
 	}
 }
+
+// A panic in user code other than the handler (here the KeyFunc) must not
+// escape the listener: v2.1.2's orderly consumer does not recover panics
+// (the process crashes, or the queue stalls holding its consume lock), and
+// the concurrent one recovers them without processing a result, so the
+// batch stays in the process queue and holds the queue's offset back.
+func TestKeyFuncPanic(t *testing.T) {
+	modes(t, func(t *testing.T, orderly bool) {
+		st := newFakeStore(t)
+		stats := &Stats{}
+		var ran atomic.Int64
+		h := commitWith(st)
+		f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+			ran.Add(1)
+			return h(ctx, m)
+		}, nil, []Option{quiet, WithMetrics(stats), WithKeyFunc(func(m *primitive.MessageExt) (string, error) {
+			if m.MsgId == "b" {
+				panic("boom")
+			}
+			return DefaultKey(m)
+		})}).consume
+		var (
+			ok       bool
+			err      error
+			panicked any
+		)
+		func() {
+			defer func() { panicked = recover() }()
+			ok, err = deliver(t, f, orderly, newMsg("t", "a", 1), newMsg("t", "b", 2))
+		}()
+		if panicked != nil {
+			t.Fatalf("the key function's panic escaped the listener: %v", panicked)
+		}
+		var pe *PanicError
+		if ok || !errors.As(err, &pe) || pe.Value != "boom" {
+			t.Fatalf("ok %v err %v, want a retry with the *PanicError", ok, err)
+		}
+		if ran.Load() != 1 || !st.isCommitted(id("a")) || stats.Count(OutcomePanic) != 1 || stats.Count(OutcomeProcessed) != 1 {
+			t.Fatalf("handler runs %d, stats %v", ran.Load(), stats.Snapshot())
+		}
+	})
+}
