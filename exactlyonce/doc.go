@@ -37,7 +37,7 @@
 //	the claim found the record (ErrAlreadyConsumed)     yes            OutcomeDuplicate
 //	Handler returned nil, committed no claim            yes, Warn log  OutcomeUnclaimed
 //	error, commit error, no key, ErrDeliveryReused      no, retried    OutcomeFailed
-//	panic (recovered, stack logged)                     no, retried    OutcomePanic
+//	panic (handler, key function; recovered, logged)    no, retried    OutcomePanic
 //	not attempted (orderly after a failure; shutdown)   no, retried    OutcomeNotRun
 //
 // Transient database failures (mqdatasource.IsRetryable) are first retried

@@ -55,20 +55,42 @@ func newListener(st store, group string, h Handler, txh TxHandler, opts []Option
 }
 
 // consume is the ListenerFunc. See doc.go for the outcome table.
-func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+//
+// No panic may leave it, whoever causes it (a KeyFunc, a Metrics or slog
+// implementation): v2.1.2's orderly consumer does not recover panics (the
+// process crashes, or with a PanicHandler the queue stalls holding its
+// consume lock), and its concurrent consumer recovers them without handling
+// a result, so the batch stays in the process queue and holds the queue's
+// committed offset back until a restart. A panic becomes a retry.
+func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (res consumer.ConsumeResult, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pe := &PanicError{Value: r, Stack: debug.Stack()}
+			res, err = l.retry(ctx, pe)
+			l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: listener panicked, retrying the delivery",
+				slog.Any("error", pe), slog.String("stack", string(pe.Stack)))
+		}
+	}()
+	return l.consumeMessages(ctx, msgs...)
+}
+
+// retry returns the result that makes the client deliver the messages again.
+func (l *listener) retry(ctx context.Context, err error) (consumer.ConsumeResult, error) {
+	if oc, ok := primitive.GetOrderlyCtx(ctx); ok && oc != nil {
+		// The v2.1.2 orderly consumer never redelivers a
+		// ConsumeRetryLater or Rollback and commits past it with the
+		// next success (#1229); only a suspend puts the messages
+		// back. Its default suspension, -1, means a hot loop.
+		oc.SuspendCurrentQueueTimeMillis = int(l.cfg.suspendBackoff / time.Millisecond)
+		return consumer.SuspendCurrentQueueAMoment, err
+	}
+	return consumer.ConsumeRetryLater, err
+}
+
+func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 	oc, orderly := primitive.GetOrderlyCtx(ctx)
 	orderly = orderly && oc != nil
-	retry := func(err error) (consumer.ConsumeResult, error) {
-		if orderly {
-			// The v2.1.2 orderly consumer never redelivers a
-			// ConsumeRetryLater or Rollback and commits past it with the
-			// next success (#1229); only a suspend puts the messages
-			// back. Its default suspension, -1, means a hot loop.
-			oc.SuspendCurrentQueueTimeMillis = int(l.cfg.suspendBackoff / time.Millisecond)
-			return consumer.SuspendCurrentQueueAMoment, err
-		}
-		return consumer.ConsumeRetryLater, err
-	}
+	retry := func(err error) (consumer.ConsumeResult, error) { return l.retry(ctx, err) }
 	if len(msgs) == 0 {
 		return consumer.ConsumeSuccess, nil
 	}
@@ -120,7 +142,7 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 		}
 		o, err := OutcomeFailed, errNilMessage
 		if m != nil {
-			o, err = l.one(ctx, group, m, queue, labels(m))
+			o, err = l.safeOne(ctx, group, m, queue, labels(m))
 		}
 		l.cfg.metrics.MessageDone(labels(m), o)
 		if o.Acked() {
@@ -203,6 +225,21 @@ func deliveryOf(group, key string, m *primitive.MessageExt, fallback *primitive.
 		d.BrokerName = fallback.BrokerName
 	}
 	return d
+}
+
+// safeOne is one, with a panic outside the handler (which one recovers
+// itself), e.g. in a KeyFunc, turned into OutcomePanic.
+func (l *listener) safeOne(ctx context.Context, group string, m *primitive.MessageExt, queue *primitive.MessageQueue, lbl Labels) (o Outcome, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pe := &PanicError{Value: r, Stack: debug.Stack()}
+			o, err = OutcomePanic, pe
+			l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: panic while processing a message, retrying",
+				slog.String("group", group), slog.String("topic", m.Topic), slog.String("msgId", m.MsgId),
+				slog.Any("error", pe), slog.String("stack", string(pe.Stack)))
+		}
+	}()
+	return l.one(ctx, group, m, queue, lbl)
 }
 
 func (l *listener) one(ctx context.Context, group string, m *primitive.MessageExt, queue *primitive.MessageQueue, lbl Labels) (Outcome, error) {

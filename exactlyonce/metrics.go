@@ -34,7 +34,8 @@ const (
 	// OutcomeFailed: the handler, the key function, the claim or the commit
 	// returned an error; nothing was committed. Retried.
 	OutcomeFailed
-	// OutcomePanic: the handler panicked; its transaction rolled back.
+	// OutcomePanic: the handler (or other user code the listener calls,
+	// such as a KeyFunc) panicked; its transaction rolled back.
 	// Retried.
 	OutcomePanic
 	// OutcomeNotRun: the message was not attempted because an earlier
