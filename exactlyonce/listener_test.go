@@ -512,7 +512,20 @@ func TestDrainCancelsHandlers(t *testing.T) {
 	waitFor(t, func() bool { return g.runningCalls() == 1 })
 	g.close()
 	g.cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	// The cancelled call leaves the gate (Shutdown goes on) but its retry
+	// is held until the client is shut down, like a call refused by the
+	// gate: returned earlier, the concurrent client would send the message
+	// back to the retry topic (lost if the broker rejects it, #1106).
+	if err := g.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the cancelled call returned before release: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.release()
+	if err := <-done; !errors.Is(err, context.Canceled) || !errors.Is(err, ErrShutdown) {
 		t.Fatalf("err %v", err)
 	}
 }
