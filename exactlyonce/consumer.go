@@ -149,7 +149,9 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 //     are dropped by then: the messages stay unacknowledged and are
 //     redelivered from the last committed offset, with no send-back (which
 //     the broker could reject, upstream #1106). A batch being processed
-//     stops before its next message, in the same way.
+//     stops before its next message, in the same way, and a delivery whose
+//     handler fails from now on (including one cancelled in step 2) is held
+//     too.
 //  2. It waits for the running handlers, until ctx ends. When ctx ends
 //     first, it cancels the handlers' context (so their transactions roll
 //     back) and goes on; a handler that still commits later is

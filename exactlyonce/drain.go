@@ -8,7 +8,9 @@ import (
 // gate tracks the listener calls of a Consumer so that Shutdown can stop new
 // work, wait for running handlers and cancel them when the grace period ends.
 //
-// Calls that arrive after close do not run the handler: they wait until the
+// Calls that arrive after close do not run the handler, and calls with a
+// message that failed after close (e.g. cancelled at the end of the grace
+// period) return no result yet: they wait until the
 // client has been shut down (release) and then return a retry result, which
 // the client ignores because by then every process queue is dropped. Nothing
 // is acknowledged and nothing is sent back to the broker: the broker

@@ -157,6 +157,15 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 		// Concurrent mode: the whole batch is sent back anyway; the rest
 		// commit now and are skipped on redelivery.
 	}
+	if len(errs) > 0 && g.draining() {
+		// A message that failed while the consumer is shutting down (its
+		// handler cancelled when the grace period ended, or any other
+		// failure) is held like the rest: returned now, the concurrent
+		// client would send it back to the retry topic, which the broker
+		// may reject (#1106), instead of leaving it for redelivery from
+		// the committed offset.
+		shutdown = true
+	}
 	if shutdown {
 		leave()
 		g.hold()
