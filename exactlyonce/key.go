@@ -58,9 +58,13 @@ func DefaultKey(msg *primitive.MessageExt) (string, error) {
 }
 
 // KeysKey is a KeyFunc that returns the message's Keys property (what the
-// producer set with Message.WithKeys; several keys are joined by spaces) as
-// its dedupe key. A message without keys fails with ErrNoKey: it is retried,
-// not acknowledged, so a producer that forgets the key is noticed.
+// producer set with Message.WithKeys; several keys are joined by spaces, and
+// the whole string, in the producer's order, is the key) as its dedupe key.
+// Every message with the same Keys is applied once per group: the Keys must
+// identify the message's fact ("order-42:paid"), not an entity that several
+// messages are about ("order-42"). A message without keys fails with
+// ErrNoKey: it is retried, not acknowledged, so a producer that forgets the
+// key is noticed.
 func KeysKey(msg *primitive.MessageExt) (string, error) {
 	if msg == nil {
 		return "", ErrNoKey

@@ -99,10 +99,13 @@ func WithKeyFunc(f KeyFunc) Option {
 }
 
 // WithKeysAsDedupeKey makes the message's Keys property (set by the producer
-// with Message.WithKeys) its dedupe key: a business key such as an order id,
-// stable even when the producer application sends the same fact twice as two
-// different messages. Default: off (DefaultKey). Same as
-// WithKeyFunc(KeysKey).
+// with Message.WithKeys) its dedupe key: a business key stable even when the
+// producer application sends the same fact twice as two different messages.
+// The Keys must identify the fact, not the entity it is about: with Keys
+// "order-42" on both "order 42 created" and "order 42 paid", the second
+// message is acknowledged as a duplicate without running; use keys such as
+// "order-42:paid". Several keys count as one string, joined by spaces in the
+// producer's order. Default: off (DefaultKey). Same as WithKeyFunc(KeysKey).
 func WithKeysAsDedupeKey() Option { return WithKeyFunc(KeysKey) }
 
 // WithCacheSize sets how many message ids committed (or found committed) by
@@ -150,8 +153,8 @@ func WithTxOptions(o *sql.TxOptions) Option {
 // WithRequireClaim makes a Handler that returns nil without having committed
 // a transaction holding the delivery's claim fail (ErrUnclaimed: the message
 // is retried) instead of succeeding with the outcome OutcomeUnclaimed.
-// Default: off, so handlers may legitimately ignore a message. Costs one
-// lookup after every successful Handler run. Ignored for a TxHandler, whose
+// Default: off, so handlers may legitimately ignore a message. Costs nothing
+// (mqdatasource.ClaimCommitted, no query). Ignored for a TxHandler, whose
 // transaction always holds the claim.
 func WithRequireClaim() Option {
 	return optionFunc(func(c *config) { c.requireClaim = true })
