@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -33,7 +34,7 @@ var mysqlDialect = &dialect{
 		if !ok {
 			return false
 		}
-		return key == uk || entry == messageID
+		return key == uk || duplicateEntryIs(entry, messageID)
 	},
 	classify:         classifyMySQL,
 	defaultUniqueKey: func(string) string { return mysqlUniqueKey },
@@ -69,6 +70,26 @@ func parseMySQLDuplicate(msg string) (entry, key string, ok bool) {
 		key = key[j+1:]
 	}
 	return entry, key, true
+}
+
+// duplicateEntryIs reports whether entry, the value quoted in a 1062
+// message of the claim INSERT, is messageID. The server truncates long
+// values: MariaDB to 64 characters ending in "...", MySQL to 192 (and to
+// a shorter length ending in "..." when the whole message would be too
+// long). The claim INSERT writes only the record table, so a truncated
+// entry that begins a long message id is that id on message_id's key.
+// (Without CheckSchema the key's name is a guess, so this is what
+// recognises a duplicate of a long id, e.g. on the Java client's table.)
+func duplicateEntryIs(entry, messageID string) bool {
+	if entry == messageID {
+		return true
+	}
+	const minTruncated = 32 // MariaDB keeps 61 characters, MySQL more
+	p, marked := strings.CutSuffix(entry, "...")
+	if !marked && utf8.RuneCountInString(entry) < 64 {
+		return false
+	}
+	return len(p) >= minTruncated && len(p) < len(messageID) && strings.HasPrefix(messageID, p)
 }
 
 func inspectMySQL(ctx context.Context, db *sql.DB, table string) (*tableInfo, error) {

@@ -307,3 +307,27 @@ func TestDetectDialect(t *testing.T) {
 type fakeDriver struct{}
 
 func (fakeDriver) Open(string) (driver.Conn, error) { return nil, errors.New("no") }
+
+func TestDuplicateEntryIs(t *testing.T) {
+	id := "7F0000010B1C18B4AAC27A4C1D2E0001#GID_price_change_downstream_inventory"
+	for _, tc := range []struct {
+		entry string
+		want  bool
+	}{
+		{id, true},
+		{id[:61] + "...", true}, // MariaDB's %-.64T
+		{"7F0000010B1C18B4AAC27A4C1D2E0002#GID_price_change_downstream_...", false},
+		{"7F00...", false}, // too short to tell
+		{"7F0000010B1C18B4", false},
+		{strings.Repeat("x", 70), false},
+		{"", false},
+	} {
+		if got := duplicateEntryIs(tc.entry, id); got != tc.want {
+			t.Errorf("duplicateEntryIs(%q) = %v, want %v", tc.entry, got, tc.want)
+		}
+	}
+	long := strings.Repeat("k", 200) + "#g"
+	if !duplicateEntryIs(long[:192], long) {
+		t.Error("MySQL's 192-character truncation without a marker is not recognised")
+	}
+}
