@@ -134,3 +134,15 @@ func TestClaimCommittedWithoutDelivery(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliveryFromContextWithoutDelivery(t *testing.T) {
+	ctx := mqdatasource.WithDelivery(context.Background(), mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"})
+	if d, ok := mqdatasource.DeliveryFromContext(ctx); !ok || d.Key != "k" {
+		t.Fatalf("DeliveryFromContext = %+v, %v", d, ok)
+	}
+	for _, ctx := range []context.Context{context.Background(), mqdatasource.WithoutDelivery(ctx)} {
+		if d, ok := mqdatasource.DeliveryFromContext(ctx); ok || d != (mqdatasource.Delivery{}) {
+			t.Errorf("DeliveryFromContext = %+v, %v; want none", d, ok)
+		}
+	}
+}
