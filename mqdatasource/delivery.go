@@ -89,10 +89,11 @@ func WithDelivery(ctx context.Context, d Delivery) context.Context {
 	return context.WithValue(ctx, deliveryKey{}, &claim{d: d})
 }
 
-// DeliveryFromContext returns the delivery WithDelivery put in ctx.
+// DeliveryFromContext returns the delivery WithDelivery put in ctx, and
+// false when there is none (WithoutDelivery removes it).
 func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
-	c, ok := ctx.Value(deliveryKey{}).(*claim)
-	if !ok {
+	c := claimFromContext(ctx)
+	if c == nil {
 		return Delivery{}, false
 	}
 	return c.d, true
