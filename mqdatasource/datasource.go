@@ -193,7 +193,10 @@ func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 // IsConsumed reports whether d's message is recorded as consumed by its
 // consumer group: a committed claim exists. It is a pre-check, for skipping
 // work that needs no transaction; the claim in BeginTx remains the guard.
-// It runs outside any transaction and ignores a delivery in ctx.
+// It runs outside any transaction and ignores a delivery in ctx. It reads
+// at the pool's isolation level: under READ UNCOMMITTED (MySQL, SQL
+// Server) it would also see the claim of a transaction still open, which
+// may yet roll back; use READ COMMITTED or stronger for the sessions.
 func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) {
 	if err := ds.core.validate(d); err != nil {
 		return false, err
