@@ -68,6 +68,11 @@ func TestDeliveryValidate(t *testing.T) {
 		{"too long", mqdatasource.Delivery{ConsumerGroup: "g", Key: strings.Repeat("k", mqdatasource.MaxMessageIDLen-1)}, false},
 		{"longest multibyte", mqdatasource.Delivery{ConsumerGroup: "g", Key: strings.Repeat("键", mqdatasource.MaxMessageIDLen-2)}, true},
 		{"invalid utf8", mqdatasource.Delivery{ConsumerGroup: "g", Key: "\xff"}, false},
+		{"# in the key", mqdatasource.Delivery{ConsumerGroup: "c", Key: "a#b"}, true},
+		// Key "a", group "b#c" and key "a#b", group "c" would share the
+		// message id "a#b#c": one group's record would stop the other
+		// group's message. A group cannot contain the separator.
+		{"# in the group", mqdatasource.Delivery{ConsumerGroup: "b#c", Key: "a"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.d.Validate()
@@ -104,6 +109,7 @@ func FuzzDeliveryValidate(f *testing.F) {
 	f.Add("", "g")
 	f.Add(strings.Repeat("k", 300), "g")
 	f.Add("\xff", "g")
+	f.Add("a", "b#c")
 	f.Fuzz(func(t *testing.T, key, group string) {
 		d := mqdatasource.Delivery{ConsumerGroup: group, Key: key}
 		err := d.Validate()
@@ -119,6 +125,10 @@ func FuzzDeliveryValidate(f *testing.F) {
 		}
 		if id != key+"#"+group {
 			t.Fatalf("MessageID = %q", id)
+		}
+		// The id names one (key, group) pair: it splits back at its last #.
+		if i := strings.LastIndexByte(id, '#'); id[:i] != key || id[i+1:] != group {
+			t.Fatalf("message id %q of key %q group %q is ambiguous", id, key, group)
 		}
 	})
 }
