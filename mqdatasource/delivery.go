@@ -3,6 +3,7 @@ package mqdatasource
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -37,8 +38,9 @@ type Delivery struct {
 // consumer group can move between the two on the same table.
 func (d Delivery) MessageID() string { return d.Key + "#" + d.ConsumerGroup }
 
-// Validate reports whether d can be claimed: a non-empty key and group, and a
-// message id that fits the column. The error wraps ErrInvalidDelivery.
+// Validate reports whether d can be claimed: a non-empty key and group, a
+// group without "#" (so that the message id names one key and group), and
+// a message id that fits the column. The error wraps ErrInvalidDelivery.
 func (d Delivery) Validate() error {
 	switch {
 	case d.Key == "":
@@ -47,6 +49,11 @@ func (d Delivery) Validate() error {
 		return fmt.Errorf("%w: empty consumer group for key %q", ErrInvalidDelivery, d.Key)
 	case !utf8.ValidString(d.Key) || !utf8.ValidString(d.ConsumerGroup):
 		return fmt.Errorf("%w: key %q or group %q is not valid UTF-8", ErrInvalidDelivery, d.Key, d.ConsumerGroup)
+	case strings.Contains(d.ConsumerGroup, "#"):
+		// The id would be ambiguous: key "a", group "b#c" and key "a#b",
+		// group "c" are both "a#b#c", and one group's record would stop
+		// the other's message. (RocketMQ group names cannot contain #.)
+		return fmt.Errorf("%w: consumer group %q contains #, the separator of the message id", ErrInvalidDelivery, d.ConsumerGroup)
 	}
 	if n := utf8.RuneCountInString(d.MessageID()); n > MaxMessageIDLen {
 		return fmt.Errorf("%w: message id %q is %d characters, the column holds %d", ErrInvalidDelivery, truncate(d.MessageID(), 40), n, MaxMessageIDLen)
