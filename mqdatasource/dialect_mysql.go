@@ -74,9 +74,10 @@ func parseMySQLDuplicate(msg string) (entry, key string, ok bool) {
 
 // duplicateEntryIs reports whether entry, the value quoted in a 1062
 // message of the claim INSERT, is messageID. The server truncates long
-// values: MariaDB to 64 characters ending in "...", MySQL to 192 (and to
-// a shorter length ending in "..." when the whole message would be too
-// long). The claim INSERT writes only the record table, so a truncated
+// values: MariaDB 10.11 to 64 characters ending in "..." (tested); MySQL's
+// format cuts at 192 characters, with or without "..." (from its source,
+// not tested: no MySQL server here). The claim INSERT writes only the
+// record table, so a truncated
 // entry that begins a long message id is that id on message_id's key.
 // (Without CheckSchema the key's name is a guess, so this is what
 // recognises a duplicate of a long id, e.g. on the Java client's table.)
