@@ -283,6 +283,17 @@ func TestIntegrationShutdownCancelsHandler(t *testing.T) {
 			<-inTx
 			g.close()
 			g.cancel() // the grace period is over
+			// The call leaves the gate, but is held until the client
+			// is shut down (release), so that it is not sent back.
+			if err := g.wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("returned before release: %v %v", r.res, r.err)
+			default:
+			}
+			g.release()
 			r := <-done
 			if r.res == consumer.ConsumeSuccess || !errors.Is(r.err, ErrShutdown) {
 				t.Fatalf("res %v err %v: a cancelled handler must not be acknowledged", r.res, r.err)
