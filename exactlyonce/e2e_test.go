@@ -677,3 +677,65 @@ func TestE2EBatchWithoutUniqKey(t *testing.T) {
 		t.Fatalf("%d rows for %d messages", rows, d)
 	}
 }
+
+// Orderly batches through the real client: a failure in the middle of a
+// batch stops it there (the rest are not run), the queue is suspended and
+// the same messages come back in order; the ones that committed before the
+// failure are skipped by the pre-check, not run again.
+func TestE2EOrderlyBatch(t *testing.T) {
+	skipIfRace(t)
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		f := newFixture(t, e)
+		b := newBroker(t)
+		const topic, group, n = "orderly_batch", "eo_orderly_batch", 12
+		b.CreateTopic(topic, 1)
+		p := newProducer(t, b)
+		sendEach(t, p, messages(topic, "m", n)...)
+
+		fails := newFirstAttemptFails("m5")
+		var mu sync.Mutex
+		var order []string
+		runs := map[string]int{}
+		stats := &Stats{}
+		c := newConsumer(t, f, b, group, WithMetrics(stats), WithSuspendBackoff(20*time.Millisecond),
+			WithClientOptions(consumer.WithConsumerOrder(true), consumer.WithConsumeMessageBatchMaxSize(4)))
+		startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+			body := string(m.Body)
+			mu.Lock()
+			runs[body]++
+			mu.Unlock()
+			if err := fails.check(body); err != nil {
+				return err
+			}
+			if err := f.applyMsg(ctx, tx, group, m); err != nil {
+				return err
+			}
+			mu.Lock()
+			order = append(order, body)
+			mu.Unlock()
+			return nil
+		})
+		f.eventuallyApplied(t, 60*time.Second, "every message applied", n)
+		eventually(t, 30*time.Second, "offset committed", func() bool { persist(c); return b.CommittedOffset(group, topic, 0) == n })
+		mu.Lock()
+		defer mu.Unlock()
+		var want []string
+		for i := range n {
+			want = append(want, fmt.Sprintf("m%d", i))
+		}
+		if fmt.Sprint(order) != fmt.Sprint(want) {
+			t.Errorf("applied in order %v, want %v", order, want)
+		}
+		for body, k := range runs {
+			if k != 1 && body != "m5" {
+				t.Errorf("%s ran %d times", body, k)
+			}
+		}
+		if rows, _ := f.appliedCount(t); rows != n {
+			t.Fatalf("applied %d rows for %d messages", rows, n)
+		}
+		if s := stats.Snapshot(); s["failed"] != 1 || s["not_run"] == 0 || s["skipped_cache"]+s["skipped_table"] == 0 {
+			t.Fatalf("stats %v: want one failure, messages not run after it, committed ones skipped on redelivery", s)
+		}
+	})
+}
