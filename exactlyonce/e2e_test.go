@@ -739,3 +739,38 @@ func TestE2EOrderlyBatch(t *testing.T) {
 		}
 	})
 }
+
+// A limitation of the v2.1.2 client, kept as a test so that a client upgrade
+// that changes it is noticed (docs/consumer.md, Orderly mode): with orderly
+// batches and a retry limit, the client counts every suspension against
+// every message of the batch and dead-letters them together, so the
+// messages after a failing one go to the DLQ without ever being attempted.
+func TestE2EOrderlyBatchDeadLettersTogether(t *testing.T) {
+	skipIfRace(t)
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		f := newFixture(t, e)
+		b := newBroker(t)
+		const topic, group = "orderly_dlq", "eo_orderly_dlq"
+		b.CreateTopic(topic, 1)
+		p := newProducer(t, b)
+		sendEach(t, p, messages(topic, "m", 3)...)
+		stats := &Stats{}
+		c := newConsumer(t, f, b, group, WithMetrics(stats), WithSuspendBackoff(20*time.Millisecond),
+			WithClientOptions(consumer.WithConsumerOrder(true), consumer.WithConsumeMessageBatchMaxSize(3),
+				consumer.WithMaxReconsumeTimes(1)))
+		startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+			if string(m.Body) == "m0" {
+				return errBusiness
+			}
+			return f.applyMsg(ctx, tx, group, m)
+		})
+		eventually(t, 60*time.Second, "the batch dead-lettered", func() bool { return len(b.Messages("%DLQ%"+group)) == 3 })
+		var dlq []string
+		for _, m := range b.Messages("%DLQ%" + group) {
+			dlq = append(dlq, string(m.Body))
+		}
+		if rows, _ := f.appliedCount(t); fmt.Sprint(dlq) != "[m0 m1 m2]" || rows != 0 || stats.Count(OutcomeNotRun) == 0 {
+			t.Fatalf("DLQ %v, %d applied, stats %v: the client's behaviour changed, revisit docs/consumer.md", dlq, rows, stats.Snapshot())
+		}
+	})
+}
