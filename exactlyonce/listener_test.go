@@ -627,3 +627,23 @@ func TestKeyFuncPanic(t *testing.T) {
 		}
 	})
 }
+
+// A delivery held during a shutdown returns after the client is shut down;
+// the orderly client then sleeps for the suspension before its consume
+// goroutine ends, so the suspension must be short, not the back-off (which
+// may be minutes): nothing is redelivered by this client any more.
+func TestDrainOrderlyNoSuspension(t *testing.T) {
+	st := newFakeStore(t)
+	g := newGate()
+	f := newListener(st, testGroup, commitWith(st), nil, []Option{quiet, withGate(g), WithSuspendBackoff(time.Minute)}).consume
+	g.close()
+	g.release()
+	ctx, oc := clientCtx(testGroup, true)
+	res, err := f(ctx, newMsg("t", "a", 1))
+	if res != consumer.SuspendCurrentQueueAMoment || !errors.Is(err, ErrShutdown) {
+		t.Fatalf("res %v err %v", res, err)
+	}
+	if oc.SuspendCurrentQueueTimeMillis <= 0 || oc.SuspendCurrentQueueTimeMillis > 100 {
+		t.Fatalf("suspension %d ms after the shutdown: the client's goroutine outlives Shutdown that long", oc.SuspendCurrentQueueTimeMillis)
+	}
+}
