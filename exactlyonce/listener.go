@@ -109,10 +109,20 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 	}
 
 	g := l.cfg.gate
+	// held is the result of a call held until the client is shut down:
+	// the client discards it, but an orderly one first sleeps for the
+	// suspension, so it is short rather than the back-off.
+	held := func(err error) (consumer.ConsumeResult, error) {
+		res, err := retry(err)
+		if orderly {
+			oc.SuspendCurrentQueueTimeMillis = 1
+		}
+		return res, err
+	}
 	if !g.enter() {
 		notRun(msgs)
 		g.hold()
-		return retry(ErrShutdown)
+		return held(ErrShutdown)
 	}
 	inside := true
 	leave := func() {
@@ -169,7 +179,7 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 	if shutdown {
 		leave()
 		g.hold()
-		errs = append(errs, ErrShutdown)
+		return held(errors.Join(append(errs, ErrShutdown)...))
 	}
 	if len(errs) > 0 {
 		return retry(errors.Join(errs...))
