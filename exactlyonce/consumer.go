@@ -156,9 +156,9 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 //     first, it cancels the handlers' context (so their transactions roll
 //     back) and goes on; a handler that still commits later is
 //     acknowledged by nobody and skipped as a duplicate when redelivered.
-//  3. It persists the consumer offsets, shuts the client down (which
-//     persists them again, then unlocks orderly queues) and stops the
-//     background purge.
+//  3. It persists the consumer offsets, stops the background purge and
+//     shuts the client down (which unlocks orderly queues, then persists
+//     the offsets again).
 //
 // It returns ctx's error, wrapped, if the handlers did not all finish in
 // time. Calling it again, or before Start, only shuts the client down once.
