@@ -774,3 +774,54 @@ func TestE2EOrderlyBatchDeadLettersTogether(t *testing.T) {
 		}
 	})
 }
+
+// A send-back that goes unanswered: v2.1.2 runs the listener again locally
+// (after its 3 s timeout and a 5 s sleep) on the same batch. The message
+// that committed the first time is skipped from the cache, the failed one
+// is applied, and nothing reaches the retry topic.
+func TestE2ESendBackFails(t *testing.T) {
+	skipIfRace(t)
+	envs := dbtest.Envs(t)
+	if len(envs) == 0 {
+		t.Skip("no database (run under scripts/testdb.sh)")
+	}
+	f := newFixture(t, envs[0]) // the client's timings make it slow: one database is enough
+	b := newBroker(t)
+	const topic, group = "sendback_fails", "eo_sendback_fails"
+	b.CreateTopic(topic, 1)
+	p := newProducer(t, b)
+	sendEach(t, p, messages(topic, "m", 2)...)
+	b.FailSendBacks()
+
+	fails := newFirstAttemptFails("m1")
+	var mu sync.Mutex
+	runs := map[string]int{}
+	stats := &Stats{}
+	c := newConsumer(t, f, b, group, WithMetrics(stats),
+		WithClientOptions(consumer.WithConsumeMessageBatchMaxSize(2)))
+	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		mu.Lock()
+		runs[string(m.Body)]++
+		mu.Unlock()
+		if err := fails.check(string(m.Body)); err != nil {
+			return err
+		}
+		return f.applyMsg(ctx, tx, group, m)
+	})
+	f.eventuallyApplied(t, 60*time.Second, "both applied", 2)
+	eventually(t, 30*time.Second, "offset committed", func() bool { persist(c); return b.CommittedOffset(group, topic, 0) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if runs["m0"] != 1 || runs["m1"] != 2 {
+		t.Fatalf("handler runs %v, want m0 once, m1 twice", runs)
+	}
+	if rows, _ := f.appliedCount(t); rows != 2 {
+		t.Fatalf("%d rows for 2 messages", rows)
+	}
+	if n := len(b.Messages("%RETRY%" + group)); n != 0 {
+		t.Fatalf("%d messages in the retry topic", n)
+	}
+	if s := stats.Snapshot(); s["skipped_cache"] != 1 || s["failed"] != 1 || s["processed"] != 2 {
+		t.Fatalf("stats %v", s)
+	}
+}
