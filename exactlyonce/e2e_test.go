@@ -825,3 +825,35 @@ func TestE2ESendBackFails(t *testing.T) {
 		t.Fatalf("stats %v", s)
 	}
 }
+
+// A limitation of the v2.1.2 client, kept as a test so that a client upgrade
+// that fixes it is noticed (docs/consumer.md, upstream #1106): a send-back
+// the broker rejects is taken as success, so a failed message is
+// acknowledged without being applied.
+func TestE2ERejectedSendBackLoses(t *testing.T) {
+	skipIfRace(t)
+	envs := dbtest.Envs(t)
+	if len(envs) == 0 {
+		t.Skip("no database (run under scripts/testdb.sh)")
+	}
+	f := newFixture(t, envs[0])
+	b := newBroker(t)
+	const topic, group = "sendback_rejected", "eo_sendback_rejected"
+	b.CreateTopic(topic, 1)
+	p := newProducer(t, b)
+	sendEach(t, p, messages(topic, "m", 2)...)
+	reject := b.RejectSendBacks()
+	fails := newFirstAttemptFails("m0")
+	c := newConsumer(t, f, b, group)
+	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		if err := fails.check(string(m.Body)); err != nil {
+			return err
+		}
+		return f.applyMsg(ctx, tx, group, m)
+	})
+	eventually(t, 30*time.Second, "offset past both", func() bool { persist(c); return b.CommittedOffset(group, topic, 0) == 2 })
+	time.Sleep(time.Second)
+	if rows, _ := f.appliedCount(t); rows != 1 || reject.Hits() == 0 || len(b.Messages("%RETRY%"+group)) != 0 {
+		t.Fatalf("%d applied, %d rejected send-backs: the client's behaviour changed (#1106 fixed?), revisit docs/consumer.md", rows, reject.Hits())
+	}
+}
