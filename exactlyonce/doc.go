@@ -35,7 +35,8 @@
 //	in the listener's cache (handler not run)           yes            OutcomeSkippedCache
 //	in transaction_record (handler not run)             yes            OutcomeSkippedTable
 //	the claim found the record (ErrAlreadyConsumed)     yes            OutcomeDuplicate
-//	Handler returned nil, committed no claim            yes, Warn log  OutcomeUnclaimed
+//	Handler returned nil, began no claiming transaction yes, Warn log  OutcomeUnclaimed
+//	Handler returned nil, its claim did not commit      no, retried    OutcomeFailed
 //	error, commit error, no key, ErrDeliveryReused      no, retried    OutcomeFailed
 //	panic (handler, key function; recovered, logged)    no, retried    OutcomePanic
 //	not attempted (orderly after a failure; shutdown)   no, retried    OutcomeNotRun

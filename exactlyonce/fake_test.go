@@ -21,6 +21,7 @@ import (
 type fakeDB struct {
 	mu        sync.Mutex
 	committed map[string]bool // message ids
+	attempted map[string]bool // message ids a transaction tried to claim
 	inflight  map[string]int
 	begun     int
 	commits   int
@@ -63,6 +64,7 @@ func (c *fakeConn) BeginTx(ctx context.Context, _ driver.TxOptions) (driver.Tx, 
 	c.db.begun++
 	if id != "" {
 		c.db.inflight[id]++
+		c.db.attempted[id] = true
 	}
 	return &fakeTx{db: c.db, id: id}, nil
 }
@@ -109,7 +111,7 @@ type fakeStore struct {
 func newFakeStore(t *testing.T) *fakeStore {
 	t.Helper()
 	fakeRegOK.Do(func() { sql.Register("exactlyonce-fake", fakeDriver{}) })
-	f := &fakeDB{committed: map[string]bool{}, inflight: map[string]int{}}
+	f := &fakeDB{committed: map[string]bool{}, attempted: map[string]bool{}, inflight: map[string]int{}}
 	name := "db" + strconv.FormatInt(fakeSeq.Add(1), 10)
 	fakeDBs.Store(name, f)
 	db, err := sql.Open("exactlyonce-fake", name)
@@ -128,6 +130,9 @@ func (s *fakeStore) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, 
 		id := d.MessageID()
 		s.f.mu.Lock()
 		dup, busy := s.f.committed[id], s.f.inflight[id] > 0
+		if !busy {
+			s.f.attempted[id] = true
+		}
 		s.f.mu.Unlock()
 		switch {
 		case busy:
@@ -154,6 +159,17 @@ func (s *fakeStore) IsConsumed(_ context.Context, d mqdatasource.Delivery) (bool
 func (s *fakeStore) ClaimCommitted(ctx context.Context) bool {
 	d, ok := mqdatasource.DeliveryFromContext(ctx)
 	return ok && s.isCommitted(d.MessageID())
+}
+
+// ClaimAttempted stands in for mqdatasource.ClaimAttempted likewise.
+func (s *fakeStore) ClaimAttempted(ctx context.Context) bool {
+	d, ok := mqdatasource.DeliveryFromContext(ctx)
+	if !ok {
+		return false
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.attempted[d.MessageID()]
 }
 
 func (s *fakeStore) markCommitted(id string) {

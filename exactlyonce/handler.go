@@ -21,9 +21,12 @@ type ListenerFunc = func(context.Context, ...*primitive.MessageExt) (consumer.Co
 //
 //   - It returns nil after its transaction committed: the message is
 //     acknowledged (OutcomeProcessed).
-//   - It returns nil without having committed a transaction with ctx: the
-//     message is acknowledged as OutcomeUnclaimed and a warning is logged,
-//     or retried under WithRequireClaim.
+//   - It returns nil without having begun a transaction with ctx (it ignored
+//     the message): the message is acknowledged as OutcomeUnclaimed and a
+//     warning is logged, or retried under WithRequireClaim.
+//   - It returns nil after a transaction with ctx claimed the message but
+//     none committed (rolled back, a swallowed error, a forgotten Commit):
+//     the work is not applied, so the message is retried (ErrUnclaimed).
 //   - It returns an error wrapping mqdatasource.ErrAlreadyConsumed (from
 //     BeginTx): the message was applied before; it is acknowledged
 //     (OutcomeDuplicate).
@@ -74,7 +77,8 @@ var (
 	ErrShutdown = errors.New("exactlyonce: consumer is shutting down")
 
 	// ErrUnclaimed means a Handler returned nil without committing a
-	// transaction that holds the delivery's claim, under WithRequireClaim.
+	// transaction that holds the delivery's claim, after one claimed it
+	// (always) or without claiming it at all (under WithRequireClaim).
 	ErrUnclaimed = errors.New("exactlyonce: handler returned nil but committed no claim")
 
 	// ErrGroup means the listener does not know the consumer group: none

@@ -227,6 +227,47 @@ func TestIntegrationErrorsAndPanics(t *testing.T) {
 	})
 }
 
+// A Handler that rolls its claimed transaction back (or swallows the error
+// that made it roll back) and returns nil has applied nothing: the message
+// must be retried, not acknowledged.
+func TestIntegrationSwallowedRollbackRetried(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		modes(t, func(t *testing.T, orderly bool) {
+			f := newFixture(t, e)
+			swallow := true
+			l := Listener(f.ds, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+				tx, err := f.ds.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				if err := f.apply(ctx, tx, testGroup, m.MsgId, int(m.QueueOffset)); err != nil {
+					return err
+				}
+				if swallow {
+					return nil // "nothing to do after all": the work is rolled back
+				}
+				return tx.Commit()
+			}, quiet)
+			msg := func() *primitive.MessageExt { return newMsg("t", "S1", 1) }
+			ok, err := deliver(t, l, orderly, msg())
+			if ok || !errors.Is(err, ErrUnclaimed) {
+				t.Fatalf("swallowed rollback: acknowledged=%v err=%v, want a retry with ErrUnclaimed", ok, err)
+			}
+			if rows, _ := f.appliedCount(t); rows != 0 || f.recordCount(t) != 0 {
+				t.Fatalf("after the rollback: %d rows applied, %d records; want none", rows, f.recordCount(t))
+			}
+			swallow = false
+			if ok, err := deliver(t, l, orderly, msg()); !ok {
+				t.Fatalf("redelivery: %v", err)
+			}
+			if rows, _ := f.appliedCount(t); rows != 1 || f.recordCount(t) != 1 {
+				t.Fatalf("after the redelivery: %d rows applied, %d records; want 1 and 1", rows, f.recordCount(t))
+			}
+		})
+	})
+}
+
 func TestIntegrationSecondTransaction(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e)

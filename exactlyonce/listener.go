@@ -22,14 +22,16 @@ type store interface {
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 	IsConsumed(ctx context.Context, d mqdatasource.Delivery) (bool, error)
 	// ClaimCommitted reports whether a transaction begun with ctx's
-	// delivery committed its claim.
+	// delivery committed its claim; ClaimAttempted whether one tried to.
 	ClaimCommitted(ctx context.Context) bool
+	ClaimAttempted(ctx context.Context) bool
 }
 
 // dataSource is the store of a real DataSource.
 type dataSource struct{ *mqdatasource.DataSource }
 
 func (dataSource) ClaimCommitted(ctx context.Context) bool { return mqdatasource.ClaimCommitted(ctx) }
+func (dataSource) ClaimAttempted(ctx context.Context) bool { return mqdatasource.ClaimAttempted(ctx) }
 
 type listener struct {
 	st    store
@@ -404,6 +406,11 @@ func (l *listener) run(ctx context.Context, d mqdatasource.Delivery, m *primitiv
 	switch {
 	case l.st.ClaimCommitted(dctx):
 		return OutcomeProcessed, nil
+	case l.st.ClaimAttempted(dctx):
+		// The handler began a claiming transaction but none committed
+		// (rolled back, a swallowed error, a forgotten Commit): its work
+		// is not applied, so acknowledging would lose the message.
+		return OutcomeFailed, fmt.Errorf("%w: a transaction claimed the message but none committed", ErrUnclaimed)
 	case l.cfg.requireClaim:
 		return OutcomeFailed, ErrUnclaimed
 	default:

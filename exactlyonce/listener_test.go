@@ -239,9 +239,11 @@ func TestLeakedTransactionRolledBack(t *testing.T) {
 		_, err := st.BeginTx(ctx, nil) // never committed
 		return err
 	}, nil, []Option{quiet}).consume
-	ok, _ := deliver(t, f, false, newMsg("t", "m1", 1))
-	if !ok {
-		t.Fatal("want success (unclaimed)")
+	// The transaction claimed the message and never committed: its work is
+	// not applied, so acknowledging would lose the message.
+	ok, err := deliver(t, f, false, newMsg("t", "m1", 1))
+	if ok || !errors.Is(err, ErrUnclaimed) {
+		t.Fatalf("delivery acknowledged=%v err=%v, want a retry with ErrUnclaimed", ok, err)
 	}
 	waitFor(t, func() bool { _, _, rb := st.counts(); return rb == 1 })
 	if st.isCommitted(id("m1")) {

@@ -14,10 +14,11 @@ const (
 	// OutcomeProcessed: the handler ran and its transaction, holding the
 	// claim, committed. Acknowledged.
 	OutcomeProcessed Outcome = iota
-	// OutcomeUnclaimed: a Handler returned nil without committing a
-	// transaction holding the claim (it ignored the message, or wrote
+	// OutcomeUnclaimed: a Handler returned nil without beginning a
+	// transaction that claims the message (it ignored the message, or wrote
 	// outside the DataSource). Acknowledged, logged at Warn; see
-	// WithRequireClaim.
+	// WithRequireClaim. (A claim that was begun but not committed is
+	// OutcomeFailed: retried.)
 	OutcomeUnclaimed
 	// OutcomeSkippedCache: the pre-check found the message id in the
 	// in-memory cache of ids this listener committed. The handler did not

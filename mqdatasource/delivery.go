@@ -73,8 +73,9 @@ func truncate(s string, n int) string {
 type claim struct {
 	d Delivery
 
-	mu    sync.Mutex
-	state claimState
+	mu        sync.Mutex
+	state     claimState
+	attempted bool // a transaction has tried to claim the delivery
 }
 
 type claimState int
@@ -130,6 +131,7 @@ func (c *claim) acquire() error {
 		return fmt.Errorf("%w: message id %q was claimed by a transaction that committed; a delivery gets one transaction", ErrDeliveryReused, c.d.MessageID())
 	}
 	c.state = claimActive
+	c.attempted = true
 	return nil
 }
 
@@ -162,4 +164,20 @@ func ClaimCommitted(ctx context.Context) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state == claimCommitted
+}
+
+// ClaimAttempted reports whether a transaction was begun with ctx's delivery
+// and tried to claim it, whatever came of it. With ClaimCommitted it tells a
+// handler that ignored its message (neither) from one whose claimed work was
+// rolled back or never committed (attempted, not committed): a listener
+// acknowledges the first and must retry the second. It is false without a
+// delivery in ctx.
+func ClaimAttempted(ctx context.Context) bool {
+	c := claimFromContext(ctx)
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.attempted
 }

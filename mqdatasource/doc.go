@@ -58,7 +58,8 @@
 // with ErrDeliveryReused (a programming error, never a duplicate). After a
 // rollback the claim is free again and the handler may retry.
 // ClaimCommitted(ctx) tells, without SQL, whether a transaction begun with
-// the context committed its claim.
+// the context committed its claim, and ClaimAttempted(ctx) whether one tried
+// to claim it at all.
 //
 // # Errors
 //

@@ -62,6 +62,9 @@ func TestRollbackLeavesNoRecord(t *testing.T) {
 		f := newFixture(t, e, 1)
 		d := delivery("g", "rolled-back")
 		ctx := mqdatasource.WithDelivery(context.Background(), d)
+		if mqdatasource.ClaimAttempted(ctx) {
+			t.Fatal("ClaimAttempted before any transaction")
+		}
 		tx, err := f.ds.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -72,8 +75,9 @@ func TestRollbackLeavesNoRecord(t *testing.T) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}
-		if mqdatasource.ClaimCommitted(ctx) {
-			t.Fatal("ClaimCommitted after rollback")
+		if mqdatasource.ClaimCommitted(ctx) || !mqdatasource.ClaimAttempted(ctx) {
+			t.Fatalf("after rollback: ClaimCommitted %v, ClaimAttempted %v; want false, true",
+				mqdatasource.ClaimCommitted(ctx), mqdatasource.ClaimAttempted(ctx))
 		}
 		if f.hasRecord(t, d) || f.balance(t, 1) != 0 {
 			t.Fatalf("after rollback: record=%v balance=%d, want no record and 0", f.hasRecord(t, d), f.balance(t, 1))
