@@ -104,7 +104,9 @@ type DataSource struct {
 // "pgx" (jackc/pgx/v5/stdlib); these drivers are registered by this package.
 // Other registered drivers work with WithDialect. Unless
 // WithSchemaCheck(false) is given, Open connects and runs CheckSchema, and
-// fails if the claim table is missing or has the wrong shape.
+// fails if the claim table is missing or has the wrong shape; connecting and
+// checking are bounded by 30 seconds. To bound them by a context of your
+// own, pass WithSchemaCheck(false) and call CheckSchema(ctx).
 func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
 	probe, err := sql.Open(driverName, dsn)
 	if err != nil {
