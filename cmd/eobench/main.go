@@ -12,9 +12,12 @@
 //
 // at each worker count, and prints the throughput of each (median round),
 // the wall time per transaction and its ratio to plain, and, when the server
-// runs on this machine, the CPU time (client + server) per transaction and
-// its ratio to plain: on a machine shared with other work the CPU time is
-// the steadier measure of what the claim costs. Variants run one after
+// runs on this machine, the CPU time per transaction (client + server, and
+// each part) and its ratio to plain: on a machine shared with other work
+// the CPU time is the steadier measure of what the claim costs.
+// With -status it also prints, per transaction of each variant, the
+// server's status counters that changed (statements, handler calls, InnoDB
+// page and log requests, bytes). Variants run one after
 // the other in each round, the ratio is taken per round and the median
 // round's ratio is reported, so drift in the load of a shared machine hits
 // the variants alike.
@@ -64,6 +67,9 @@ func main() {
 		accounts   = flag.Int("accounts", 1000, "rows in the business table")
 		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to the file")
 		dropIndex  = flag.String("drop-index", "", "drop this index of the claim table after creating it (e.g. load_key, to measure what it costs)")
+		status     = flag.Bool("status", false, "MySQL/MariaDB: also print the server's status counters (SHOW GLOBAL STATUS: Com_*, Handler_*, Innodb_*, bytes) that changed, per transaction of each variant")
+		onlyList   = flag.String("variants", "", "comma-separated variants to run: claim, manual-claim, select-insert (default all; plain always runs)")
+		recordDDL  = flag.String("record-ddl", "", "create the claim table from this DDL file (its table name transaction_record is replaced) instead of the migration, to measure another schema of the table")
 		flushLog   = flag.Int("flush-log-at-trx-commit", -1, "MySQL/MariaDB: set innodb_flush_log_at_trx_commit for the run (1 = durable, the server default; the throwaway server runs with 2) and restore it after")
 	)
 	flag.Parse()
@@ -94,11 +100,30 @@ func main() {
 		}
 		workers = append(workers, n)
 	}
+	if *status && *driverName != "mysql" {
+		log.Fatal("eobench: -status is for MySQL/MariaDB only")
+	}
+	var only map[string]bool
+	if *onlyList != "" {
+		only = map[string]bool{"plain": true}
+		for _, v := range strings.Split(*onlyList, ",") {
+			v = strings.TrimSpace(v)
+			if !slices.Contains(variantNames, v) {
+				log.Fatalf("eobench: -variants: unknown variant %q (one of %s)", v, strings.Join(variantNames, ", "))
+			}
+			only[v] = true
+		}
+	}
 	b, err := setup(*driverName, *dsn, *accounts)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer b.teardown()
+	if *recordDDL != "" {
+		if err := b.recreateRecord(*recordDDL); err != nil {
+			log.Fatalf("eobench: -record-ddl: %v", err)
+		}
+	}
 	if *dropIndex != "" {
 		if err := mqdatasource.ValidateTableName(*dropIndex); err != nil {
 			log.Fatalf("eobench: -drop-index: %v", err)
@@ -119,6 +144,15 @@ func main() {
 		}
 		defer restore()
 	}
+	if *status {
+		b.status = map[string]map[string]float64{}
+	}
+	if only != nil {
+		b.only = only
+	}
+	if b.driver == "mysql" && !b.hasStatTables() {
+		fmt.Println("eobench: note: the server has no mysql.table_stats (a datadir without the system schema, like scripts/testdb.sh's): MariaDB then tries to open its statistics tables at every statement that opens a table, which inflates the cost of each statement alike")
+	}
 	if err := b.run(workers, *ops, *rounds); err != nil {
 		log.Fatal(err)
 	}
@@ -137,6 +171,65 @@ type bench struct {
 	// serverPID is the local database server's pid (0: unknown), for
 	// measuring its CPU time.
 	serverPID int
+	// status, with -status, sums per variant name the changes of the
+	// server's status counters over the measured runs (nil: off).
+	status map[string]map[string]float64
+	only   map[string]bool // -variants (nil: all)
+}
+
+// recreateRecord replaces the claim table by one created from the DDL in
+// file, with recordTable for transaction_record.
+func (b *bench) recreateRecord(file string) error {
+	ddl, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if _, err := b.plain.Exec("DROP TABLE " + recordTable); err != nil {
+		return err
+	}
+	if _, err := b.plain.Exec(strings.ReplaceAll(string(ddl), "transaction_record", recordTable)); err != nil {
+		return err
+	}
+	fmt.Printf("eobench: %s created from %s\n", recordTable, file)
+	return nil
+}
+
+// hasStatTables reports whether a MySQL/MariaDB server has its
+// engine-independent statistics table (what a server installed with
+// mariadb-install-db or mysqld --initialize has).
+func (b *bench) hasStatTables() bool {
+	var n int
+	err := b.plain.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'table_stats'").Scan(&n)
+	return err != nil || n > 0
+}
+
+// statusPrefixes are the SHOW GLOBAL STATUS counters -status reports.
+var statusPrefixes = []string{"Com_", "Handler_", "Innodb_", "Bytes_", "Questions", "Table_locks", "Opened_", "Table_open_cache"}
+
+// serverStatus reads the server's numeric status counters named by
+// statusPrefixes.
+func (b *bench) serverStatus() (map[string]float64, error) {
+	rows, err := b.plain.Query("SHOW GLOBAL STATUS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[string]float64{}
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, err
+		}
+		for _, p := range statusPrefixes {
+			if strings.HasPrefix(name, p) {
+				if f, err := strconv.ParseFloat(value, 64); err == nil {
+					m[name] = f
+				}
+				break
+			}
+		}
+	}
+	return m, rows.Err()
 }
 
 // setFlushLog sets the server's innodb_flush_log_at_trx_commit (how durable a
@@ -236,6 +329,9 @@ type variant struct {
 	op   func(ctx context.Context, account int) error
 }
 
+// variantNames are the names of the variants, in the order they run.
+var variantNames = []string{"plain", "claim", "manual-claim", "select-insert"}
+
 func (b *bench) variants() []variant {
 	update := b.q("UPDATE " + accountTable + " SET balance = balance + 1 WHERE id = ?")
 	sel := b.q("SELECT 1 FROM " + dedupeTable + " WHERE id = ?")
@@ -305,8 +401,9 @@ func (b *bench) key() string {
 
 // sample is one timed run of a variant.
 type sample struct {
-	wall time.Duration
-	cpu  time.Duration // client + server CPU time; 0 if the server's is unknown
+	wall   time.Duration
+	cpu    time.Duration // client + server CPU time; 0 if the server's is unknown
+	client time.Duration // this process's share of cpu
 }
 
 // measure runs ops transactions of v on workers goroutines.
@@ -315,7 +412,7 @@ func (b *bench) measure(v variant, workers, ops int) (sample, error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
-	cpu0, cpuOK := b.cpuTime()
+	cpu0, client0, cpuOK := b.cpuTime()
 	start := time.Now()
 	for w := range workers {
 		wg.Add(1)
@@ -336,8 +433,8 @@ func (b *bench) measure(v variant, workers, ops int) (sample, error) {
 	}
 	wg.Wait()
 	s := sample{wall: time.Since(start)}
-	if cpu1, ok := b.cpuTime(); ok && cpuOK {
-		s.cpu = cpu1 - cpu0
+	if cpu1, client1, ok := b.cpuTime(); ok && cpuOK {
+		s.cpu, s.client = cpu1-cpu0, client1-client0
 	}
 	close(errs)
 	return s, <-errs
@@ -346,20 +443,20 @@ func (b *bench) measure(v variant, workers, ops int) (sample, error) {
 // cpuTime returns the CPU time used so far by this process and the
 // database server, when the server runs on this machine (its pid file is
 // readable): the load of other processes on a shared machine does not
-// change it the way it changes wall time.
-func (b *bench) cpuTime() (time.Duration, bool) {
+// change it the way it changes wall time. client is this process's part.
+func (b *bench) cpuTime() (total, client time.Duration, ok bool) {
 	if b.serverPID == 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	client := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	// Per-thread scheduler statistics: nanoseconds on the CPU.
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", b.serverPID))
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	var server int64
 	for _, t := range tasks {
@@ -373,7 +470,7 @@ func (b *bench) cpuTime() (time.Duration, bool) {
 			server += n
 		}
 	}
-	return client + time.Duration(server), true
+	return client + time.Duration(server), client, true
 }
 
 // findServerPID finds the MySQL/MariaDB server's pid through its pid file,
@@ -398,12 +495,17 @@ func findServerPID(db *sql.DB) int {
 }
 
 func (b *bench) run(workers []int, ops, rounds int) error {
-	vs := b.variants()
+	var vs []variant
+	for _, v := range b.variants() {
+		if b.only == nil || b.only[v.name] {
+			vs = append(vs, v)
+		}
+	}
 	fmt.Printf("eobench: driver %s, %d transactions per variant per round, %d rounds, business table %d rows\n", b.driver, ops, rounds, b.accounts)
 	if b.serverPID == 0 {
 		fmt.Printf("(server CPU unknown: not a local MySQL/MariaDB; CPU columns omitted)\n")
 	}
-	fmt.Printf("\n%-8s %-14s %9s %10s %16s %10s %16s\n", "workers", "variant", "tx/s", "µs/tx", "wall vs plain", "CPU µs/tx", "CPU vs plain")
+	fmt.Printf("\n%-8s %-14s %9s %10s %16s %10s %16s %14s\n", "workers", "variant", "tx/s", "µs/tx", "wall vs plain", "CPU µs/tx", "CPU vs plain", "client+server")
 	for _, w := range workers {
 		b.plain.SetMaxIdleConns(w + 2)
 		b.ds.DB().SetMaxIdleConns(w + 2)
@@ -416,9 +518,28 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 		samples := make(map[string][]sample)
 		for range rounds {
 			for _, v := range vs {
+				var st0 map[string]float64
+				if b.status != nil {
+					var err error
+					if st0, err = b.serverStatus(); err != nil {
+						return err
+					}
+				}
 				s, err := b.measure(v, w, ops)
 				if err != nil {
 					return err
+				}
+				if b.status != nil {
+					st1, err := b.serverStatus()
+					if err != nil {
+						return err
+					}
+					if b.status[v.name] == nil {
+						b.status[v.name] = map[string]float64{}
+					}
+					for k, x := range st1 {
+						b.status[v.name][k] += x - st0[k]
+					}
 				}
 				samples[v.name] = append(samples[v.name], s)
 			}
@@ -443,16 +564,21 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 		for _, v := range vs {
 			ws := make([]float64, rounds)
 			cs := make([]float64, rounds)
+			ccs := make([]float64, rounds)
+			scs := make([]float64, rounds)
 			for i, s := range samples[v.name] {
 				ws[i], cs[i] = s.wall.Seconds(), s.cpu.Seconds()
+				ccs[i], scs[i] = s.client.Seconds(), (s.cpu - s.client).Seconds()
 			}
 			_, mw, _ := median(ws)
 			_, mc, _ := median(cs)
+			_, mcc, _ := median(ccs)
+			_, msc, _ := median(scs)
 			wlo, wmid, whi := median(ratios(v.name, wall))
 			line := fmt.Sprintf("%-8d %-14s %9.0f %10.1f %5.2f (%.2f-%.2f)", w, v.name, float64(ops)/mw, mw*1e6/float64(ops)*float64(w), wmid, wlo, whi)
 			if b.serverPID != 0 {
 				clo, cmid, chi := median(ratios(v.name, cpu))
-				line += fmt.Sprintf(" %10.1f %5.2f (%.2f-%.2f)", mc*1e6/float64(ops), cmid, clo, chi)
+				line += fmt.Sprintf(" %10.1f %5.2f (%.2f-%.2f) %6.1f+%.1f", mc*1e6/float64(ops), cmid, clo, chi, mcc*1e6/float64(ops), msc*1e6/float64(ops))
 				if v.name == "claim" {
 					claimCPU = cmid
 				}
@@ -462,11 +588,48 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 			}
 			fmt.Println(line)
 		}
-		fmt.Printf("%-8d ratio claim/plain: wall time %.2f", w, claimWall)
-		if b.serverPID != 0 {
-			fmt.Printf(", CPU time %.2f", claimCPU)
+		if claimWall != 0 {
+			fmt.Printf("%-8d ratio claim/plain: wall time %.2f", w, claimWall)
+			if b.serverPID != 0 {
+				fmt.Printf(", CPU time %.2f", claimCPU)
+			}
+			fmt.Printf(" (median of per-round ratios)\n")
 		}
-		fmt.Printf(" (median of per-round ratios)\n\n")
+		fmt.Println()
+		if b.status != nil {
+			b.printStatus(vs, w, float64(ops*rounds))
+		}
 	}
 	return nil
+}
+
+// printStatus prints, per transaction, the status counters that changed
+// during the measured runs of some variant at w workers, and resets them.
+// Counters of the server's own background work (purge, flushing) land on
+// whichever variant ran at the time.
+func (b *bench) printStatus(vs []variant, w int, txs float64) {
+	var names []string
+	for k := range b.status[vs[0].name] {
+		for _, v := range vs {
+			if x := b.status[v.name][k]; x/txs >= 0.005 || x/txs <= -0.005 {
+				names = append(names, k)
+				break
+			}
+		}
+	}
+	slices.Sort(names)
+	fmt.Printf("%-8d server status counters per transaction (SHOW GLOBAL STATUS deltas over the measured runs)\n%-44s", w, "counter")
+	for _, v := range vs {
+		fmt.Printf(" %14s", v.name)
+	}
+	fmt.Println()
+	for _, k := range names {
+		fmt.Printf("%-44s", k)
+		for _, v := range vs {
+			fmt.Printf(" %14.2f", b.status[v.name][k]/txs)
+		}
+		fmt.Println()
+	}
+	fmt.Println()
+	clear(b.status)
 }
