@@ -31,7 +31,6 @@ type Consumer struct {
 	cfg    config
 	gate   *gate
 	client rocketmq.PushConsumer
-	log    *slog.Logger
 
 	mu         sync.Mutex
 	started    bool
@@ -53,6 +52,9 @@ func NewConsumer(ds *mqdatasource.DataSource, group string, opts ...Option) (*Co
 		return nil, fmt.Errorf("%w: NewConsumer needs a consumer group", ErrGroup)
 	}
 	cfg := newConfig(opts)
+	if cfg.purgeKeep < 0 || cfg.purgeEvery < 0 || (cfg.purgeKeep > 0) != (cfg.purgeEvery > 0) {
+		return nil, fmt.Errorf("exactlyonce: WithPurge(%v, %v): keep and interval must both be positive", cfg.purgeKeep, cfg.purgeEvery)
+	}
 	copts := append(append([]consumer.Option(nil), cfg.clientOptions...), consumer.WithGroupName(group))
 	pc, err := consumer.NewPushConsumer(copts...)
 	if err != nil {
@@ -65,7 +67,6 @@ func NewConsumer(ds *mqdatasource.DataSource, group string, opts ...Option) (*Co
 		cfg:    cfg,
 		gate:   newGate(),
 		client: pc,
-		log:    cfg.logger,
 	}, nil
 }
 
@@ -134,9 +135,9 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 		n, err := c.ds.Purge(ctx, time.Now().Add(-c.cfg.purgeKeep))
 		switch {
 		case err != nil && ctx.Err() == nil:
-			c.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: purge failed", slog.Int64("deleted", n), slog.Any("error", err))
+			c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: purge failed", slog.Int64("deleted", n), slog.Any("error", err))
 		case n > 0:
-			c.log.LogAttrs(ctx, slog.LevelInfo, "exactlyonce: purged consumed-message records", slog.Int64("deleted", n), slog.Duration("olderThan", c.cfg.purgeKeep))
+			c.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "exactlyonce: purged consumed-message records", slog.Int64("deleted", n), slog.Duration("olderThan", c.cfg.purgeKeep))
 		}
 	}
 }
@@ -156,12 +157,14 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 //     first, it cancels the handlers' context (so their transactions roll
 //     back) and goes on; a handler that still commits later is
 //     acknowledged by nobody and skipped as a duplicate when redelivered.
-//  3. It persists the consumer offsets, stops the background purge and
+//  3. It stops the background purge, persists the consumer offsets and
 //     shuts the client down (which unlocks orderly queues, then persists
 //     the offsets again).
 //
 // It returns ctx's error, wrapped, if the handlers did not all finish in
-// time. Calling it again, or before Start, only shuts the client down once.
+// time. Calling it again does nothing and returns nil. Called before Start,
+// it only marks the Consumer stopped (Start then fails with ErrShutdown): the
+// client, never started, is not shut down.
 func (c *Consumer) Shutdown(ctx context.Context) error {
 	c.shutdownMu.Lock()
 	defer c.shutdownMu.Unlock()
@@ -181,7 +184,7 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	var err error
 	if werr := c.gate.wait(ctx); werr != nil {
 		n := c.gate.runningCalls()
-		c.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: shutdown grace period over, cancelling running handlers", slog.Int("running", n))
+		c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: shutdown grace period over, cancelling running handlers", slog.Int("running", n))
 		err = fmt.Errorf("exactlyonce: shutdown: %d deliveries still running: %w", n, werr)
 	}
 	c.gate.cancel()
@@ -193,7 +196,7 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 	if started {
 		if p, ok := c.client.(interface{ PersistConsumerOffset() error }); ok {
 			if perr := p.PersistConsumerOffset(); perr != nil {
-				c.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: persisting offsets failed", slog.Any("error", perr))
+				c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: persisting offsets failed", slog.Any("error", perr))
 			}
 		}
 		if serr := c.client.Shutdown(); serr != nil {

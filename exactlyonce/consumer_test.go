@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
@@ -17,6 +18,27 @@ func TestNewConsumerArguments(t *testing.T) {
 	}
 	if _, err := NewConsumer(&mqdatasource.DataSource{}, ""); !errors.Is(err, ErrGroup) {
 		t.Errorf("empty group: %v", err)
+	}
+}
+
+func TestNewConsumerPurgeDurations(t *testing.T) {
+	client := WithClientOptions(consumer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:1"}), consumer.WithInstance("eo-purge-args"))
+	for _, c := range []struct {
+		keep, every time.Duration
+		ok          bool
+	}{
+		{0, 0, true}, // no purge
+		{time.Hour, time.Minute, true},
+		{time.Hour, 0, false},
+		{0, time.Minute, false},
+		{-time.Hour, time.Minute, false},
+		{time.Hour, -time.Minute, false},
+		{-time.Hour, -time.Minute, false},
+	} {
+		_, err := NewConsumer(&mqdatasource.DataSource{}, "eo_purge_args", quiet, client, WithPurge(c.keep, c.every))
+		if (err == nil) != c.ok {
+			t.Errorf("WithPurge(%v, %v): err = %v, want ok = %v", c.keep, c.every, err, c.ok)
+		}
 	}
 }
 

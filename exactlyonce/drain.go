@@ -3,6 +3,7 @@ package exactlyonce
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // gate tracks the listener calls of a Consumer so that Shutdown can stop new
@@ -23,7 +24,7 @@ type gate struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	closed   bool
+	closed   atomic.Bool // set under mu; draining reads it without
 	running  int
 	idle     chan struct{} // closed when closed && running == 0
 	released chan struct{} // closed by release
@@ -43,7 +44,7 @@ func (g *gate) enter() bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
+	if g.closed.Load() {
 		return false
 	}
 	g.running++
@@ -58,7 +59,7 @@ func (g *gate) exit() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.running--
-	if g.closed && g.running == 0 {
+	if g.closed.Load() && g.running == 0 {
 		close(g.idle)
 	}
 }
@@ -69,19 +70,17 @@ func (g *gate) draining() bool {
 	if g == nil {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.closed
+	return g.closed.Load()
 }
 
 // close stops admitting calls. Idempotent.
 func (g *gate) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
+	if g.closed.Load() {
 		return
 	}
-	g.closed = true
+	g.closed.Store(true)
 	if g.running == 0 {
 		close(g.idle)
 	}

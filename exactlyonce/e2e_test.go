@@ -107,15 +107,28 @@ func newConsumer(t *testing.T, f *fixture, b *rocketmqtest.Broker, group string,
 	return c
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+// oneDB returns the first database configured, for the tests that need
+// only one: the database plays no part in what they test, or the client's
+// timings make them too slow to run on each. It skips the test when none is
+// configured (see dbtest.Envs).
+func oneDB(t *testing.T) *dbtest.Env {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+	return dbtest.Envs(t)[0]
+}
+
+// eventuallyCommitted waits until the committed offsets of the group's
+// queues of topic add up to want, pushing c's offsets to the broker on each
+// try (the client does it every 5 s).
+func eventuallyCommitted(t *testing.T, b *rocketmqtest.Broker, c *Consumer, group, topic string, want int64) {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprintf("offsets committed up to %d", want), func() bool {
+		persist(c)
+		var sum int64
+		for _, off := range b.CommittedOffsets(group, topic) {
+			sum += off
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return sum == want
+	})
 }
 
 // persist pushes the client's offsets to the broker now (the client does it
@@ -269,10 +282,7 @@ func TestE2EConcurrent(t *testing.T) {
 		})
 		f.eventuallyApplied(t, 60*time.Second, "every message applied", distinct)
 		// Everything acknowledged: the topic's offsets reach the end.
-		eventually(t, 30*time.Second, "offsets committed", func() bool {
-			persist(c)
-			return b.CommittedOffset(group, topic, 0)+b.CommittedOffset(group, topic, 1) == int64(stored)
-		})
+		eventuallyCommitted(t, b, c, group, topic, int64(stored))
 		if rows, d := f.appliedCount(t); rows != distinct || d != distinct {
 			t.Fatalf("applied %d rows for %d messages", rows, d)
 		}
@@ -482,7 +492,7 @@ func TestE2EShutdown(t *testing.T) {
 		c3 := newConsumer(t, f, b, group)
 		startTx(t, c3, topic, f.applier(group))
 		f.eventuallyApplied(t, 30*time.Second, "m5 applied", 6)
-		eventually(t, 30*time.Second, "offsets committed", func() bool { persist(c3); return b.CommittedOffset(group, topic, 0) == 6 })
+		eventuallyCommitted(t, b, c3, group, topic, 6)
 		if rows, _ := f.appliedCount(t); rows != 6 {
 			t.Fatalf("%d rows for 6 messages", rows)
 		}
@@ -545,8 +555,7 @@ func TestE2EDropIn(t *testing.T) {
 // everything again. The replay is skipped; nothing is applied twice.
 func TestE2ERewindRunningConsumer(t *testing.T) {
 	skipIfRace(t)
-	e := dbtest.Envs(t)[0] // the database plays no part in what is tested here
-	f := newFixture(t, e)
+	f := newFixture(t, oneDB(t))
 	b := newBroker(t)
 	const topic, group, n = "ledger", "eo_rewind", 8
 	b.CreateTopic(topic, 2)
@@ -556,10 +565,7 @@ func TestE2ERewindRunningConsumer(t *testing.T) {
 	c := newConsumer(t, f, b, group, WithMetrics(stats))
 	startTx(t, c, topic, f.applier(group))
 	f.eventuallyApplied(t, 30*time.Second, "every message applied", n)
-	eventually(t, 30*time.Second, "offsets committed", func() bool {
-		persist(c)
-		return b.CommittedOffset(group, topic, 0)+b.CommittedOffset(group, topic, 1) == n
-	})
+	eventuallyCommitted(t, b, c, group, topic, n)
 
 	b.RewindOffsets(group, topic)
 	rebalance := c.Client().(interface{ Rebalance() })
@@ -584,8 +590,7 @@ func TestE2ERewindRunningConsumer(t *testing.T) {
 // unlocked only after that, and the next consumer continues in order.
 func TestE2EShutdownOrderly(t *testing.T) {
 	skipIfRace(t)
-	e := dbtest.Envs(t)[0]
-	f := newFixture(t, e)
+	f := newFixture(t, oneDB(t))
 	b := newBroker(t)
 	const topic, group = "seq", "eo_shutdown_orderly"
 	b.CreateTopic(topic, 1)
@@ -613,12 +618,22 @@ func TestE2EShutdownOrderly(t *testing.T) {
 	c := newConsumer(t, f, b, group, orderly)
 	startTx(t, c, topic, handler)
 	<-started
+	if b.LockOwner(group, topic, 0) == "" {
+		t.Fatal("the queue is not locked while its handler runs")
+	}
 	shut := shutdownAsync(t, c)
+	stillShuttingDown(t, shut)
+	// Shutting down with the handler still running: the queue stays locked,
+	// so no other consumer can start on its next message yet.
+	if b.LockOwner(group, topic, 0) == "" {
+		t.Fatal("the queue was unlocked while its handler was still running")
+	}
 	stillShuttingDown(t, shut)
 	close(release)
 	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 10*time.Second, "the queue unlocked", func() bool { return b.LockOwner(group, topic, 0) == "" })
 	if rows, _ := f.appliedCount(t); rows != 1 {
 		t.Fatalf("%d rows after shutdown, want s0 only", rows)
 	}
@@ -645,8 +660,7 @@ func TestE2EShutdownOrderly(t *testing.T) {
 // they are skipped instead of applied again.
 func TestE2EBatchWithoutUniqKey(t *testing.T) {
 	skipIfRace(t)
-	e := dbtest.Envs(t)[0]
-	f := newFixture(t, e)
+	f := newFixture(t, oneDB(t))
 	b := newBroker(t)
 	const topic, group = "unstamped", "eo_unstamped"
 	b.CreateTopic(topic, 1)
@@ -716,7 +730,7 @@ func TestE2EOrderlyBatch(t *testing.T) {
 			return nil
 		})
 		f.eventuallyApplied(t, 60*time.Second, "every message applied", n)
-		eventually(t, 30*time.Second, "offset committed", func() bool { persist(c); return b.CommittedOffset(group, topic, 0) == n })
+		eventuallyCommitted(t, b, c, group, topic, n)
 		mu.Lock()
 		defer mu.Unlock()
 		var want []string
@@ -781,11 +795,7 @@ func TestE2EOrderlyBatchDeadLettersTogether(t *testing.T) {
 // is applied, and nothing reaches the retry topic.
 func TestE2ESendBackFails(t *testing.T) {
 	skipIfRace(t)
-	envs := dbtest.Envs(t)
-	if len(envs) == 0 {
-		t.Skip("no database (run under scripts/testdb.sh)")
-	}
-	f := newFixture(t, envs[0]) // the client's timings make it slow: one database is enough
+	f := newFixture(t, oneDB(t)) // the client's timings make it slow: one database is enough
 	b := newBroker(t)
 	const topic, group = "sendback_fails", "eo_sendback_fails"
 	b.CreateTopic(topic, 1)
@@ -809,7 +819,7 @@ func TestE2ESendBackFails(t *testing.T) {
 		return f.applyMsg(ctx, tx, group, m)
 	})
 	f.eventuallyApplied(t, 60*time.Second, "both applied", 2)
-	eventually(t, 30*time.Second, "offset committed", func() bool { persist(c); return b.CommittedOffset(group, topic, 0) == 2 })
+	eventuallyCommitted(t, b, c, group, topic, 2)
 	mu.Lock()
 	defer mu.Unlock()
 	if runs["m0"] != 1 || runs["m1"] != 2 {
@@ -832,11 +842,7 @@ func TestE2ESendBackFails(t *testing.T) {
 // acknowledged without being applied.
 func TestE2ERejectedSendBackLoses(t *testing.T) {
 	skipIfRace(t)
-	envs := dbtest.Envs(t)
-	if len(envs) == 0 {
-		t.Skip("no database (run under scripts/testdb.sh)")
-	}
-	f := newFixture(t, envs[0])
+	f := newFixture(t, oneDB(t))
 	b := newBroker(t)
 	const topic, group = "sendback_rejected", "eo_sendback_rejected"
 	b.CreateTopic(topic, 1)
@@ -851,7 +857,7 @@ func TestE2ERejectedSendBackLoses(t *testing.T) {
 		}
 		return f.applyMsg(ctx, tx, group, m)
 	})
-	eventually(t, 30*time.Second, "offset past both", func() bool { persist(c); return b.CommittedOffset(group, topic, 0) == 2 })
+	eventuallyCommitted(t, b, c, group, topic, 2)
 	time.Sleep(time.Second)
 	if rows, _ := f.appliedCount(t); rows != 1 || reject.Hits() == 0 || len(b.Messages("%RETRY%"+group)) != 0 {
 		t.Fatalf("%d applied, %d rejected send-backs: the client's behaviour changed (#1106 fixed?), revisit docs/consumer.md", rows, reject.Hits())

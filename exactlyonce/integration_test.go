@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,7 +211,7 @@ func TestIntegrationErrorsAndPanics(t *testing.T) {
 					// Rolled back: nothing applied, nothing recorded. (A
 					// Handler's transaction left open by the panic is rolled
 					// back when its context is cancelled: poll.)
-					waitFor(t, func() bool { rows, _ := f.appliedCount(t); return rows == 0 && f.recordCount(t) == 0 })
+					eventually(t, 10*time.Second, "rolled back", func() bool { rows, _ := f.appliedCount(t); return rows == 0 && f.recordCount(t) == 0 })
 				}
 				mode = ""
 				if ok, err := deliver(t, l, orderly, msg()); !ok {
@@ -339,7 +341,7 @@ func TestIntegrationShutdownCancelsHandler(t *testing.T) {
 			if r.res == consumer.ConsumeSuccess || !errors.Is(r.err, ErrShutdown) {
 				t.Fatalf("res %v err %v: a cancelled handler must not be acknowledged", r.res, r.err)
 			}
-			waitFor(t, func() bool { rows, _ := f.appliedCount(t); return rows == 0 && f.recordCount(t) == 0 })
+			eventually(t, 10*time.Second, "rolled back", func() bool { rows, _ := f.appliedCount(t); return rows == 0 && f.recordCount(t) == 0 })
 		})
 	})
 }
@@ -357,11 +359,48 @@ func TestIntegrationPurgeLoop(t *testing.T) {
 			t.Fatal("records not written")
 		}
 		cfg := newConfig([]Option{quiet, WithPurge(time.Nanosecond, 10*time.Millisecond)})
-		c := &Consumer{ds: f.ds, cfg: cfg, log: cfg.logger, purgeDone: make(chan struct{})}
+		c := &Consumer{ds: f.ds, cfg: cfg, purgeDone: make(chan struct{})}
 		ctx, cancel := context.WithCancel(context.Background())
 		go c.purgeLoop(ctx)
-		waitFor(t, func() bool { return f.recordCount(t) == 0 })
+		eventually(t, 10*time.Second, "records purged", func() bool { return f.recordCount(t) == 0 })
 		cancel()
 		<-c.purgeDone
+	})
+}
+
+// A message id within MaxMessageIDLen but longer than the actual message_id
+// column: the pre-check's lookup fails with ErrInvalidDelivery, as the claim
+// would, so the message fails at once without running the handler.
+func TestIntegrationIDTooLongForColumn(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		table := dbtest.UniqueName(t, "tr")
+		e.CreateClaimTable(t, table, "varchar(100) NOT NULL UNIQUE")
+		ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ds.Close()
+		key := strings.Repeat("k", 118) // 129 characters with "#test_group"
+		eachStyle(t, func(t *testing.T, style string) {
+			modes(t, func(t *testing.T, orderly bool) {
+				var ran atomic.Int64
+				stats := &Stats{}
+				opts := []Option{quiet, WithMetrics(stats)}
+				l := TxListener(ds, testGroup, func(context.Context, *sql.Tx, *primitive.MessageExt) error { ran.Add(1); return nil }, opts...)
+				if style == "Handler" {
+					l = Listener(ds, testGroup, func(context.Context, *primitive.MessageExt) error { ran.Add(1); return nil }, opts...)
+				}
+				ok, err := deliver(t, l, orderly, newMsg("t", key, 1))
+				if ok || !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+					t.Fatalf("acknowledged=%v err=%v, want a retry with ErrInvalidDelivery", ok, err)
+				}
+				if ran.Load() != 0 || stats.Count(OutcomeFailed) != 1 || stats.Messages() != 1 {
+					t.Fatalf("handler ran %d times, stats %v; want one failure, handler not run", ran.Load(), stats.Snapshot())
+				}
+			})
+		})
+		if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+table); n != 0 {
+			t.Fatalf("%d records, want 0", n)
+		}
 	})
 }

@@ -40,7 +40,6 @@ type listener struct {
 	txh   TxHandler
 	cfg   config
 	cache *idCache
-	log   *slog.Logger
 }
 
 func newListener(st store, group string, h Handler, txh TxHandler, opts []Option) *listener {
@@ -52,7 +51,6 @@ func newListener(st store, group string, h Handler, txh TxHandler, opts []Option
 		txh:   txh,
 		cfg:   cfg,
 		cache: newIDCache(cfg.cacheSize),
-		log:   cfg.logger,
 	}
 }
 
@@ -69,7 +67,7 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 		if r := recover(); r != nil {
 			pe := &PanicError{Value: r, Stack: debug.Stack()}
 			res, err = l.retry(ctx, pe)
-			l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: listener panicked, retrying the delivery",
+			l.cfg.logger.LogAttrs(ctx, slog.LevelError, "exactlyonce: listener panicked, retrying the delivery",
 				slog.Any("error", pe), slog.String("stack", string(pe.Stack)))
 		}
 	}()
@@ -136,7 +134,7 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 	defer leave()
 
 	if groupErr != nil {
-		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: cannot process delivery, retrying", slog.Any("error", groupErr))
+		l.cfg.logger.LogAttrs(ctx, slog.LevelError, "exactlyonce: cannot process delivery, retrying", slog.Any("error", groupErr))
 		for _, m := range msgs {
 			l.cfg.metrics.MessageDone(labels(m), OutcomeFailed)
 		}
@@ -181,7 +179,11 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 	if shutdown {
 		leave()
 		g.hold()
-		return held(errors.Join(append(errs, ErrShutdown)...))
+		if !errors.Is(errors.Join(errs...), ErrShutdown) {
+			// A handler cancelled by the shutdown says so already.
+			errs = append(errs, ErrShutdown)
+		}
+		return held(errors.Join(errs...))
 	}
 	if len(errs) > 0 {
 		return retry(errors.Join(errs...))
@@ -255,7 +257,7 @@ func (l *listener) safeOne(ctx context.Context, group string, m *primitive.Messa
 		if r := recover(); r != nil {
 			pe := &PanicError{Value: r, Stack: debug.Stack()}
 			o, err = OutcomePanic, pe
-			l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: panic while processing a message, retrying",
+			l.cfg.logger.LogAttrs(ctx, slog.LevelError, "exactlyonce: panic while processing a message, retrying",
 				slog.String("group", group), slog.String("topic", m.Topic), slog.String("msgId", m.MsgId),
 				slog.Any("error", pe), slog.String("stack", string(pe.Stack)))
 		}
@@ -269,23 +271,31 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		err = fmt.Errorf("%w: the key function returned \"\" (topic %q, msgId %s)", ErrNoKey, m.Topic, m.MsgId)
 	}
 	if err != nil {
-		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: no dedupe key, retrying the message",
+		l.cfg.logger.LogAttrs(ctx, slog.LevelError, "exactlyonce: no dedupe key, retrying the message",
 			slog.String("group", group), slog.String("topic", m.Topic), slog.String("msgId", m.MsgId), slog.Any("error", err))
 		return OutcomeFailed, err
 	}
 	d := deliveryOf(group, key, m, queue)
-	attrs := []slog.Attr{
-		slog.String("group", group), slog.String("topic", m.Topic), slog.String("key", key),
-		slog.String("msgId", m.MsgId), slog.Int("queue", d.QueueID), slog.Int64("offset", d.QueueOffset),
-		slog.Int("reconsumeTimes", int(m.ReconsumeTimes)),
+	// logAttrs logs with the message's attributes, built only when the
+	// level is enabled.
+	logAttrs := func(level slog.Level, msg string, extra ...slog.Attr) {
+		if !l.cfg.logger.Enabled(ctx, level) {
+			return
+		}
+		attrs := append([]slog.Attr{
+			slog.String("group", group), slog.String("topic", m.Topic), slog.String("key", key),
+			slog.String("msgId", m.MsgId), slog.Int("queue", d.QueueID), slog.Int64("offset", d.QueueOffset),
+			slog.Int("reconsumeTimes", int(m.ReconsumeTimes)),
+		}, extra...)
+		l.cfg.logger.LogAttrs(ctx, level, msg, attrs...)
 	}
 	if err := d.Validate(); err != nil {
-		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: invalid delivery, retrying the message", append(attrs, slog.Any("error", err))...)
+		logAttrs(slog.LevelError, "exactlyonce: invalid delivery, retrying the message", slog.Any("error", err))
 		return OutcomeFailed, err
 	}
 	id := d.MessageID()
 	if l.cache.contains(id) {
-		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: already consumed (cache), skipped", attrs...)
+		logAttrs(slog.LevelDebug, "exactlyonce: already consumed (cache), skipped")
 		return OutcomeSkippedCache, nil
 	}
 
@@ -302,12 +312,18 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 	if l.cfg.tableCheck {
 		done, err := l.st.IsConsumed(hctx, d)
 		switch {
+		case errors.Is(err, mqdatasource.ErrInvalidDelivery):
+			// Invalid for the actual table (e.g. a message id longer than
+			// its column): the claim would fail the same way, so the
+			// handler is not run.
+			logAttrs(slog.LevelError, "exactlyonce: invalid delivery, retrying the message", slog.Any("error", err))
+			return OutcomeFailed, err
 		case err != nil:
 			// Fall through: the claim still protects against a duplicate.
-			l.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", append(attrs, slog.Any("error", err))...)
+			logAttrs(slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", slog.Any("error", err))
 		case done:
 			l.cache.add(id)
-			l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: already consumed (table), skipped", attrs...)
+			logAttrs(slog.LevelDebug, "exactlyonce: already consumed (table), skipped")
 			return OutcomeSkippedTable, nil
 		}
 	}
@@ -322,7 +338,7 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		if hctx.Err() != nil || l.cfg.gate.draining() {
 			break
 		}
-		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: transient failure, retrying in place", append(attrs, slog.Int("try", try+1), slog.Any("error", err))...)
+		logAttrs(slog.LevelDebug, "exactlyonce: transient failure, retrying in place", slog.Int("try", try+1), slog.Any("error", err))
 		backoff := localRetryBackoff << try
 		select {
 		case <-time.After(backoff/2 + rand.N(backoff/2)):
@@ -336,24 +352,24 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		err = fmt.Errorf("%w (%w: the handler's context was cancelled when the grace period ended)", err, ErrShutdown)
 	}
 	l.cfg.metrics.HandlerDone(lbl, o, elapsed)
-	attrs = append(attrs, slog.Duration("elapsed", elapsed))
+	el := slog.Duration("elapsed", elapsed)
 
 	switch o {
 	case OutcomeProcessed:
 		l.cache.add(id)
-		l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: processed", attrs...)
+		logAttrs(slog.LevelDebug, "exactlyonce: processed", el)
 	case OutcomeDuplicate:
 		l.cache.add(id)
-		l.log.LogAttrs(ctx, slog.LevelInfo, "exactlyonce: already consumed (claim), rolled back", attrs...)
+		logAttrs(slog.LevelInfo, "exactlyonce: already consumed (claim), rolled back", el)
 	case OutcomeUnclaimed:
-		l.cache.add(id)
-		l.log.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context; the message is acknowledged but was not recorded", attrs...)
+		// Not cached: nothing was committed, the cache holds committed ids.
+		logAttrs(slog.LevelWarn, "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context; the message is acknowledged but was not recorded", el)
 	case OutcomePanic:
 		var stack []byte
-		if pe, ok := err.(*PanicError); ok {
+		if pe := (*PanicError)(nil); errors.As(err, &pe) {
 			stack = pe.Stack
 		}
-		l.log.LogAttrs(ctx, slog.LevelError, "exactlyonce: handler panicked, rolled back, retrying", append(attrs, slog.Any("error", err), slog.String("stack", string(stack)))...)
+		logAttrs(slog.LevelError, "exactlyonce: handler panicked, rolled back, retrying", el, slog.Any("error", err), slog.String("stack", string(stack)))
 	default:
 		level := slog.LevelWarn
 		msg := "exactlyonce: handler failed, rolled back, retrying"
@@ -364,13 +380,14 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 			level = slog.LevelError
 			msg = "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context, retrying"
 		}
-		l.log.LogAttrs(ctx, level, msg, append(attrs, slog.Any("error", err))...)
+		logAttrs(level, msg, el, slog.Any("error", err))
 	}
 	return o, err
 }
 
-// localRetryBackoff is the first wait before an in-place retry; it doubles
-// with each retry, with jitter so that deadlocked peers do not meet again.
+// localRetryBackoff bounds the first wait before an in-place retry: the wait
+// is between half of it and all of it (jitter, so that deadlocked peers do
+// not meet again), and the bound doubles with each retry.
 const localRetryBackoff = 20 * time.Millisecond
 
 // attempt runs the handler once, with a context cancelled when the attempt
@@ -432,7 +449,7 @@ func (l *listener) runTx(ctx context.Context, d mqdatasource.Delivery, m *primit
 	err = protect(func() error { return l.txh(tctx, tx, m) })
 	if err != nil {
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
-			l.log.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: rollback failed", slog.Any("error", rerr))
+			l.cfg.logger.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: rollback failed", slog.Any("error", rerr))
 		}
 		if _, ok := err.(*PanicError); ok {
 			return OutcomePanic, err

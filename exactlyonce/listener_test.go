@@ -99,7 +99,10 @@ func commitWith(st *fakeStore) Handler {
 	}
 }
 
-var errBusiness = errors.New("business rule failed")
+var (
+	errBusiness     = errors.New("business rule failed")
+	errNoConnection = errors.New("no connection")
+)
 
 // outcomeCase is one delivery of message m1 to a listener on a fake store
 // (concurrent and orderly), through a Handler or a TxHandler, and what must
@@ -155,8 +158,8 @@ func runOutcomeCases(t *testing.T, cases []outcomeCase) {
 						t.Errorf("err = %#v, want *PanicError{boom}", err)
 					}
 				}
-				if got := stats.Count(c.want); got != 1 {
-					t.Errorf("outcome %v counted %d times; stats %v", c.want, got, stats.Snapshot())
+				if got, all := stats.Count(c.want), stats.Messages(); got != 1 || all != 1 {
+					t.Errorf("outcome %v counted %d times, %d messages in all; stats %v", c.want, got, all, stats.Snapshot())
 				}
 				if ran.Load() != c.ran {
 					t.Errorf("handler ran = %v, want %v", ran.Load(), c.ran)
@@ -165,7 +168,7 @@ func runOutcomeCases(t *testing.T, cases []outcomeCase) {
 					t.Errorf("recorded = %v, want %v", got, c.commit)
 				}
 				// Every transaction ends: the handler's context is cancelled.
-				waitFor(t, func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
+				eventually(t, 10*time.Second, "every transaction ended", func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
 			})
 		})
 	}
@@ -215,6 +218,11 @@ func TestHandlerOutcomes(t *testing.T) {
 			handler: commitWith, wantOK: true, want: OutcomeSkippedTable, commit: true},
 		{name: "lookup fails, handler runs", setup: func(st *fakeStore) { st.lookupErr = errors.New("db down") },
 			handler: commitWith, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		// The claim would fail the same way (e.g. an id too long for the
+		// actual column): not run, retried.
+		{name: "lookup finds the delivery invalid", setup: func(st *fakeStore) {
+			st.lookupErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
+		}, handler: commitWith, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
 		{name: "no key", opts: []Option{WithKeysAsDedupeKey()}, handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
 		{name: "empty key from func", opts: []Option{WithKeyFunc(func(*primitive.MessageExt) (string, error) { return "", nil })},
 			handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
@@ -222,14 +230,15 @@ func TestHandlerOutcomes(t *testing.T) {
 	runOutcomeCases(t, cases)
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// eventually polls cond until it holds, failing the test after d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -245,7 +254,7 @@ func TestLeakedTransactionRolledBack(t *testing.T) {
 	if ok || !errors.Is(err, ErrUnclaimed) {
 		t.Fatalf("delivery acknowledged=%v err=%v, want a retry with ErrUnclaimed", ok, err)
 	}
-	waitFor(t, func() bool { _, _, rb := st.counts(); return rb == 1 })
+	eventually(t, 10*time.Second, "the rollback", func() bool { _, _, rb := st.counts(); return rb == 1 })
 	if st.isCommitted(id("m1")) {
 		t.Fatal("leaked transaction committed")
 	}
@@ -270,32 +279,21 @@ func TestTxHandlerOutcomes(t *testing.T) {
 		{name: "handler claims already consumed", txHandler: func(context.Context, *sql.Tx, *primitive.MessageExt) error {
 			return mqdatasource.ErrAlreadyConsumed // this tx holds the claim: not true, retry
 		}, want: OutcomeFailed, wantErr: mqdatasource.ErrAlreadyConsumed, ran: true},
-		{name: "duplicate at claim", setup: func(st *fakeStore) { st.markCommitted(id("m1")) }, txHandler: ok,
+		{name: "skipped by table", setup: func(st *fakeStore) { st.markCommitted(id("m1")) }, txHandler: ok,
 			wantOK: true, want: OutcomeSkippedTable, commit: true},
-		{name: "begin fails", setup: func(st *fakeStore) { st.beginErr = errors.New("no connection") }, txHandler: ok,
-			want: OutcomeFailed},
+		{name: "duplicate at claim", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) { st.markCommitted(id("m1")) },
+			txHandler: ok, wantOK: true, want: OutcomeDuplicate, commit: true},
+		{name: "begin fails", setup: func(st *fakeStore) { st.beginErr = errNoConnection }, txHandler: ok,
+			want: OutcomeFailed, wantErr: errNoConnection},
+		{name: "lookup finds the delivery invalid", setup: func(st *fakeStore) {
+			st.lookupErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
+		}, txHandler: ok, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
 		{name: "commit fails", setup: func(st *fakeStore) { st.f.commitErr = mqdatasource.ErrCommitUnknown }, txHandler: ok,
 			want: OutcomeFailed, wantErr: mqdatasource.ErrCommitUnknown, ran: true},
 		{name: "handler commits itself", txHandler: func(_ context.Context, tx *sql.Tx, _ *primitive.MessageExt) error { return tx.Commit() },
 			want: OutcomeFailed, wantErr: sql.ErrTxDone, ran: true, commit: true},
 	}
 	runOutcomeCases(t, cases)
-}
-
-func TestTxHandlerDuplicateAtClaim(t *testing.T) {
-	st := newFakeStore(t)
-	st.markCommitted(id("m1"))
-	stats := &Stats{}
-	f := newListener(st, testGroup, nil, func(context.Context, *sql.Tx, *primitive.MessageExt) error {
-		t.Error("handler ran for a duplicate")
-		return nil
-	}, []Option{quiet, WithMetrics(stats), WithTableCheck(false)}).consume
-	if ok, err := deliver(t, f, false, newMsg("t", "m1", 1)); !ok {
-		t.Fatal(err)
-	}
-	if stats.Count(OutcomeDuplicate) != 1 {
-		t.Fatal(stats.Snapshot())
-	}
 }
 
 func TestPreCheckCache(t *testing.T) {
@@ -324,6 +322,26 @@ func TestPreCheckCache(t *testing.T) {
 	}
 	if stats.Count(OutcomeSkippedTable) != 1 || st.lookups.Load() <= lookups {
 		t.Fatalf("stats %v", stats.Snapshot())
+	}
+}
+
+// An unclaimed message committed nothing: it is not cached, so its
+// redelivery runs the handler again.
+func TestUnclaimedNotCached(t *testing.T) {
+	st := newFakeStore(t)
+	stats := &Stats{}
+	var runs atomic.Int64
+	f := newListener(st, testGroup, func(context.Context, *primitive.MessageExt) error {
+		runs.Add(1)
+		return nil
+	}, nil, []Option{quiet, WithMetrics(stats), WithTableCheck(false)}).consume
+	for range 2 {
+		if ok, err := deliver(t, f, false, newMsg("t", "u1", 1)); !ok {
+			t.Fatal(err)
+		}
+	}
+	if runs.Load() != 2 || stats.Count(OutcomeUnclaimed) != 2 || stats.Count(OutcomeSkippedCache) != 0 {
+		t.Fatalf("handler ran %d times, stats %v; want two unclaimed runs", runs.Load(), stats.Snapshot())
 	}
 }
 
@@ -511,7 +529,7 @@ func TestDrainCancelsHandlers(t *testing.T) {
 		_, err := f(ctx, newMsg("t", "a", 1))
 		done <- err
 	}()
-	waitFor(t, func() bool { return g.runningCalls() == 1 })
+	eventually(t, 10*time.Second, "one running call", func() bool { return g.runningCalls() == 1 })
 	g.close()
 	g.cancel()
 	// The cancelled call leaves the gate (Shutdown goes on) but its retry

@@ -129,8 +129,17 @@ func (s *Stats) Count(o Outcome) int64 {
 	return s.outcomes[o].Load()
 }
 
+// Messages returns how many messages ended, whatever their outcome.
+func (s *Stats) Messages() int64 {
+	var total int64
+	for o := range s.outcomes {
+		total += s.outcomes[o].Load()
+	}
+	return total
+}
+
 // Snapshot returns the counters by outcome name (see Outcome.String), plus
-// "messages" (their sum), "handler_runs", and "handler_ms_total" and
+// "messages" (their sum, as Messages), "handler_runs", and "handler_ms_total" and
 // "handler_ms_max" (handler time in milliseconds).
 func (s *Stats) Snapshot() map[string]int64 {
 	m := make(map[string]int64, numOutcomes+4)

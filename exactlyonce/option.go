@@ -165,7 +165,8 @@ func WithRequireClaim() Option {
 // a transient database error (mqdatasource.IsRetryable: a deadlock victim,
 // a serialization or snapshot conflict, a lock timeout, a lost connection,
 // an unknown commit outcome) is run again in place, after a short jittered
-// pause (20 ms, doubling), before the listener gives it back to the client
+// pause (10-20 ms before the first retry, 20-40 ms before the second, the
+// range doubling each time), before the listener gives it back to the client
 // for redelivery. Deadlocks are expected when several deliveries of one
 // message claim it at once (MySQL). Default: 2. 0 disables. Handler errors
 // must wrap the database error (%w) for it to be recognised. Not done while
@@ -187,8 +188,9 @@ func WithClientOptions(opts ...consumer.Option) Option {
 // Default: no purge. keep must exceed the longest time a message can still be
 // redelivered (the broker's retry schedule, about 5 hours with 16 retries,
 // and the message retention if offsets can be rewound); rows purged too early
-// let a redelivery apply twice. Both durations must be positive, else
-// there is no purge. Ignored by the listener constructors.
+// let a redelivery apply twice. Both durations must be positive:
+// NewConsumer fails if either is negative or only one is positive
+// (WithPurge(0, 0) means no purge). Ignored by the listener constructors.
 func WithPurge(keep, interval time.Duration) Option {
 	return optionFunc(func(c *config) {
 		c.purgeKeep = keep

@@ -62,8 +62,12 @@ var ErrBadKey = errors.New("exactlyonce: invalid business key")
 // unique among everything the consuming groups consume (e.g. prefix it with
 // the event type: "price-change:SKU-1:v42"). It fails with ErrBadKey for an
 // empty key, one that is not UTF-8 or contains the bytes 0x01 or 0x02 (the
-// property separators of the wire format), or one too long for the record
-// table together with a group name.
+// property separators of the wire format), or one longer than
+// mqdatasource.MaxMessageIDLen-2 characters, which no record fits (the
+// message id is key#group, with a group of at least one character). Whether
+// the key fits with the consuming group's name in the actual message_id
+// column is only known when consumed: a delivery whose id does not fit fails
+// with mqdatasource.ErrInvalidDelivery, and is retried like any failure.
 //
 // To use the message Keys (Message.WithKeys) as the dedupe key instead, set
 // WithKeysAsDedupeKey on the consumer.

@@ -49,8 +49,12 @@ func IsRetryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	k := classifyMySQL(err) | classifyPostgres(err) | classifySQLServer(err)
-	return k&kindRetryable != 0
+	// Each classifier falls back to isConnLost (retryable) when the error is
+	// not one of its database's; ask it once, for all three.
+	k1, _ := mysqlKind(err)
+	k2, _ := postgresKind(err)
+	k := k1 | k2 | sqlserverKind(err)
+	return k&kindRetryable != 0 || isConnLost(err)
 }
 
 // isConnLost reports whether err says the connection failed: nothing more
@@ -90,26 +94,8 @@ func isConnLost(err error) bool {
 }
 
 func classifyMySQL(err error) errKind {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		switch me.Number {
-		case 1213: // ER_LOCK_DEADLOCK: the transaction was rolled back
-			return kindRetryable | kindAborts
-		case 1020: // ER_CHECKREAD (MariaDB innodb_snapshot_isolation)
-			return kindRetryable | kindAborts
-		case 1206: // ER_LOCK_TABLE_FULL: InnoDB rolls back the whole transaction
-			return kindRetryable | kindAborts
-		case 1205: // ER_LOCK_WAIT_TIMEOUT
-			return kindRetryable | kindLockTimeout
-		case 3572: // ER_LOCK_NOWAIT (MySQL 8 NOWAIT)
-			return kindRetryable
-		case 1053, // ER_SERVER_SHUTDOWN
-			1927, // MariaDB ER_CONNECTION_KILLED
-			3169, // MySQL ER_SESSION_WAS_KILLED
-			4031: // MySQL ER_CLIENT_INTERACTION_TIMEOUT
-			return kindRetryable | kindAborts | kindConnLost
-		}
-		return 0
+	if k, ok := mysqlKind(err); ok {
+		return k
 	}
 	if isConnLost(err) {
 		return kindRetryable | kindAborts | kindConnLost
@@ -117,23 +103,39 @@ func classifyMySQL(err error) errKind {
 	return 0
 }
 
+// mysqlKind classifies a MySQL server error by its number; ok is false when
+// err is not one.
+func mysqlKind(err error) (k errKind, ok bool) {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1213: // ER_LOCK_DEADLOCK: the transaction was rolled back
+			return kindRetryable | kindAborts, true
+		case 1020: // ER_CHECKREAD (MariaDB innodb_snapshot_isolation)
+			return kindRetryable | kindAborts, true
+		case 1206: // ER_LOCK_TABLE_FULL: InnoDB rolls back the whole transaction
+			return kindRetryable | kindAborts, true
+		case 1205: // ER_LOCK_WAIT_TIMEOUT
+			return kindRetryable | kindLockTimeout, true
+		case 3572: // ER_LOCK_NOWAIT (MySQL 8 NOWAIT)
+			return kindRetryable, true
+		case 1053, // ER_SERVER_SHUTDOWN
+			1927, // MariaDB ER_CONNECTION_KILLED
+			3169, // MySQL ER_SESSION_WAS_KILLED
+			4031: // MySQL ER_CLIENT_INTERACTION_TIMEOUT
+			return kindRetryable | kindAborts | kindConnLost, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
 // sqlState is implemented by pgconn.PgError and lib/pq's Error.
 type sqlState interface{ SQLState() string }
 
 func classifyPostgres(err error) errKind {
-	var se sqlState
-	if errors.As(err, &se) {
-		code := se.SQLState()
-		switch {
-		case code == "40001", code == "40P01": // serialization_failure, deadlock_detected
-			return kindRetryable | kindAborts
-		case code == "55P03": // lock_not_available (lock_timeout, NOWAIT)
-			return kindRetryable | kindAborts
-		case code == "57P01", code == "57P02", code == "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
-			len(code) == 5 && code[:2] == "08": // connection_exception
-			return kindRetryable | kindAborts | kindConnLost
-		}
-		return 0
+	if k, ok := postgresKind(err); ok {
+		return k
 	}
 	if isConnLost(err) {
 		return kindRetryable | kindAborts | kindConnLost
@@ -158,7 +160,38 @@ func mssqlErrors(err error) []mssql.Error {
 // server ended on its own (error number 0).
 const mssqlAbortedMsg = "transaction was aborted by the server"
 
+// postgresKind classifies a PostgreSQL error by its SQLSTATE; ok is false
+// when err has none.
+func postgresKind(err error) (k errKind, ok bool) {
+	var se sqlState
+	if !errors.As(err, &se) {
+		return 0, false
+	}
+	code := se.SQLState()
+	switch {
+	case code == "40001", code == "40P01": // serialization_failure, deadlock_detected
+		return kindRetryable | kindAborts, true
+	case code == "55P03": // lock_not_available (lock_timeout, NOWAIT)
+		return kindRetryable | kindAborts, true
+	case code == "57P01", code == "57P02", code == "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
+		len(code) == 5 && code[:2] == "08": // connection_exception
+		return kindRetryable | kindAborts | kindConnLost, true
+	}
+	return 0, true
+}
+
 func classifySQLServer(err error) errKind {
+	if k := sqlserverKind(err); k != 0 {
+		return k
+	}
+	if isConnLost(err) {
+		return kindRetryable | kindAborts | kindConnLost
+	}
+	return 0
+}
+
+// sqlserverKind classifies the SQL Server errors in err by their numbers.
+func sqlserverKind(err error) errKind {
 	var k errKind
 	for _, e := range mssqlErrors(err) {
 		switch e.Number {
@@ -172,13 +205,7 @@ func classifySQLServer(err error) errKind {
 			}
 		}
 	}
-	if k != 0 {
-		return k
-	}
-	if isConnLost(err) {
-		return kindRetryable | kindAborts | kindConnLost
-	}
-	return 0
+	return k
 }
 
 func containsFold(s, sub string) bool {

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -53,20 +54,21 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	if err := c.guard(ctx, opPrepare); err != nil {
 		return nil, err
 	}
-	var (
-		s   driver.Stmt
-		err error
-	)
-	if p, ok := c.inner.(driver.ConnPrepareContext); ok {
-		s, err = p.PrepareContext(ctx, query)
-	} else {
-		s, err = c.inner.Prepare(query)
-	}
+	s, err := c.prepareInner(ctx, query)
 	if err != nil {
 		c.observe(ctx, err)
 		return nil, err
 	}
 	return &stmt{inner: s, c: c}, nil
+}
+
+// prepareInner prepares query on the driver's connection, with its context
+// variant if it has one.
+func (c *conn) prepareInner(ctx context.Context, query string) (driver.Stmt, error) {
+	if p, ok := c.inner.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return c.inner.Prepare(query)
 }
 
 func (c *conn) Close() error {
@@ -90,7 +92,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	}
 	cl := claimFromContext(ctx)
 	if cl != nil {
-		if err := c.core.validate(cl.d); err != nil {
+		if err := c.core.validate(cl.d, cl.id); err != nil {
 			return nil, err
 		}
 		if err := cl.acquire(); err != nil {
@@ -99,8 +101,12 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	}
 	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().pipelineBegin {
 		if pc, ok := c.inner.(pgxConner); ok {
-			itx, dup, err := c.beginPipelined(ctx, pc.Conn(), cl.d)
-			return c.claimed(ctx, cl, itx, dup, err)
+			itx, dup, err := c.beginPipelined(ctx, pc.Conn(), cl)
+			var t *tx
+			if itx != nil {
+				t = &tx{c: c, inner: itx, claim: cl}
+			}
+			return c.claimed(cl, t, dup, err)
 		}
 	}
 	var (
@@ -117,39 +123,41 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		c.observe(ctx, err)
 		return nil, err
 	}
+	t := &tx{c: c, inner: itx, claim: cl}
+	c.tx = t
 	if cl == nil {
-		t := &tx{c: c, inner: itx, ctx: ctx}
+		return t, nil
+	}
+	// c.tx is already t while the claim runs, so that observe marks it
+	// aborted (claimed then rolls it back either way).
+	dup, err := c.insertClaim(ctx, cl)
+	return c.claimed(cl, t, dup, err)
+}
+
+// claimed finishes BeginTx once the claim INSERT ran in t: it installs and
+// returns t, or rolls back and returns ErrAlreadyConsumed (dup) or the
+// claim's error. On error t may be nil (nothing to roll back).
+func (c *conn) claimed(cl *claim, t *tx, dup bool, err error) (driver.Tx, error) {
+	if err == nil && !dup {
 		c.tx = t
 		return t, nil
 	}
-	c.tx = &tx{c: c, inner: itx, claim: cl, ctx: ctx}
-	dup, err := c.insertClaim(ctx, cl.d)
-	c.tx = nil
-	return c.claimed(ctx, cl, itx, dup, err)
-}
-
-// claimed finishes BeginTx once the claim INSERT ran in itx: it returns the
-// transaction, or rolls back and returns ErrAlreadyConsumed (dup) or the
-// claim's error. On error itx may be nil (nothing to roll back).
-func (c *conn) claimed(ctx context.Context, cl *claim, itx driver.Tx, dup bool, err error) (driver.Tx, error) {
-	if err == nil && !dup {
-		t := &tx{c: c, inner: itx, claim: cl, ctx: ctx}
-		c.tx = t
-		return t, nil
+	if t != nil && c.tx == t {
+		c.tx = nil
 	}
 	// Roll back: nothing but the claim ran in this transaction. If the
 	// rollback fails the session may still be in a transaction: discard it.
-	if itx != nil {
-		if rbErr := itx.Rollback(); rbErr != nil {
+	if t != nil {
+		if rbErr := t.inner.Rollback(); rbErr != nil {
 			c.broken = true
 		}
 	}
 	cl.release(false)
 	if dup {
 		if err != nil {
-			return nil, fmt.Errorf("%w: message id %q: %w", ErrAlreadyConsumed, cl.d.MessageID(), err)
+			return nil, fmt.Errorf("%w: message id %q: %w", ErrAlreadyConsumed, cl.id, err)
 		}
-		return nil, fmt.Errorf("%w: message id %q", ErrAlreadyConsumed, cl.d.MessageID())
+		return nil, fmt.Errorf("%w: message id %q", ErrAlreadyConsumed, cl.id)
 	}
 	return nil, err
 }
@@ -216,9 +224,9 @@ func (t *implicitTx) end(q string) error {
 // insertClaim runs the claim INSERT in the open transaction. It reports
 // dup when the record's unique key already holds the message id; err is
 // then the driver's duplicate error, if any.
-func (c *conn) insertClaim(ctx context.Context, d Delivery) (dup bool, err error) {
+func (c *conn) insertClaim(ctx context.Context, cl *claim) (dup bool, err error) {
 	dl := c.core.dialect.impl()
-	args := dl.claimArgs(d, c.core.now().UnixMilli())
+	args := dl.claimArgs(cl.d, cl.id, time.Now().UnixMilli())
 	if err := c.checkArgs(args); err != nil {
 		return false, err
 	}
@@ -233,7 +241,7 @@ func (c *conn) insertClaim(ctx context.Context, d Delivery) (dup bool, err error
 		res, err = c.execClaimStmt(ctx, args)
 	}
 	if err != nil {
-		if dl.isDuplicate(err, c.core.uk(), d.MessageID()) {
+		if dl.isDuplicate(err, c.core.uk(), cl.id) {
 			return true, err
 		}
 		c.observe(ctx, err)
@@ -255,15 +263,7 @@ func (c *conn) insertClaim(ctx context.Context, d Delivery) (dup bool, err error
 // a round trip more per claim).
 func (c *conn) execClaimStmt(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	if c.claimStmt == nil {
-		var (
-			s   driver.Stmt
-			err error
-		)
-		if p, ok := c.inner.(driver.ConnPrepareContext); ok {
-			s, err = p.PrepareContext(ctx, c.core.claimSQL)
-		} else {
-			s, err = c.inner.Prepare(c.core.claimSQL)
-		}
+		s, err := c.prepareInner(ctx, c.core.claimSQL)
 		if err != nil {
 			return nil, err
 		}
@@ -311,7 +311,7 @@ func (c *conn) guard(ctx context.Context, o op) error {
 	}
 	if o == opWrite {
 		if cl := claimFromContext(ctx); cl != nil {
-			return fmt.Errorf("%w (message id %q); run it in a transaction, or use WithoutDelivery(ctx) to run it unprotected", ErrNoTransaction, cl.d.MessageID())
+			return fmt.Errorf("%w (message id %q); run it in a transaction, or use WithoutDelivery(ctx) to run it unprotected", ErrNoTransaction, cl.id)
 		}
 	}
 	if o != opPrepare {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,12 +25,12 @@ var (
 // The transaction is the same as the one pgx's BeginTx would open; COMMIT
 // and ROLLBACK are sent by pgTx. It reports dup when the claim inserted
 // nothing (ON CONFLICT DO NOTHING: the message is recorded).
-func (c *conn) beginPipelined(ctx context.Context, pc *pgx.Conn, d Delivery) (itx driver.Tx, dup bool, err error) {
+func (c *conn) beginPipelined(ctx context.Context, pc *pgx.Conn, cl *claim) (itx driver.Tx, dup bool, err error) {
 	if pc.IsClosed() {
 		c.broken = true
 		return nil, false, driver.ErrBadConn // database/sql retries on another connection
 	}
-	args := c.core.dialect.impl().claimArgs(d, c.core.now().UnixMilli())
+	args := c.core.dialect.impl().claimArgs(cl.d, cl.id, time.Now().UnixMilli())
 	vals := make([]any, len(args))
 	for i, a := range args {
 		vals[i] = a.Value

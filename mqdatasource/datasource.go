@@ -15,11 +15,12 @@ import (
 // core is the configuration shared by a connector and every connection it
 // opens.
 type core struct {
-	table    string
-	dialect  Dialect // what runs: a variant of public for some drivers
-	public   Dialect // what the user chose or was detected
-	logger   *slog.Logger
-	claimSQL string
+	table     string
+	dialect   Dialect // what runs: a variant of public for some drivers
+	public    Dialect // what the user chose or was detected
+	logger    *slog.Logger
+	claimSQL  string
+	lookupSQL string
 
 	// Learned by CheckSchema; read by every connection.
 	uniqueKey atomic.Pointer[string]
@@ -27,8 +28,6 @@ type core struct {
 	// rollbackOnTimeout caches MySQL's innodb_rollback_on_timeout:
 	// 0 unknown, 1 OFF, 2 ON.
 	rollbackOnTimeout atomic.Int32
-
-	now func() time.Time
 }
 
 func newCore(cfg *config, drv driver.Driver) (*core, error) {
@@ -48,9 +47,9 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		table:   cfg.table,
 		dialect: d,
 		logger:  cfg.logger,
-		now:     time.Now,
 	}
 	c.claimSQL = d.impl().claimSQL(c.table)
+	c.lookupSQL = d.impl().lookupSQL(c.table)
 	return c, nil
 }
 
@@ -62,17 +61,24 @@ func (c *core) uk() string {
 	return c.dialect.impl().defaultUniqueKey(c.table)
 }
 
-// validate checks d before any SQL runs: Delivery.Validate, and the length
-// of the message id against the column when CheckSchema learned it.
-func (c *core) validate(d Delivery) error {
-	if err := d.Validate(); err != nil {
+// validate checks d, whose message id is id, before any SQL runs:
+// Delivery.Validate, and the length of the message id against the column.
+// The length is the one CheckSchema learned; when it is unknown (no schema
+// check ran) it is MaxMessageIDLen, counted in the column's unit (bytes on
+// SQL Server), so an id the migration file's column cannot hold is refused
+// here rather than by the server. A column of unlimited length (-1,
+// varchar(max)) has no limit.
+func (c *core) validate(d Delivery, id string) error {
+	if err := d.validate(id); err != nil {
 		return err
 	}
 	limit := c.idLen.Load()
-	if limit <= 0 {
+	switch {
+	case limit < 0:
 		return nil
+	case limit == 0:
+		limit = MaxMessageIDLen
 	}
-	id := d.MessageID()
 	n, unit := int64(utf8.RuneCountInString(id)), "characters"
 	if c.dialect.impl().idLenInBytes {
 		n, unit = int64(len(id)), "bytes"
@@ -175,8 +181,8 @@ func (ds *DataSource) DB() *sql.DB { return ds.db }
 //     delivery's message is already recorded for its consumer group;
 //   - an error wrapping ErrDeliveryReused when another transaction with the
 //     same delivery context is open or has committed;
-//   - an error wrapping ErrInvalidDelivery, before any SQL, for an empty key
-//     or group or a message id too long for the column;
+//   - an error wrapping ErrInvalidDelivery, before any SQL, for a delivery
+//     that cannot be claimed (see ErrInvalidDelivery);
 //   - otherwise the database's error, unchanged (see IsRetryable).
 func (ds *DataSource) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
 	return ds.db.BeginTx(ctx, opts)
@@ -200,12 +206,12 @@ func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 // Server) it would also see the claim of a transaction still open, which
 // may yet roll back; use READ COMMITTED or stronger for the sessions.
 func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) {
-	if err := ds.core.validate(d); err != nil {
+	id := d.MessageID()
+	if err := ds.core.validate(d, id); err != nil {
 		return false, err
 	}
-	dl := ds.core.dialect.impl()
 	var one int
-	err := ds.db.QueryRowContext(WithoutDelivery(ctx), dl.lookupSQL(ds.core.table), dl.stringArg(d.MessageID())).Scan(&one)
+	err := ds.db.QueryRowContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id)).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil

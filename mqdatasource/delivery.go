@@ -41,7 +41,11 @@ func (d Delivery) MessageID() string { return d.Key + "#" + d.ConsumerGroup }
 // Validate reports whether d can be claimed: a non-empty key and group, a
 // group without "#" (so that the message id names one key and group), and
 // a message id that fits the column. The error wraps ErrInvalidDelivery.
-func (d Delivery) Validate() error {
+func (d Delivery) Validate() error { return d.validate(d.MessageID()) }
+
+// validate is Validate with the message id, d.MessageID(), computed once by
+// the caller.
+func (d Delivery) validate(id string) error {
 	switch {
 	case d.Key == "":
 		return fmt.Errorf("%w: empty dedupe key (topic %q, queue %d, offset %d)", ErrInvalidDelivery, d.Topic, d.QueueID, d.QueueOffset)
@@ -55,8 +59,8 @@ func (d Delivery) Validate() error {
 		// the other's message. (RocketMQ group names cannot contain #.)
 		return fmt.Errorf("%w: consumer group %q contains #, the separator of the message id", ErrInvalidDelivery, d.ConsumerGroup)
 	}
-	if n := utf8.RuneCountInString(d.MessageID()); n > MaxMessageIDLen {
-		return fmt.Errorf("%w: message id %q is %d characters, the column holds %d", ErrInvalidDelivery, truncate(d.MessageID(), 40), n, MaxMessageIDLen)
+	if n := utf8.RuneCountInString(id); n > MaxMessageIDLen {
+		return fmt.Errorf("%w: message id %q is %d characters, the column holds %d", ErrInvalidDelivery, truncate(id, 40), n, MaxMessageIDLen)
 	}
 	return nil
 }
@@ -71,7 +75,8 @@ func truncate(s string, n int) string {
 // claim is the per-delivery state shared by every transaction begun with the
 // same delivery context: it is what makes a second claim a detectable misuse.
 type claim struct {
-	d Delivery
+	d  Delivery
+	id string // d.MessageID()
 
 	mu        sync.Mutex
 	state     claimState
@@ -94,7 +99,7 @@ type deliveryKey struct{}
 // transaction begun with the returned context shares one claim, and after one
 // of them commits, beginning another fails with ErrDeliveryReused.
 func WithDelivery(ctx context.Context, d Delivery) context.Context {
-	return context.WithValue(ctx, deliveryKey{}, &claim{d: d})
+	return context.WithValue(ctx, deliveryKey{}, &claim{d: d, id: d.MessageID()})
 }
 
 // DeliveryFromContext returns the delivery WithDelivery put in ctx, and
@@ -126,9 +131,9 @@ func (c *claim) acquire() error {
 	defer c.mu.Unlock()
 	switch c.state {
 	case claimActive:
-		return fmt.Errorf("%w: message id %q is claimed by a transaction that is still open", ErrDeliveryReused, c.d.MessageID())
+		return fmt.Errorf("%w: message id %q is claimed by a transaction that is still open", ErrDeliveryReused, c.id)
 	case claimCommitted:
-		return fmt.Errorf("%w: message id %q was claimed by a transaction that committed; a delivery gets one transaction", ErrDeliveryReused, c.d.MessageID())
+		return fmt.Errorf("%w: message id %q was claimed by a transaction that committed; a delivery gets one transaction", ErrDeliveryReused, c.id)
 	}
 	c.state = claimActive
 	c.attempted = true

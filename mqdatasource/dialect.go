@@ -43,10 +43,12 @@ type dialect struct {
 	isDuplicate func(err error, uniqueKey string, messageID string) bool
 	// classify returns what err means for the transaction and the caller.
 	classify func(err error) errKind
-	// purgeSQL returns a DELETE of at most n rows older than its one argument.
-	purgeSQL func(table string, n int) string
-	// inspect reads the table's columns and unique indexes.
-	inspect func(ctx context.Context, db *sql.DB, table string) (*tableInfo, error)
+	// purge returns a DELETE of at most n rows older than its one argument
+	// (see purgeSQL).
+	purge func(d *dialect, table string, n int) string
+	// inspectTable reads the table's columns and unique indexes (see
+	// inspect).
+	inspectTable func(ctx context.Context, d *dialect, db *sql.DB, table string) (*tableInfo, error)
 	// types maps a column name to the accepted data types (lower case).
 	types map[string][]string
 	// defaultUniqueKey names the unique key on message_id that the migration
@@ -60,6 +62,15 @@ type dialect struct {
 	pipelineBegin bool
 	// idLenInBytes is true when the message_id column length counts bytes.
 	idLenInBytes bool
+}
+
+// purgeSQL returns a DELETE of at most n rows of table older than its one
+// argument.
+func (d *dialect) purgeSQL(table string, n int) string { return d.purge(d, table, n) }
+
+// inspect reads the columns and unique indexes of table.
+func (d *dialect) inspect(ctx context.Context, db *sql.DB, table string) (*tableInfo, error) {
+	return d.inspectTable(ctx, d, db, table)
 }
 
 func (d *dialect) Name() string   { return d.name }
@@ -94,11 +105,12 @@ func (d *dialect) claimSQL(table string) string {
 	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)%s", d.quote(table), cols.String(), vals.String(), d.claimSuffix)
 }
 
-// claimArgs returns the claim INSERT's arguments for d at ctime (epoch ms).
-func (d *dialect) claimArgs(dv Delivery, ctime int64) []driver.NamedValue {
+// claimArgs returns the claim INSERT's arguments for dv, whose message id is
+// id, at ctime (epoch ms).
+func (d *dialect) claimArgs(dv Delivery, id string, ctime int64) []driver.NamedValue {
 	vals := []any{
 		d.stringArg(dv.ConsumerGroup),
-		d.stringArg(dv.MessageID()),
+		d.stringArg(id),
 		d.stringArg(dv.Topic),
 		ctime,
 		int64(dv.QueueID),

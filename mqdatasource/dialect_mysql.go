@@ -38,10 +38,10 @@ var mysqlDialect = &dialect{
 	},
 	classify:         classifyMySQL,
 	defaultUniqueKey: func(string) string { return mysqlUniqueKey },
-	purgeSQL: func(t string, n int) string {
+	purge: func(_ *dialect, t string, n int) string {
 		return fmt.Sprintf("DELETE FROM `%s` WHERE `ctime` < ? ORDER BY `ctime` LIMIT %d", t, n)
 	},
-	inspect:       inspectMySQL,
+	inspectTable:  inspectMySQL,
 	implicitBegin: true,
 	types: map[string][]string{
 		"id":             {"bigint", "int"},
@@ -93,7 +93,7 @@ func duplicateEntryIs(entry, messageID string) bool {
 	return len(p) >= minTruncated && len(p) < len(messageID) && strings.HasPrefix(messageID, p)
 }
 
-func inspectMySQL(ctx context.Context, db *sql.DB, table string) (*tableInfo, error) {
+func inspectMySQL(ctx context.Context, _ *dialect, db *sql.DB, table string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, table)

@@ -25,10 +25,10 @@ var postgresDialect = &dialect{
 	isDuplicate:      func(error, string, string) bool { return false },
 	classify:         classifyPostgres,
 	defaultUniqueKey: func(t string) string { return t + "_uk_message_id" },
-	purgeSQL: func(t string, n int) string {
+	purge: func(_ *dialect, t string, n int) string {
 		return fmt.Sprintf(`DELETE FROM "%[1]s" WHERE "id" IN (SELECT "id" FROM "%[1]s" WHERE "ctime" < $1 ORDER BY "ctime" LIMIT %[2]d FOR UPDATE SKIP LOCKED)`, t, n)
 	},
-	inspect:       inspectPostgres,
+	inspectTable:  inspectPostgres,
 	pipelineBegin: true,
 	types: map[string][]string{
 		"id":             {"bigint", "integer"},
@@ -42,10 +42,16 @@ var postgresDialect = &dialect{
 	},
 }
 
-func inspectPostgres(ctx context.Context, db *sql.DB, table string) (*tableInfo, error) {
+// inspectPostgres describes the table that the claim's unqualified name
+// resolves to: the first along search_path (to_regclass), which need not be
+// in current_schema().
+func inspectPostgres(ctx context.Context, _ *dialect, db *sql.DB, table string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
-	rows, err := db.QueryContext(ctx, `SELECT column_name, data_type, COALESCE(character_maximum_length, 0), COALESCE(collation_name, '')
-FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1`, table)
+	rows, err := db.QueryContext(ctx, `SELECT c.column_name, c.data_type, COALESCE(c.character_maximum_length, 0), COALESCE(c.collation_name, '')
+FROM pg_class t
+JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN information_schema.columns c ON c.table_schema = n.nspname AND c.table_name = t.relname
+WHERE t.oid = to_regclass(quote_ident($1))`, table)
 	if err != nil {
 		return nil, err
 	}
@@ -56,11 +62,10 @@ FROM information_schema.columns WHERE table_schema = current_schema() AND table_
 	// their key columns, in key order.
 	rows, err = db.QueryContext(ctx, `SELECT i.relname, a.attname, 0
 FROM pg_index x
-JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) ON true
-JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-WHERE t.relname = $1 AND t.relnamespace = to_regnamespace(current_schema())
+JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+WHERE x.indrelid = to_regclass(quote_ident($1))
   AND x.indisunique AND x.indpred IS NULL AND x.indexprs IS NULL
 ORDER BY i.relname, k.n`, table)
 	if err != nil {

@@ -38,12 +38,10 @@ var sqlserverDialect = &dialect{
 	},
 	classify:         classifySQLServer,
 	defaultUniqueKey: func(t string) string { return "uk_" + t + "_message_id" },
-	purgeSQL: func(t string, n int) string {
-		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < @p1", n, t) // see sqlserverQDialect
+	purge: func(d *dialect, t string, n int) string {
+		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < %s", n, t, d.param(1))
 	},
-	inspect: func(ctx context.Context, db *sql.DB, t string) (*tableInfo, error) {
-		return inspectSQLServer(ctx, db, t, "@p1")
-	},
+	inspectTable: inspectSQLServer,
 	idLenInBytes: true,
 	types: map[string][]string{
 		"id":             {"bigint", "int"},
@@ -57,9 +55,10 @@ var sqlserverDialect = &dialect{
 	},
 }
 
-// inspectSQLServer reads the catalog; ph is the placeholder of its one
-// argument ("@p1", or "?" for the "mssql" driver name).
-func inspectSQLServer(ctx context.Context, db *sql.DB, table, ph string) (*tableInfo, error) {
+// inspectSQLServer reads the catalog, with d's placeholder ("@p1", or "?"
+// for the "mssql" driver name).
+func inspectSQLServer(ctx context.Context, d *dialect, db *sql.DB, table string) (*tableInfo, error) {
+	ph := d.param(1)
 	ti := &tableInfo{columns: map[string]columnInfo{}}
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
 FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = `+ph, mssql.VarChar(table))
@@ -90,12 +89,6 @@ ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
 var sqlserverQDialect = func() *dialect {
 	d := *sqlserverDialect
 	d.param = func(int) string { return "?" }
-	d.purgeSQL = func(t string, n int) string {
-		return fmt.Sprintf("DELETE TOP (%d) FROM [%s] WITH (READPAST, ROWLOCK) WHERE [ctime] < ?", n, t)
-	}
-	d.inspect = func(ctx context.Context, db *sql.DB, t string) (*tableInfo, error) {
-		return inspectSQLServer(ctx, db, t, "?")
-	}
 	return &d
 }()
 

@@ -96,17 +96,22 @@ func TestPurgeAndLookupSQL(t *testing.T) {
 
 func TestClaimArgs(t *testing.T) {
 	d := Delivery{ConsumerGroup: "g", Key: "k", Topic: "t", BrokerName: "b", QueueID: 3, QueueOffset: 99}
-	want := func(s string) []any { return []any{"g", "k#g", "t", int64(1234), int64(3), int64(99), "b"} }
+	// want returns the expected arguments, with the text columns passed as
+	// str makes them.
+	want := func(str func(string) any) []any {
+		return []any{str("g"), str("k#g"), str("t"), int64(1234), int64(3), int64(99), str("b")}
+	}
+	plain := func(s string) any { return s }
 	for _, tc := range []struct {
 		d    Dialect
 		want []any
 	}{
-		{MySQL(), want("")},
-		{PostgreSQL(), want("")},
-		{SQLServer(), []any{mssql.VarChar("g"), mssql.VarChar("k#g"), mssql.VarChar("t"), int64(1234), int64(3), int64(99), mssql.VarChar("b")}},
+		{MySQL(), want(plain)},
+		{PostgreSQL(), want(plain)},
+		{SQLServer(), want(func(s string) any { return mssql.VarChar(s) })},
 	} {
 		t.Run(tc.d.Name(), func(t *testing.T) {
-			args := tc.d.impl().claimArgs(d, 1234)
+			args := tc.d.impl().claimArgs(d, d.MessageID(), 1234)
 			if len(args) != len(tc.want) {
 				t.Fatalf("%d args, want %d", len(args), len(tc.want))
 			}

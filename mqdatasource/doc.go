@@ -65,12 +65,12 @@
 //
 //	ErrAlreadyConsumed   BeginTx: the message is recorded for the group. Acknowledge it.
 //	ErrDeliveryReused    BeginTx: a second transaction for one delivery. Fix the code; retry the message.
-//	ErrInvalidDelivery   BeginTx, IsConsumed: empty key or group, # in the group, or id too long. No SQL ran.
+//	ErrInvalidDelivery   BeginTx, IsConsumed: empty key or group, invalid UTF-8, # in the group, or id too long. No SQL ran.
 //	ErrNoTransaction     Exec outside a transaction with a delivery. Use a transaction or WithoutDelivery.
 //	ErrTxAborted         statement or Commit after the server aborted the transaction. Retry the message.
 //	ErrCommitUnknown     Commit: the connection failed during COMMIT. Retry the message.
 //	ErrInvalidTableName  Open: the table name is not a plain identifier. No SQL ran.
-//	ErrSchema            Open, CheckSchema: the table is missing or wrong (*SchemaError).
+//	ErrSchema            Open, CheckSchema, Migrate: the table is missing or wrong (*SchemaError).
 //
 // IsRetryable reports whether an error is worth retrying (deadlocks,
 // serialization and snapshot conflicts, lock timeouts, lost connections,

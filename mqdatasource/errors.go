@@ -21,8 +21,12 @@ var (
 	// WithoutDelivery to run it unprotected on purpose.
 	ErrNoTransaction = errors.New("mqdatasource: write outside a transaction with a delivery in context")
 
-	// ErrInvalidDelivery means a delivery cannot be claimed: empty key or
-	// group, or a message id too long for the column. No SQL was run.
+	// ErrInvalidDelivery means a delivery cannot be claimed: an empty key or
+	// group, a key or group that is not valid UTF-8, a group containing "#"
+	// (the separator of the message id), or a message id longer than
+	// MaxMessageIDLen characters or than the message_id column holds (the
+	// length CheckSchema learned, in bytes on SQL Server; MaxMessageIDLen
+	// bytes there when no schema check ran). No SQL was run.
 	ErrInvalidDelivery = errors.New("mqdatasource: invalid delivery")
 
 	// ErrInvalidTableName means the configured table name is not a plain
@@ -31,7 +35,7 @@ var (
 
 	// ErrSchema means the transaction_record table is missing or does not
 	// have the expected shape. The error names what is wrong and the
-	// migration file that fixes it; see SchemaError.
+	// migration file that describes the table; see SchemaError.
 	ErrSchema = errors.New("mqdatasource: transaction_record schema mismatch")
 
 	// ErrTxAborted means the server already rolled the transaction back

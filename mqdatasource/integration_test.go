@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,6 +260,31 @@ func TestInvalidDelivery(t *testing.T) {
 		if n := f.records(t); n != 0 {
 			t.Fatalf("%d records, want 0", n)
 		}
+
+		// A message_id column shorter than MaxMessageIDLen: the length
+		// CheckSchema learned decides.
+		t.Run("too long for the column", func(t *testing.T) {
+			table := dbtest.UniqueName(t, "tr")
+			e.CreateClaimTable(t, table, "varchar(100) NOT NULL UNIQUE")
+			ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ds.Close()
+			d := delivery("g", strings.Repeat("k", 118)) // 120 characters with "#g"
+			if err := d.Validate(); err != nil {
+				t.Fatalf("Validate: %v, want nil (the id fits MaxMessageIDLen)", err)
+			}
+			if _, err := ds.BeginTx(mqdatasource.WithDelivery(context.Background(), d), nil); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+				t.Fatalf("BeginTx: %v, want ErrInvalidDelivery", err)
+			}
+			if _, err := ds.IsConsumed(context.Background(), d); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+				t.Fatalf("IsConsumed: %v, want ErrInvalidDelivery", err)
+			}
+			if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+table); n != 0 {
+				t.Fatalf("%d records, want 0", n)
+			}
+		})
 	})
 }
 
@@ -317,23 +343,128 @@ func TestSchemaCheck(t *testing.T) {
 	})
 }
 
+// TestSchemaCheckSearchPath: on PostgreSQL the claim's unqualified table
+// name resolves along search_path, so the schema check must find the table
+// where the INSERT does, not only in current_schema().
+func TestSchemaCheckSearchPath(t *testing.T) {
+	for _, e := range dbtest.Envs(t) {
+		if e.Name != "postgres" {
+			continue
+		}
+		first, second := dbtest.UniqueName(t, "sp_a"), dbtest.UniqueName(t, "sp_b")
+		for _, s := range []string{first, second} {
+			e.Exec(t, "CREATE SCHEMA "+s)
+			t.Cleanup(func() { e.Exec(t, "DROP SCHEMA "+s+" CASCADE") })
+		}
+		withPath := func(path string) string {
+			u, err := url.Parse(e.DSN)
+			if err != nil {
+				t.Fatalf("POSTGRES_DSN: %v", err)
+			}
+			q := u.Query()
+			q.Set("search_path", path)
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+		ctx := context.Background()
+		// The table lives in the second schema only.
+		setup, err := mqdatasource.Open(e.Driver, withPath(second), mqdatasource.WithSchemaCheck(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer setup.Close()
+		if err := setup.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// Both schemas on the path, the first (current_schema()) empty.
+		ds, err := mqdatasource.Open(e.Driver, withPath(first+","+second))
+		if err != nil {
+			t.Fatalf("Open with the table in the second schema of search_path: %v", err)
+		}
+		defer ds.Close()
+		d := delivery("g", "search-path")
+		tx, err := ds.BeginTx(mqdatasource.WithDelivery(ctx, d), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+second+".transaction_record WHERE message_id = $1", d.MessageID()); n != 1 {
+			t.Fatalf("%d records in %s, want 1", n, second)
+		}
+		if ok, err := ds.IsConsumed(ctx, d); err != nil || !ok {
+			t.Fatalf("IsConsumed = %v, %v; want true", ok, err)
+		}
+		// Migrate uses that table: it must not shadow it with a new, empty
+		// one in the first schema, where the next claims would land.
+		if err := ds.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		if n := e.QueryInt(t, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1", first); n != 0 {
+			t.Fatalf("Migrate created %d tables in %s, want 0", n, first)
+		}
+		if _, err := ds.BeginTx(mqdatasource.WithDelivery(ctx, d), nil); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+			t.Fatalf("second delivery after Migrate: %v, want ErrAlreadyConsumed", err)
+		}
+
+		// Off the path, the table is missing, however current_schema() reads.
+		_, err = mqdatasource.Open(e.Driver, withPath(first))
+		var se *mqdatasource.SchemaError
+		if !errors.As(err, &se) || !strings.Contains(se.Problem, "does not exist") {
+			t.Fatalf("Open with the table off search_path: %v, want a SchemaError saying it does not exist", err)
+		}
+		return
+	}
+	t.Skip("POSTGRES_DSN not set")
+}
+
+// TestMigrateIsIdempotent: several Migrate calls at once, on a table that
+// does not exist yet, race to create it; all succeed and one table results.
 func TestMigrateIsIdempotent(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		f := newFixture(t, e, 0)
-		var wg sync.WaitGroup
-		errs := make([]error, 4)
-		for i := range errs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = f.ds.Migrate(context.Background())
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
+		table := dbtest.UniqueName(t, "tr")
+		t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+table) })
+		const n = 6
+		dss := make([]*mqdatasource.DataSource, n)
+		for i := range dss {
+			ds, err := mqdatasource.OpenConnector(connector(t, e, ""), mqdatasource.WithTable(table), mqdatasource.WithSchemaCheck(false))
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer ds.Close()
+			if err := ds.DB().Ping(); err != nil { // connect before the race
+				t.Fatal(err)
+			}
+			dss[i] = ds
+		}
+		if n := e.QueryInt(t, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?", table); n != 0 {
+			t.Fatalf("%d tables named %s before Migrate, want 0", n, table)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make([]error, n)
+		for i, ds := range dss {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[i] = ds.Migrate(context.Background())
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("Migrate %d: %v", i, err)
+			}
+		}
+		if err := dss[0].CheckSchema(context.Background()); err != nil {
+			t.Fatalf("CheckSchema after Migrate: %v", err)
+		}
+		if n := e.QueryInt(t, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?", table); n != 1 {
+			t.Fatalf("%d tables named %s after Migrate, want 1", n, table)
 		}
 	})
 }

@@ -10,15 +10,22 @@ import (
 )
 
 // SchemaError says what is wrong with the claim table and which migration
-// file fixes it. It wraps ErrSchema.
+// file describes the table the claim needs. It wraps ErrSchema.
 type SchemaError struct {
 	Table     string // the claim table's name
 	Problem   string // what is wrong, e.g. "column ctime is int, want bigint"
 	Migration string // the migration file, e.g. "schema/transaction_record.sql"
+
+	// missing: the table does not exist. The migration file and Migrate
+	// only create a table; an existing one must be altered by hand.
+	missing bool
 }
 
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("mqdatasource: claim table %s: %s (create or fix it with %s, or DataSource.Migrate)", e.Table, e.Problem, e.Migration)
+	if e.missing {
+		return fmt.Sprintf("mqdatasource: claim table %s: %s (create it with %s or DataSource.Migrate)", e.Table, e.Problem, e.Migration)
+	}
+	return fmt.Sprintf("mqdatasource: claim table %s: %s (alter the table to match %s)", e.Table, e.Problem, e.Migration)
 }
 
 // Unwrap returns ErrSchema.
@@ -82,7 +89,7 @@ func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string,
 	}
 	var facts schemaFacts
 	if len(ti.columns) == 0 {
-		return facts, nil, bad("table does not exist (in the connection's current database/schema)")
+		return facts, nil, &SchemaError{Table: table, Problem: "table does not exist (in the connection's database, search_path or default schema)", Migration: d.migration, missing: true}
 	}
 	for _, col := range append([]string{"id"}, claimColumns...) {
 		c, ok := ti.columns[col]
@@ -95,7 +102,11 @@ func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string,
 	}
 	facts.idLen = ti.columns["message_id"].length
 	if facts.idLen > 0 && facts.idLen < 64 {
-		return facts, nil, bad("column message_id holds only %d characters, want 255", facts.idLen)
+		unit := "characters"
+		if d.idLenInBytes {
+			unit = "bytes"
+		}
+		return facts, nil, bad("column message_id holds only %d %s, want at least 64 %[2]s", facts.idLen, unit)
 	}
 	names := make([]string, 0, len(ti.uniques))
 	for name := range ti.uniques {
@@ -121,7 +132,8 @@ func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string,
 // CheckSchema checks that the claim table exists with the columns, types and
 // unique key on message_id that the claim needs. A problem is returned as a
 // *SchemaError (errors.Is(err, ErrSchema)) naming it and the migration file
-// that fixes it; a failure to query the catalog is returned as is. On
+// (which creates a missing table; an existing table of the wrong shape must
+// be altered to match it); a failure to query the catalog is returned as is. On
 // success it also learns the name of the unique key and the length of
 // message_id, used to recognise duplicates and to validate message ids.
 func (ds *DataSource) CheckSchema(ctx context.Context) error {
@@ -149,12 +161,23 @@ func (c *core) checkSchema(ctx context.Context, db *sql.DB) error {
 // Migrate creates the claim table if it does not exist, from the embedded
 // migration file of the dialect (package schema) with the configured table
 // name substituted, and then runs CheckSchema. It never alters an existing
-// table: a table of the wrong shape is reported by CheckSchema. It is safe
-// to call from many processes at once.
+// table (it adds no index to it either): a table of the wrong shape is
+// reported by CheckSchema. The table exists if the claim's unqualified name
+// finds it, so on PostgreSQL a table in a later schema of search_path is used,
+// not shadowed by a new one in the first. It is safe to call from many
+// processes at once.
 func (ds *DataSource) Migrate(ctx context.Context) error {
 	ctx = WithoutDelivery(ctx)
+	d := ds.core.dialect.impl()
+	ti, err := d.inspect(ctx, ds.db, ds.core.table)
+	if err != nil {
+		return fmt.Errorf("mqdatasource: migrating claim table %s: %w", ds.core.table, err)
+	}
+	if len(ti.columns) > 0 {
+		return ds.CheckSchema(ctx)
+	}
 	var errs []error
-	for _, stmt := range migrationStatements(ds.core.dialect.impl(), ds.core.table) {
+	for _, stmt := range migrationStatements(d, ds.core.table) {
 		if _, err := ds.db.ExecContext(ctx, stmt); err != nil {
 			// A concurrent Migrate can make CREATE ... IF NOT EXISTS fail
 			// (PostgreSQL catalog races); the check below decides.

@@ -9,14 +9,12 @@ import (
 
 var _ driver.Tx = (*tx)(nil)
 
-// tx wraps the driver's transaction. It keeps the context BeginTx received
-// (driver.Tx has none) and the delivery's claim, and remembers when the
-// server aborted the transaction.
+// tx wraps the driver's transaction. It keeps the delivery's claim, and
+// remembers when the server aborted the transaction.
 type tx struct {
 	c     *conn
 	inner driver.Tx
 	claim *claim // nil without a delivery
-	ctx   context.Context
 
 	aborted error // the error that told us the server rolled back
 }
@@ -48,10 +46,13 @@ func (t *tx) end(committed bool) {
 // Commit commits, or returns an error wrapping ErrTxAborted (after rolling
 // back on the driver) when the server already aborted the transaction, or
 // an error wrapping ErrCommitUnknown and the driver's error when the
-// connection failed while COMMIT was in flight.
+// connection failed while COMMIT was in flight. If the rollback of an
+// aborted transaction fails, the connection is discarded, as in Rollback.
 func (t *tx) Commit() error {
 	if err := t.abortedErr(); err != nil {
-		_ = t.inner.Rollback()
+		if rbErr := t.inner.Rollback(); rbErr != nil {
+			t.c.broken = true
+		}
 		t.end(false)
 		return err
 	}
@@ -62,9 +63,6 @@ func (t *tx) Commit() error {
 	}
 	t.end(false)
 	k := t.c.core.dialect.impl().classify(err)
-	if k&kindConnLost != 0 {
-		t.c.broken = true
-	}
 	if k&kindConnLost != 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		t.c.broken = true
 		return fmt.Errorf("%w: %w", ErrCommitUnknown, err)

@@ -37,41 +37,66 @@ type sendHeader struct {
 	batch             bool
 }
 
-func parseSendHeader(c *Command) (*sendHeader, error) {
-	h := &sendHeader{
-		producerGroup: c.ext("producerGroup"),
-		topic:         c.ext("topic"),
-		properties:    c.ext("properties"),
-		batch:         c.ext("batch") == "true",
-	}
-	return h, h.parseInts(c, "queueId", "sysFlag", "bornTimestamp", "flag", "reconsumeTimes", "maxReconsumeTimes")
+// sendFields names the SendMessageRequestHeader fields in a request:
+// SEND_MESSAGE uses the Java field names, SEND_MESSAGE_V2 and
+// SEND_BATCH_MESSAGE one-letter names for the same fields.
+type sendFields struct {
+	producerGroup, topic, queueID, sysFlag, bornTimestamp, flag,
+	properties, reconsumeTimes, maxReconsumeTimes, batch string
 }
 
-// parseInts reads the numeric fields under the given names, in the order
-// queueId, sysFlag, bornTimestamp, flag, reconsumeTimes, maxReconsumeTimes;
-// SEND_MESSAGE_V2 uses one-letter names for the same fields.
-func (h *sendHeader) parseInts(c *Command, names ...string) error {
+var (
+	sendFieldsV1 = sendFields{"producerGroup", "topic", "queueId", "sysFlag", "bornTimestamp", "flag",
+		"properties", "reconsumeTimes", "maxReconsumeTimes", "batch"}
+	sendFieldsV2 = sendFields{"a", "b", "e", "f", "g", "h", "i", "j", "l", "m"}
+)
+
+func parseSendHeader(c *Command) (*sendHeader, error) { return parseSendFields(c, &sendFieldsV1) }
+
+// parseSendHeaderV2 parses SendMessageRequestHeaderV2, the header of
+// SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE.
+func parseSendHeaderV2(c *Command) (*sendHeader, error) { return parseSendFields(c, &sendFieldsV2) }
+
+// parseSendFields reads a send header. The numeric fields are read in a fixed
+// order, so a request with several bad fields always reports the same one.
+// An error names the Java field, and the one-letter name when it differs.
+func parseSendFields(c *Command, f *sendFields) (*sendHeader, error) {
+	h := &sendHeader{
+		producerGroup: c.ext(f.producerGroup),
+		topic:         c.ext(f.topic),
+		properties:    c.ext(f.properties),
+		batch:         c.ext(f.batch) == "true",
+	}
+	named := func(java string, err error) error {
+		if err != nil && f != &sendFieldsV1 {
+			return fmt.Errorf("%s: %w", java, err)
+		}
+		return err
+	}
 	if h.topic == "" {
-		return fmt.Errorf("missing topic")
+		return nil, fmt.Errorf("missing topic (header field %q)", f.topic)
 	}
 	var err error
-	get := func(name string, optional bool) int64 {
-		if _, ok := c.ExtFields[name]; !ok && optional {
-			return -1
-		}
-		v, e := c.extInt(name)
-		if e != nil && err == nil {
-			err = e
-		}
-		return v
+	if h.queueID, err = c.extInt32(f.queueID); err != nil {
+		return nil, named("queueId", err)
 	}
-	h.queueID = int32(get(names[0], false))
-	h.sysFlag = int32(get(names[1], false))
-	h.bornTimestamp = get(names[2], false)
-	h.flag = int32(get(names[3], false))
-	h.reconsumeTimes = int32(max(get(names[4], true), 0))
-	h.maxReconsumeTimes = int32(get(names[5], true))
-	return err
+	if h.sysFlag, err = c.extInt32(f.sysFlag); err != nil {
+		return nil, named("sysFlag", err)
+	}
+	if h.bornTimestamp, err = c.extInt(f.bornTimestamp); err != nil {
+		return nil, named("bornTimestamp", err)
+	}
+	if h.flag, err = c.extInt32(f.flag); err != nil {
+		return nil, named("flag", err)
+	}
+	if h.reconsumeTimes, err = c.extInt32Or(f.reconsumeTimes, 0); err != nil {
+		return nil, named("reconsumeTimes", err)
+	}
+	h.reconsumeTimes = max(h.reconsumeTimes, 0)
+	if h.maxReconsumeTimes, err = c.extInt32Or(f.maxReconsumeTimes, -1); err != nil {
+		return nil, named("maxReconsumeTimes", err)
+	}
+	return h, nil
 }
 
 func handleSendMessage(s *state, in *inbound) *Command {
@@ -108,9 +133,7 @@ func (s *state) sendMessage(in *inbound, h *sendHeader) *Command {
 		bornHost:       hostPortOf(in.c.remote),
 		reconsumeTimes: h.reconsumeTimes,
 	}
-	if resp := s.retryToDLQ(m, h); resp != nil {
-		return resp
-	}
+	s.retryToDLQ(m, h)
 	if err := m.check(); err != nil {
 		return respond(codeMessageIllegal, err.Error())
 	}
@@ -155,21 +178,20 @@ func (s *state) checkSend(h *sendHeader) (*topic, *Command) {
 
 // retryToDLQ is SendMessageProcessor.handleRetryAndDLQ: a message sent to a
 // retry topic whose reconsume count reached the maximum goes to the DLQ.
-func (s *state) retryToDLQ(m *message, h *sendHeader) *Command {
+func (s *state) retryToDLQ(m *message, h *sendHeader) {
 	group, ok := strings.CutPrefix(m.topic, retryTopicPrefix)
 	if !ok {
-		return nil
+		return
 	}
 	maxTimes := int32(s.cfg.maxReconsumeTimes)
 	if h.maxReconsumeTimes >= 0 {
 		maxTimes = h.maxReconsumeTimes
 	}
 	if m.reconsumeTimes < maxTimes {
-		return nil
+		return
 	}
 	dlq := s.topic(dlqTopicPrefix+group, false)
 	m.topic, m.queueID = dlq.name, 0
-	return nil
 }
 
 // withCluster adds the CLUSTER property the Java broker stamps on messages.

@@ -63,20 +63,30 @@ func parsePullRequest(c *Command) (*pullRequest, error) {
 		subscription:   c.ext("subscription"),
 		expressionType: c.ext("expressionType"),
 	}
-	ints := map[string]*int64{}
-	var queueID, maxMsgs, sysFlag, suspend int64
-	ints["queueId"] = &queueID
-	ints["queueOffset"] = &r.offset
-	ints["maxMsgNums"] = &maxMsgs
-	ints["sysFlag"] = &sysFlag
-	ints["commitOffset"] = &r.commitOffset
-	ints["suspendTimeoutMillis"] = &suspend
-	for k, p := range ints {
-		v, err := c.extInt(k)
-		if err != nil {
-			return nil, err
-		}
-		*p = v
+	var (
+		maxMsgs int32
+		suspend int64
+		err     error
+	)
+	// In a fixed order, so that a request with several bad fields always
+	// reports the same one.
+	if r.queueID, err = c.extInt32("queueId"); err != nil {
+		return nil, err
+	}
+	if r.offset, err = c.extInt("queueOffset"); err != nil {
+		return nil, err
+	}
+	if maxMsgs, err = c.extInt32("maxMsgNums"); err != nil {
+		return nil, err
+	}
+	if r.sysFlag, err = c.extInt32("sysFlag"); err != nil {
+		return nil, err
+	}
+	if r.commitOffset, err = c.extInt("commitOffset"); err != nil {
+		return nil, err
+	}
+	if suspend, err = c.extInt("suspendTimeoutMillis"); err != nil {
+		return nil, err
 	}
 	if v, ok := c.ExtFields["subVersion"]; ok {
 		r.subVersion, _ = strconv.ParseInt(v, 10, 64)
@@ -84,7 +94,7 @@ func parsePullRequest(c *Command) (*pullRequest, error) {
 	if r.group == "" || r.topic == "" {
 		return nil, fmt.Errorf("missing consumerGroup or topic")
 	}
-	r.queueID, r.maxMsgs, r.sysFlag = int32(queueID), int(maxMsgs), int32(sysFlag)
+	r.maxMsgs = int(maxMsgs)
 	r.suspend = time.Duration(suspend) * time.Millisecond
 	return r, nil
 }

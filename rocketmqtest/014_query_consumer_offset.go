@@ -1,7 +1,5 @@
 package rocketmqtest
 
-import "strconv"
-
 // QUERY_CONSUMER_OFFSET (14), as ConsumerManageProcessor.queryConsumerOffset.
 //
 // Implemented: the committed offset; without one, offset 0 when the queue's
@@ -14,13 +12,10 @@ func init() { handlers[CodeQueryConsumerOffset] = handleQueryConsumerOffset }
 
 func handleQueryConsumerOffset(s *state, in *inbound) *Command {
 	c := in.cmd
-	qid, err := c.extInt("queueId")
-	if err != nil {
-		return respond(codeSystemError, err.Error())
+	qid, resp := queueIDOf(c)
+	if resp != nil {
+		return resp
 	}
-	off, ok := s.offsets[offsetKey{c.ext("consumerGroup"), c.ext("topic"), int32(qid)}]
-	if !ok {
-		off = 0
-	}
-	return &Command{Code: codeSuccess, ExtFields: map[string]string{"offset": strconv.FormatInt(off, 10)}}
+	// No committed offset: 0 (see above).
+	return offsetResponse(s.offsets[offsetKey{c.ext("consumerGroup"), c.ext("topic"), qid}])
 }

@@ -11,15 +11,15 @@ func init() { handlers[CodeUpdateConsumerOffset] = handleUpdateConsumerOffset }
 
 func handleUpdateConsumerOffset(s *state, in *inbound) *Command {
 	c := in.cmd
-	qid, err := c.extInt("queueId")
-	if err != nil {
-		return respond(codeSystemError, err.Error())
+	qid, resp := queueIDOf(c)
+	if resp != nil {
+		return resp
 	}
 	off, err := c.extInt("commitOffset")
 	if err != nil {
 		return respond(codeSystemError, err.Error())
 	}
-	s.commitOffset(offsetKey{c.ext("consumerGroup"), c.ext("topic"), int32(qid)}, off)
+	s.commitOffset(offsetKey{c.ext("consumerGroup"), c.ext("topic"), qid}, off)
 	return success()
 }
 

@@ -1,7 +1,5 @@
 package rocketmqtest
 
-import "strconv"
-
 // UPDATE_AND_CREATE_TOPIC (17), as AdminBrokerProcessor.updateAndCreateTopic:
 // creates or updates a topic's read and write queue counts and permission.
 // Queues are only ever added: shrinking a topic hides its extra queues from
@@ -19,17 +17,21 @@ func handleUpdateAndCreateTopic(s *state, in *inbound) *Command {
 	if name == defaultTopic || name == scheduleTopic {
 		return respond(codeSystemError, "The topic["+name+"] is conflict with system reserved words.")
 	}
-	read, err1 := c.extInt("readQueueNums")
-	write, err2 := c.extInt("writeQueueNums")
-	if err1 != nil || err2 != nil || read < 0 || write < 0 || read > 1024 || write > 1024 {
+	read, err := c.extInt32("readQueueNums")
+	if err != nil {
+		return respond(codeSystemError, "invalid queue numbers: "+err.Error())
+	}
+	write, err := c.extInt32("writeQueueNums")
+	if err != nil {
+		return respond(codeSystemError, "invalid queue numbers: "+err.Error())
+	}
+	if read < 0 || write < 0 || read > 1024 || write > 1024 {
 		return respond(codeSystemError, "invalid queue numbers")
 	}
-	perm := permRead | permWrite
-	if v, ok := c.ExtFields["perm"]; ok {
-		if p, err := strconv.Atoi(v); err == nil {
-			perm = p
-		}
+	perm, err := c.extInt32Or("perm", permRead|permWrite)
+	if err != nil {
+		return respond(codeSystemError, err.Error())
 	}
-	s.createTopic(name, int(read), int(write), perm)
+	s.createTopic(name, int(read), int(write), int(perm))
 	return success()
 }

@@ -1,9 +1,6 @@
 package rocketmqtest
 
-import (
-	"sort"
-	"strconv"
-)
+import "sort"
 
 // SEARCH_OFFSET_BY_TIMESTAMP (29): the offset of the first message in the
 // queue stored at or after the timestamp (milliseconds), or the max offset
@@ -14,17 +11,17 @@ func init() { handlers[CodeSearchOffsetByTime] = handleSearchOffsetByTimestamp }
 
 func handleSearchOffsetByTimestamp(s *state, in *inbound) *Command {
 	c := in.cmd
-	qid, err := c.extInt("queueId")
-	if err != nil {
-		return respond(codeSystemError, err.Error())
+	qid, resp := queueIDOf(c)
+	if resp != nil {
+		return resp
 	}
 	ts, err := c.extInt("timestamp")
 	if err != nil {
 		return respond(codeSystemError, err.Error())
 	}
 	var off int64
-	if q := s.queue(c.ext("topic"), int32(qid)); q != nil {
+	if q := s.queue(c.ext("topic"), qid); q != nil {
 		off = int64(sort.Search(len(q.msgs), func(i int) bool { return q.msgs[i].storeTimestamp >= ts }))
 	}
-	return &Command{Code: codeSuccess, ExtFields: map[string]string{"offset": strconv.FormatInt(off, 10)}}
+	return offsetResponse(off)
 }

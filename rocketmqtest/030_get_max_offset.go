@@ -8,13 +8,28 @@ import "strconv"
 func init() { handlers[CodeGetMaxOffset] = handleGetMaxOffset }
 
 func handleGetMaxOffset(s *state, in *inbound) *Command {
-	qid, err := in.cmd.extInt("queueId")
-	if err != nil {
-		return respond(codeSystemError, err.Error())
+	qid, resp := queueIDOf(in.cmd)
+	if resp != nil {
+		return resp
 	}
 	var off int64
-	if q := s.queue(in.cmd.ext("topic"), int32(qid)); q != nil {
+	if q := s.queue(in.cmd.ext("topic"), qid); q != nil {
 		off = int64(len(q.msgs))
 	}
+	return offsetResponse(off)
+}
+
+// queueIDOf returns the request's queueId field, or the SYSTEM_ERROR response
+// for a missing or malformed one.
+func queueIDOf(c *Command) (int32, *Command) {
+	qid, err := c.extInt32("queueId")
+	if err != nil {
+		return 0, respond(codeSystemError, err.Error())
+	}
+	return qid, nil
+}
+
+// offsetResponse is the response of the offset queries: {"offset": off}.
+func offsetResponse(off int64) *Command {
 	return &Command{Code: codeSuccess, ExtFields: map[string]string{"offset": strconv.FormatInt(off, 10)}}
 }

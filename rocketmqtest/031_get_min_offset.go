@@ -5,8 +5,8 @@ package rocketmqtest
 func init() { handlers[CodeGetMinOffset] = handleGetMinOffset }
 
 func handleGetMinOffset(s *state, in *inbound) *Command {
-	if _, err := in.cmd.extInt("queueId"); err != nil {
-		return respond(codeSystemError, err.Error())
+	if _, resp := queueIDOf(in.cmd); resp != nil {
+		return resp
 	}
-	return &Command{Code: codeSuccess, ExtFields: map[string]string{"offset": "0"}}
+	return offsetResponse(0)
 }

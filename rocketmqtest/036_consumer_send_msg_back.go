@@ -35,7 +35,11 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 	if err != nil || groupName == "" || len(dlqTopicPrefix+groupName) > 127 {
 		return respond(codeSystemError, fmt.Sprintf("bad send-back header: group %.20q, %v", groupName, err))
 	}
-	delayLevel, _ := c.extInt("delayLevel")
+	delayLevel32, err := c.extInt32Or("delayLevel", 0)
+	if err != nil {
+		return respond(codeSystemError, err.Error())
+	}
+	delayLevel := int64(delayLevel32)
 	orig := s.commitLog[offset]
 	if orig == nil {
 		return respond(codeSystemError, fmt.Sprintf("look message by offset failed, %d", offset))

@@ -8,14 +8,8 @@ package rocketmqtest
 func init() { handlers[CodeSendMessageV2] = handleSendMessageV2 }
 
 func handleSendMessageV2(s *state, in *inbound) *Command {
-	c := in.cmd
-	h := &sendHeader{
-		producerGroup: c.ext("a"),
-		topic:         c.ext("b"),
-		properties:    c.ext("i"),
-		batch:         c.ext("m") == "true",
-	}
-	if err := h.parseInts(c, "e", "f", "g", "h", "j", "l"); err != nil {
+	h, err := parseSendHeaderV2(in.cmd)
+	if err != nil {
 		return respond(codeSystemError, err.Error())
 	}
 	if h.batch {

@@ -23,16 +23,11 @@ import (
 func init() { handlers[CodeSendBatchMessage] = handleSendBatchMessage }
 
 func handleSendBatchMessage(s *state, in *inbound) *Command {
-	c := in.cmd
-	h := &sendHeader{
-		producerGroup: c.ext("a"),
-		topic:         c.ext("b"),
-		properties:    c.ext("i"),
-		batch:         true,
-	}
-	if err := h.parseInts(c, "e", "f", "g", "h", "j", "l"); err != nil {
+	h, err := parseSendHeaderV2(in.cmd)
+	if err != nil {
 		return respond(codeSystemError, err.Error())
 	}
+	h.batch = true
 	return s.sendBatch(in, h)
 }
 

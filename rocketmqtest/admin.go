@@ -73,21 +73,12 @@ func (s *state) resetOffsets(group, topic string, table map[int32]int64) {
 		return
 	}
 	for c := range g.clients {
-		s.opaque++
-		c.send(outFrame{cmd: &Command{
-			Code:     codeResetConsumerClientOffset,
-			Language: "JAVA",
-			Version:  brokerVersion,
-			Opaque:   s.opaque,
-			Flag:     flagOneway,
-			ExtFields: map[string]string{
-				"topic":     topic,
-				"group":     group,
-				"timestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
-				"isForce":   "true",
-			},
-			Serialization: c.ser,
-		}, body: [][]byte{body.Bytes()}})
+		s.sendToClient(c, codeResetConsumerClientOffset, map[string]string{
+			"topic":     topic,
+			"group":     group,
+			"timestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
+			"isForce":   "true",
+		}, body.Bytes())
 	}
 }
 

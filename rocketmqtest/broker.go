@@ -55,6 +55,9 @@ func New(opts ...Option) (*Broker, error) {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return nil, fmt.Errorf("rocketmqtest: listen: %w", err)

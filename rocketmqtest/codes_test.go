@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,7 +267,7 @@ func TestQueueLocks(t *testing.T) {
 		for _, q := range queues {
 			mqs = append(mqs, fmt.Sprintf(`{"topic":"t","brokerName":"broker-a","queueId":%d}`, q))
 		}
-		body := fmt.Sprintf(`{"consumerGroup":"g","clientId":%q,"mqSet":[%s]}`, client, joinComma(mqs))
+		body := fmt.Sprintf(`{"consumerGroup":"g","clientId":%q,"mqSet":[%s]}`, client, strings.Join(mqs, ","))
 		resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeLockBatchMQ, Body: []byte(body)})
 		if err != nil || resp.Code != 0 {
 			t.Fatalf("lock: %v %+v", err, resp)
@@ -308,17 +309,6 @@ func TestQueueLocks(t *testing.T) {
 	if got := lock("B", 1); !slices.Equal(got, []int{1}) {
 		t.Errorf("B after expiry %v", got)
 	}
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
 }
 
 func TestReconnectGrace(t *testing.T) {
@@ -365,5 +355,62 @@ func TestPullBatchLimits(t *testing.T) {
 	req.ExtFields["maxMsgNums"] = "0" // still at least one, as the Java broker does
 	if resp, _ := c.call(req); resp == nil || len(decodeBodies(resp.Body)) != 1 {
 		t.Errorf("maxMsgNums 0: %+v", resp)
+	}
+}
+
+// TestOutOfRangeInt32Fields checks that a Java int field out of the int32
+// range gets an error response naming the field instead of being truncated
+// (queueId 4294967295 would become -1: a random queue), and that malformed
+// optional fields are refused rather than ignored.
+func TestOutOfRangeInt32Fields(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("r", 4))
+	c := rawDial(b.Addr())
+	defer c.close()
+	const huge = "4294967295"
+	send := map[string]string{"producerGroup": "p", "topic": "r", "queueId": huge,
+		"sysFlag": "0", "bornTimestamp": "1", "flag": "0", "properties": ""}
+	sendV2 := map[string]string{"a": "p", "b": "r", "e": huge, "f": "0", "g": "1", "h": "0", "i": ""}
+	pull := pullReq("r", 0, 0, flagSubscription, "*").ExtFields
+	pull["queueId"] = huge
+	cases := []struct {
+		name   string
+		code   int16
+		fields map[string]string
+		want   string // in the remark
+	}{
+		{"send", rocketmqtest.CodeSendMessage, send, `"queueId"`},
+		{"send v2", rocketmqtest.CodeSendMessageV2, sendV2, `queueId: header field "e"`},
+		{"pull", rocketmqtest.CodePullMessage, pull, `"queueId"`},
+		{"query offset", rocketmqtest.CodeQueryConsumerOffset, map[string]string{"consumerGroup": "g", "topic": "r", "queueId": huge}, `"queueId"`},
+		{"max offset", rocketmqtest.CodeGetMaxOffset, map[string]string{"topic": "r", "queueId": huge}, `"queueId"`},
+		{"create topic, bad perm", rocketmqtest.CodeUpdateAndCreateTopic, map[string]string{"topic": "n", "readQueueNums": "1", "writeQueueNums": "1", "perm": "rw"}, `"perm"`},
+		{"send back, bad delayLevel", rocketmqtest.CodeConsumerSendMsgBack, map[string]string{"group": "g", "offset": "0", "delayLevel": "x"}, `"delayLevel"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := c.call(&rocketmqtest.Command{Code: tc.code, Body: []byte("x"), ExtFields: tc.fields})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Code != 1 || !strings.Contains(resp.Remark, tc.want) {
+				t.Errorf("code %d remark %q, want SYSTEM_ERROR naming %s", resp.Code, resp.Remark, tc.want)
+			}
+		})
+	}
+	if n := len(b.Messages("r")); n != 0 {
+		t.Errorf("%d messages stored", n)
+	}
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	for name, o := range map[string]rocketmqtest.Option{
+		"empty topic":              rocketmqtest.WithTopic("", 2),
+		"negative reconsume times": rocketmqtest.WithMaxReconsumeTimes(-1),
+		"negative lock expiry":     rocketmqtest.WithLockExpiry(-time.Second),
+	} {
+		if b, err := rocketmqtest.New(o); err == nil {
+			b.Close()
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

@@ -20,8 +20,11 @@ type control struct {
 // removed (one-shot) unless fn called [Broker.KeepControl], and:
 //   - err != nil closes the client's connection without a response;
 //   - resp == nil sends no response (the client times out);
-//   - otherwise resp is sent as the response; Opaque, Flag, Version and
-//     Serialization are filled in from the request.
+//   - otherwise resp is sent as the response, as the broker sends its own:
+//     Opaque and Serialization are set from the request, Version to the
+//     broker's version, and the response bit is added to resp's Flag (a
+//     one-way request gets a response too); the DropResponses and
+//     DelayResponses faults for the request's code apply to it.
 //
 // fn must not call Broker methods other than KeepControl: the run loop is
 // busy running it.

@@ -16,7 +16,7 @@
 // count, and queue locks for orderly consumers. Stored messages are encoded
 // byte for byte as the Java commit log encodes them, so MsgId, OffsetMsgId,
 // offsets, hosts and properties are what a client sees from a real broker.
-// Everything is kept in memory; nothing is ever deleted.
+// Everything is kept in memory unless [WithDataDir]; nothing is ever deleted.
 //
 // Tests drive failures a real deployment has through fault helpers
 // ([Broker.DropOffsetCommits], [Broker.DuplicateSends], [Broker.RejectSendBacks],

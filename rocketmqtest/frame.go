@@ -70,12 +70,32 @@ func (c *Command) IsResponse() bool { return c.Flag&flagResponse != 0 }
 // ext returns an extension field.
 func (c *Command) ext(key string) string { return c.ExtFields[key] }
 
+// extInt returns an extension field holding a Java long.
 func (c *Command) extInt(key string) (int64, error) {
+	return c.extIntBits(key, 64)
+}
+
+// extInt32 returns an extension field holding a Java int; a value out of the
+// int32 range is an error, not truncated.
+func (c *Command) extInt32(key string) (int32, error) {
+	n, err := c.extIntBits(key, 32)
+	return int32(n), err
+}
+
+// extInt32Or is extInt32 with def for a missing field.
+func (c *Command) extInt32Or(key string, def int32) (int32, error) {
+	if _, ok := c.ExtFields[key]; !ok {
+		return def, nil
+	}
+	return c.extInt32(key)
+}
+
+func (c *Command) extIntBits(key string, bits int) (int64, error) {
 	v, ok := c.ExtFields[key]
 	if !ok {
 		return 0, fmt.Errorf("missing header field %q", key)
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
+	n, err := strconv.ParseInt(v, 10, bits)
 	if err != nil {
 		return 0, fmt.Errorf("header field %q: %w", key, err)
 	}

@@ -125,15 +125,25 @@ func (s *state) notifyGroup(name string) {
 		return
 	}
 	for c := range g.clients {
-		s.opaque++
-		c.send(outFrame{cmd: &Command{
-			Code:          CodeNotifyConsumerIDs,
-			Language:      "JAVA",
-			Version:       brokerVersion,
-			Opaque:        s.opaque,
-			Flag:          flagOneway,
-			ExtFields:     map[string]string{"consumerGroup": name},
-			Serialization: c.ser,
-		}})
+		s.sendToClient(c, CodeNotifyConsumerIDs, map[string]string{"consumerGroup": name}, nil)
 	}
+}
+
+// sendToClient sends a one-way request from the broker to a client
+// (Broker2Client), in the serialization the client uses.
+func (s *state) sendToClient(c *conn, code int16, ext map[string]string, body []byte) {
+	s.opaque++
+	f := outFrame{cmd: &Command{
+		Code:          code,
+		Language:      "JAVA",
+		Version:       brokerVersion,
+		Opaque:        s.opaque,
+		Flag:          flagOneway,
+		ExtFields:     ext,
+		Serialization: c.ser,
+	}}
+	if body != nil {
+		f.body = [][]byte{body}
+	}
+	c.send(f)
 }

@@ -123,7 +123,7 @@ func (p *jsonParser) peek() byte {
 }
 
 func (p *jsonParser) byte(c byte) bool {
-	if p.peek() == c && p.i < len(p.b) {
+	if p.i < len(p.b) && p.b[p.i] == c {
 		p.i++
 		return true
 	}

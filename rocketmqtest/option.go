@@ -2,6 +2,8 @@ package rocketmqtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -79,8 +81,8 @@ func WithAutoCreateTopics(enabled bool) Option {
 	return optionFunc(func(c *config) { c.autoCreateTopics = enabled })
 }
 
-// WithTopic creates a topic with the given queue count at start.
-// Default: no topics besides TBW102.
+// WithTopic creates a topic with the given queue count (at least 1) at
+// start; an empty name makes [New] fail. Default: no topics besides TBW102.
 func WithTopic(name string, queues int) Option {
 	return optionFunc(func(c *config) { c.topics[name] = max(queues, 1) })
 }
@@ -107,13 +109,14 @@ func WithDelayLevels(levels ...time.Duration) Option {
 // reconsume count after which a sent-back message goes to %DLQ%group. It
 // applies when the send-back request carries no maxReconsumeTimes of its own
 // (rocketmq-client-go always sends one: its WithMaxReconsumeTimes, default 16).
-// Default 16.
+// Default 16; a negative n makes [New] fail.
 func WithMaxReconsumeTimes(n int) Option {
 	return optionFunc(func(c *config) { c.maxReconsumeTimes = n })
 }
 
 // WithLockExpiry sets how long an orderly consumer's queue lock lives without
-// renewal (rocketmq.broker.rebalance.lockMaxLiveTime). Default 60 s.
+// renewal (rocketmq.broker.rebalance.lockMaxLiveTime). Default 60 s; a
+// negative d makes [New] fail.
 func WithLockExpiry(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.lockExpiry = d })
 }
@@ -145,4 +148,18 @@ func WithDataDir(dir string) Option { return optionFunc(func(c *config) { c.data
 // Default 40 s.
 func WithReconnectGrace(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.reconnectGrace = max(d, 0) })
+}
+
+// validate reports the options New refuses.
+func (c *config) validate() error {
+	if _, ok := c.topics[""]; ok {
+		return errors.New("rocketmqtest: WithTopic: empty topic name")
+	}
+	if c.maxReconsumeTimes < 0 {
+		return fmt.Errorf("rocketmqtest: WithMaxReconsumeTimes(%d): negative", c.maxReconsumeTimes)
+	}
+	if c.lockExpiry < 0 {
+		return fmt.Errorf("rocketmqtest: WithLockExpiry(%v): negative", c.lockExpiry)
+	}
+	return nil
 }

@@ -62,6 +62,7 @@ func TestConcurrentRawClients(t *testing.T) {
 			var (
 				c      *rawConn
 				offset int64
+				pulled int // messages pulled by this goroutine
 			)
 			for {
 				select {
@@ -99,7 +100,7 @@ func TestConcurrentRawClients(t *testing.T) {
 						seen[m] = true
 						mu.Unlock()
 						// Send one in ten back, and lock the queue, to run those paths too.
-						if len(m)%10 == 0 {
+						if pulled++; pulled%10 == 0 {
 							_, _ = c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeConsumerSendMsgBack,
 								ExtFields: map[string]string{"group": "cg", "offset": "0", "delayLevel": "1", "originMsgId": "", "originTopic": "stress", "maxReconsumeTimes": "3"}})
 						}

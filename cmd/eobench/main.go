@@ -32,12 +32,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -55,9 +59,21 @@ const (
 	recordTable  = "eobench_record"
 	accountTable = "eobench_account"
 	dedupeTable  = "eobench_dedupe"
+	// The one-column tables of -floor.
+	bigintTable = "eobench_floor_bigint"
+	msgidTable  = "eobench_floor_msgid"
 )
 
 func main() {
+	if err := run(); err != nil {
+		log.Fatalf("eobench: %v", err)
+	}
+}
+
+// run does the work of main and returns its error only after its deferred
+// clean-up ran: the tables are dropped and a changed server setting is
+// restored whether the run succeeds, fails or is interrupted.
+func run() error {
 	var (
 		driverName = flag.String("driver", "mysql", `database/sql driver: "mysql" or "pgx"`)
 		dsn        = flag.String("dsn", "", "data source name (default $MYSQL_DSN, or $POSTGRES_DSN for pgx)")
@@ -70,38 +86,39 @@ func main() {
 		status     = flag.Bool("status", false, "MySQL/MariaDB: also print the server's status counters (SHOW GLOBAL STATUS: Com_*, Handler_*, Innodb_*, bytes) that changed, per transaction of each variant")
 		onlyList   = flag.String("variants", "", "comma-separated variants to run: claim, manual-claim, select-insert (default all; plain always runs)")
 		recordDDL  = flag.String("record-ddl", "", "create the claim table from this DDL file (its table name transaction_record is replaced) instead of the migration, to measure another schema of the table")
+		floor      = flag.Bool("floor", false, "MySQL/MariaDB: instead of the claim variants, measure what the parts of a claimed transaction cost, on one held connection per worker with autocommit=0, against the same transaction with BEGIN on such a connection (held-plain): no first statement, a no-op statement, an INSERT of one bigint, an INSERT of the message id alone, and the claim INSERT")
 		flushLog   = flag.Int("flush-log-at-trx-commit", -1, "MySQL/MariaDB: set innodb_flush_log_at_trx_commit for the run (1 = durable, the server default; the throwaway server runs with 2) and restore it after")
 	)
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+
+	// Every flag is checked before anything touches the database.
+	switch *driverName {
+	case "mysql":
+		*dsn = cmp.Or(*dsn, os.Getenv("MYSQL_DSN"))
+	case "pgx":
+		*dsn = cmp.Or(*dsn, os.Getenv("POSTGRES_DSN"))
+	default:
+		return fmt.Errorf("-driver %q: want mysql or pgx", *driverName)
 	}
 	if *dsn == "" {
-		*dsn = os.Getenv(map[string]string{"pgx": "POSTGRES_DSN"}[*driverName])
-		if *driverName == "mysql" {
-			*dsn = os.Getenv("MYSQL_DSN")
-		}
+		return errors.New("no DSN: pass -dsn or set MYSQL_DSN / POSTGRES_DSN (scripts/testdb.sh does)")
 	}
-	if *dsn == "" {
-		log.Fatal("eobench: no DSN: pass -dsn or set MYSQL_DSN / POSTGRES_DSN (scripts/testdb.sh does)")
+	if *ops < 1 || *rounds < 1 || *accounts < 1 {
+		return fmt.Errorf("-ops, -rounds and -accounts must be at least 1 (got %d, %d, %d)", *ops, *rounds, *accounts)
 	}
 	var workers []int
 	for _, s := range strings.Split(*workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			log.Fatalf("eobench: bad -workers %q", *workerList)
+			return fmt.Errorf("bad -workers %q: want comma-separated counts of at least 1", *workerList)
 		}
 		workers = append(workers, n)
 	}
-	if *status && *driverName != "mysql" {
-		log.Fatal("eobench: -status is for MySQL/MariaDB only")
+	if *driverName != "mysql" && (*status || *floor || *flushLog >= 0) {
+		return errors.New("-status, -floor and -flush-log-at-trx-commit are for MySQL/MariaDB only")
+	}
+	if *floor && *onlyList != "" {
+		return errors.New("-floor replaces -variants: give one of them")
 	}
 	var only map[string]bool
 	if *onlyList != "" {
@@ -109,53 +126,69 @@ func main() {
 		for _, v := range strings.Split(*onlyList, ",") {
 			v = strings.TrimSpace(v)
 			if !slices.Contains(variantNames, v) {
-				log.Fatalf("eobench: -variants: unknown variant %q (one of %s)", v, strings.Join(variantNames, ", "))
+				return fmt.Errorf("-variants: unknown variant %q (one of %s)", v, strings.Join(variantNames, ", "))
 			}
 			only[v] = true
 		}
 	}
+	if *dropIndex != "" {
+		if err := mqdatasource.ValidateTableName(*dropIndex); err != nil {
+			return fmt.Errorf("-drop-index: %w", err)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	b, err := setup(*driverName, *dsn, *accounts)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer b.teardown()
+	b.only = only
 	if *recordDDL != "" {
 		if err := b.recreateRecord(*recordDDL); err != nil {
-			log.Fatalf("eobench: -record-ddl: %v", err)
+			return fmt.Errorf("-record-ddl: %w", err)
 		}
 	}
 	if *dropIndex != "" {
-		if err := mqdatasource.ValidateTableName(*dropIndex); err != nil {
-			log.Fatalf("eobench: -drop-index: %v", err)
-		}
 		q := "ALTER TABLE " + recordTable + " DROP INDEX " + *dropIndex
 		if *driverName == "pgx" {
 			q = "DROP INDEX " + recordTable + "_" + *dropIndex
 		}
 		if _, err := b.plain.Exec(q); err != nil {
-			log.Fatalf("eobench: %s: %v", q, err)
+			return fmt.Errorf("%s: %w", q, err)
 		}
 		fmt.Printf("eobench: dropped index %s of %s\n", *dropIndex, recordTable)
 	}
 	if *flushLog >= 0 {
 		restore, err := b.setFlushLog(*flushLog)
 		if err != nil {
-			log.Fatalf("eobench: -flush-log-at-trx-commit: %v", err)
+			return fmt.Errorf("-flush-log-at-trx-commit: %w", err)
 		}
 		defer restore()
 	}
 	if *status {
 		b.status = map[string]map[string]float64{}
 	}
-	if only != nil {
-		b.only = only
+	if *floor {
+		if err := b.setupFloor(); err != nil {
+			return fmt.Errorf("-floor: %w", err)
+		}
 	}
 	if b.driver == "mysql" && !b.hasStatTables() {
-		fmt.Println("eobench: note: the server has no mysql.table_stats (a datadir without the system schema, like scripts/testdb.sh's): MariaDB then tries to open its statistics tables at every statement that opens a table, which inflates the cost of each statement alike")
+		fmt.Println("eobench: note: the server has no mysql.table_stats (a datadir without the system schema): MariaDB then tries to open its statistics tables at every statement that opens a table, which inflates the cost of each statement alike")
 	}
-	if err := b.run(workers, *ops, *rounds); err != nil {
-		log.Fatal(err)
-	}
+	return b.run(ctx, workers, *ops, *rounds)
 }
 
 type bench struct {
@@ -175,6 +208,7 @@ type bench struct {
 	// server's status counters over the measured runs (nil: off).
 	status map[string]map[string]float64
 	only   map[string]bool // -variants (nil: all)
+	floor  bool            // -floor: run floorVariants instead
 }
 
 // recreateRecord replaces the claim table by one created from the DDL in
@@ -312,7 +346,7 @@ func setup(driverName, dsn string, accounts int) (*bench, error) {
 }
 
 func (b *bench) teardown0() {
-	for _, t := range []string{recordTable, accountTable, dedupeTable} {
+	for _, t := range []string{recordTable, accountTable, dedupeTable, bigintTable, msgidTable} {
 		_, _ = b.plain.Exec("DROP TABLE IF EXISTS " + t)
 	}
 }
@@ -327,6 +361,12 @@ func (b *bench) teardown() {
 type variant struct {
 	name string
 	op   func(ctx context.Context, account int) error
+	// held, if set, replaces op: it prepares one worker's own connection
+	// and returns the worker's op and what releases the connection.
+	held func(ctx context.Context) (op func(ctx context.Context, account int) error, release func(), err error)
+	// base is the variant whose time is 1.00 in this one's ratio ("" is
+	// plain).
+	base string
 }
 
 // variantNames are the names of the variants, in the order they run.
@@ -354,14 +394,14 @@ func (b *bench) variants() []variant {
 		return tx.Commit()
 	}
 	return []variant{
-		{"plain", func(ctx context.Context, account int) error {
+		{name: "plain", op: func(ctx context.Context, account int) error {
 			return oneTx(ctx, b.plain.BeginTx, account, nil)
 		}},
-		{"claim", func(ctx context.Context, account int) error {
+		{name: "claim", op: func(ctx context.Context, account int) error {
 			d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: b.key(), Topic: "bench", BrokerName: "broker-a", QueueID: account % 8, QueueOffset: int64(account)}
 			return oneTx(mqdatasource.WithDelivery(ctx, d), b.ds.BeginTx, account, nil)
 		}},
-		{"manual-claim", func(ctx context.Context, account int) error {
+		{name: "manual-claim", op: func(ctx context.Context, account int) error {
 			tx, err := b.plain.BeginTx(ctx, nil)
 			if err != nil {
 				return err
@@ -377,7 +417,7 @@ func (b *bench) variants() []variant {
 			}
 			return tx.Commit()
 		}},
-		{"select-insert", func(ctx context.Context, account int) error {
+		{name: "select-insert", op: func(ctx context.Context, account int) error {
 			id := b.key() + "#bench"
 			var one int
 			switch err := b.plain.QueryRowContext(ctx, sel, id).Scan(&one); err {
@@ -395,6 +435,88 @@ func (b *bench) variants() []variant {
 	}
 }
 
+// setupFloor creates the one-column tables of -floor.
+func (b *bench) setupFloor() error {
+	for _, q := range []string{
+		"CREATE TABLE " + bigintTable + " (id bigint PRIMARY KEY)",
+		"CREATE TABLE " + msgidTable + " (message_id varchar(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY)",
+	} {
+		if _, err := b.plain.Exec(q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	b.floor = true
+	return nil
+}
+
+// floorVariants are the variants of -floor. Each worker holds one
+// connection with autocommit=0 and the first statement prepared on it, so a
+// transaction is (first statement,) UPDATE, COMMIT, the first statement
+// opening it as the claim does in mqdatasource's MySQL path; held-plain is
+// the plain transaction (BEGIN, UPDATE, COMMIT) on such a connection, the
+// base of their ratios. Their differences price the parts of a claimed
+// transaction: the BEGIN round trip it saves, a round trip that executes
+// nothing, and INSERTs from the least a message-id claim can write to the
+// claim row itself.
+func (b *bench) floorVariants() []variant {
+	update := "UPDATE " + accountTable + " SET balance = balance + 1 WHERE id = ?"
+	claimSQL := "INSERT INTO " + recordTable + " (consumer_group, message_id, topic_name, ctime, queue_id, `offset`, broker_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	held := func(begin bool, first string, args func(account int) []any) func(context.Context) (func(context.Context, int) error, func(), error) {
+		return func(ctx context.Context) (func(context.Context, int) error, func(), error) {
+			c, err := b.plain.Conn(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			release := func() {
+				// Back to autocommit before the pool reuses the connection.
+				if _, err := c.ExecContext(ctx, "SET autocommit=1"); err != nil {
+					_ = c.Raw(func(any) error { return driver.ErrBadConn })
+				}
+				_ = c.Close()
+			}
+			prepare := func(q string) (*sql.Stmt, error) { return c.PrepareContext(ctx, q) }
+			_, err = c.ExecContext(ctx, "SET autocommit=0")
+			var st *sql.Stmt
+			if err == nil && first != "" {
+				st, err = prepare(first)
+			}
+			if err != nil {
+				release()
+				return nil, nil, err
+			}
+			return func(ctx context.Context, account int) error {
+				if begin {
+					if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
+						return err
+					}
+				}
+				if st != nil {
+					if _, err := st.ExecContext(ctx, args(account)...); err != nil {
+						return err
+					}
+				}
+				// Not prepared in advance: a prepare, execute and close, as
+				// in plain.
+				if _, err := c.ExecContext(ctx, update, account); err != nil {
+					return err
+				}
+				_, err := c.ExecContext(ctx, "COMMIT")
+				return err
+			}, release, nil
+		}
+	}
+	return []variant{
+		{name: "held-plain", held: held(true, "", nil), base: "held-plain"},
+		{name: "held-no-begin", held: held(false, "", nil), base: "held-plain"},
+		{name: "held-noop", held: held(false, "DO ?", func(account int) []any { return []any{account} }), base: "held-plain"},
+		{name: "held-insert-bigint", held: held(false, "INSERT INTO "+bigintTable+" (id) VALUES (?)", func(int) []any { return []any{b.seq.Add(1)} }), base: "held-plain"},
+		{name: "held-insert-msgid", held: held(false, "INSERT INTO "+msgidTable+" (message_id) VALUES (?)", func(int) []any { return []any{b.key() + "#bench"} }), base: "held-plain"},
+		{name: "held-claim", held: held(false, claimSQL, func(account int) []any {
+			return []any{"bench", b.key() + "#bench", "bench", time.Now().UnixMilli(), account % 8, account, "broker-a"}
+		}), base: "held-plain"},
+	}
+}
+
 func (b *bench) key() string {
 	return fmt.Sprintf("7F00000100002A9F0000%012X", b.seq.Add(1))
 }
@@ -406,13 +528,28 @@ type sample struct {
 	client time.Duration // this process's share of cpu
 }
 
-// measure runs ops transactions of v on workers goroutines.
-func (b *bench) measure(v variant, workers, ops int) (sample, error) {
+// measure runs ops transactions of v on workers goroutines. It stops early
+// with stop's error when stop is cancelled; the transactions themselves
+// run without it, as a context that can be cancelled makes database/sql
+// and the driver do more work per transaction.
+func (b *bench) measure(stop context.Context, v variant, workers, ops int) (sample, error) {
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
-	cpu0, client0, cpuOK := b.cpuTime()
+	ops1 := make([]func(context.Context, int) error, workers)
+	for w := range ops1 {
+		ops1[w] = v.op
+		if v.held != nil {
+			op, release, err := v.held(ctx)
+			if err != nil {
+				return sample{}, fmt.Errorf("%s: %w", v.name, err)
+			}
+			defer release()
+			ops1[w] = op
+		}
+	}
+	cpu0, cpuOK := b.cpuTime()
 	start := time.Now()
 	for w := range workers {
 		wg.Add(1)
@@ -423,8 +560,12 @@ func (b *bench) measure(v variant, workers, ops int) (sample, error) {
 				if i > int64(ops) {
 					return
 				}
+				if err := stop.Err(); err != nil {
+					errs <- err
+					return
+				}
 				account := int((i*7919+int64(w))%int64(b.accounts)) + 1
-				if err := v.op(ctx, account); err != nil {
+				if err := ops1[w](ctx, account); err != nil {
 					errs <- fmt.Errorf("%s: %w", v.name, err)
 					return
 				}
@@ -433,44 +574,66 @@ func (b *bench) measure(v variant, workers, ops int) (sample, error) {
 	}
 	wg.Wait()
 	s := sample{wall: time.Since(start)}
-	if cpu1, client1, ok := b.cpuTime(); ok && cpuOK {
-		s.cpu, s.client = cpu1-cpu0, client1-client0
+	if cpu1, ok := b.cpuTime(); ok && cpuOK {
+		s.cpu, s.client = cpu1.since(cpu0)
 	}
 	close(errs)
 	return s, <-errs
 }
 
-// cpuTime returns the CPU time used so far by this process and the
-// database server, when the server runs on this machine (its pid file is
-// readable): the load of other processes on a shared machine does not
-// change it the way it changes wall time. client is this process's part.
-func (b *bench) cpuTime() (total, client time.Duration, ok bool) {
+// cpuSnapshot is the CPU time used so far by this process and by each
+// thread of the database server.
+type cpuSnapshot struct {
+	client time.Duration
+	server map[string]time.Duration // by thread id
+}
+
+// cpuTime reads the CPU time used so far by this process and the database
+// server, when the server runs on this machine (its pid file is readable):
+// the load of other processes on a shared machine does not change it the
+// way it changes wall time.
+func (b *bench) cpuTime() (cpuSnapshot, bool) {
 	if b.serverPID == 0 {
-		return 0, 0, false
+		return cpuSnapshot{}, false
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, 0, false
+		return cpuSnapshot{}, false
 	}
-	client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	snap := cpuSnapshot{client: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), server: map[string]time.Duration{}}
 	// Per-thread scheduler statistics: nanoseconds on the CPU.
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", b.serverPID))
 	if err != nil {
-		return 0, 0, false
+		return cpuSnapshot{}, false
 	}
-	var server int64
 	for _, t := range tasks {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", b.serverPID, t.Name()))
 		if err != nil {
 			continue // the thread ended
 		}
-		f := strings.Fields(string(data))
-		if len(f) > 0 {
+		if f := strings.Fields(string(data)); len(f) > 0 {
 			n, _ := strconv.ParseInt(f[0], 10, 64)
-			server += n
+			snap.server[t.Name()] = time.Duration(n)
 		}
 	}
-	return client + time.Duration(server), client, true
+	return snap, true
+}
+
+// since returns the CPU time used between s0 and s, client + server, and
+// the client's part. The server's is summed over its threads alive at s:
+// a thread that ended in between (MariaDB's background pool retires idle
+// threads) drops out, which loses only what it used in between, instead of
+// subtracting all it ever used.
+func (s cpuSnapshot) since(s0 cpuSnapshot) (total, client time.Duration) {
+	var server time.Duration
+	for tid, t := range s.server {
+		if t0 := s0.server[tid]; t0 <= t { // else a new thread took the id
+			t -= t0
+		}
+		server += t
+	}
+	client = s.client - s0.client
+	return client + server, client
 }
 
 // findServerPID finds the MySQL/MariaDB server's pid through its pid file,
@@ -494,9 +657,13 @@ func findServerPID(db *sql.DB) int {
 	return pid
 }
 
-func (b *bench) run(workers []int, ops, rounds int) error {
+func (b *bench) run(ctx context.Context, workers []int, ops, rounds int) error {
+	all := b.variants()
+	if b.floor {
+		all = append(all[:1], b.floorVariants()...)
+	}
 	var vs []variant
-	for _, v := range b.variants() {
+	for _, v := range all {
 		if b.only == nil || b.only[v.name] {
 			vs = append(vs, v)
 		}
@@ -511,7 +678,7 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 		b.ds.DB().SetMaxIdleConns(w + 2)
 		// Warm up pools and prepared statements.
 		for _, v := range vs {
-			if _, err := b.measure(v, w, 100); err != nil {
+			if _, err := b.measure(ctx, v, w, 100); err != nil {
 				return err
 			}
 		}
@@ -525,7 +692,7 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 						return err
 					}
 				}
-				s, err := b.measure(v, w, ops)
+				s, err := b.measure(ctx, v, w, ops)
 				if err != nil {
 					return err
 				}
@@ -551,10 +718,11 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 		}
 		// Ratios are taken per round (the variants of a round ran back to
 		// back, under the same load), then the median round is reported.
-		ratios := func(name string, f func(sample) time.Duration) []float64 {
+		ratios := func(v variant, f func(sample) time.Duration) []float64 {
+			base := cmp.Or(v.base, "plain")
 			rs := make([]float64, rounds)
 			for i := range rs {
-				rs[i] = float64(f(samples[name][i])) / float64(f(samples["plain"][i]))
+				rs[i] = float64(f(samples[v.name][i])) / float64(f(samples[base][i]))
 			}
 			return rs
 		}
@@ -574,10 +742,10 @@ func (b *bench) run(workers []int, ops, rounds int) error {
 			_, mc, _ := median(cs)
 			_, mcc, _ := median(ccs)
 			_, msc, _ := median(scs)
-			wlo, wmid, whi := median(ratios(v.name, wall))
-			line := fmt.Sprintf("%-8d %-14s %9.0f %10.1f %5.2f (%.2f-%.2f)", w, v.name, float64(ops)/mw, mw*1e6/float64(ops)*float64(w), wmid, wlo, whi)
+			wlo, wmid, whi := median(ratios(v, wall))
+			line := fmt.Sprintf("%-8d %-18s %9.0f %10.1f %5.2f (%.2f-%.2f)", w, v.name, float64(ops)/mw, mw*1e6/float64(ops)*float64(w), wmid, wlo, whi)
 			if b.serverPID != 0 {
-				clo, cmid, chi := median(ratios(v.name, cpu))
+				clo, cmid, chi := median(ratios(v, cpu))
 				line += fmt.Sprintf(" %10.1f %5.2f (%.2f-%.2f) %6.1f+%.1f", mc*1e6/float64(ops), cmid, clo, chi, mcc*1e6/float64(ops), msc*1e6/float64(ops))
 				if v.name == "claim" {
 					claimCPU = cmid

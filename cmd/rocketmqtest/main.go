@@ -124,6 +124,9 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) error {
 		if !ok || err != nil || name == "" {
 			return fmt.Errorf("-topic %q: want name:queues", t)
 		}
+		if q < 1 {
+			return fmt.Errorf("-topic %q: want at least 1 queue", t)
+		}
 		opts = append(opts, rocketmqtest.WithTopic(name, q))
 	}
 	b, err := rocketmqtest.New(opts...)
@@ -229,7 +232,11 @@ func newControl(b *rocketmqtest.Broker) http.Handler {
 	action := func(path string, fn func(r *http.Request) error) {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := fn(r); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+				status := http.StatusInternalServerError
+				if errors.As(err, new(inputError)) {
+					status = http.StatusBadRequest
+				}
+				http.Error(w, err.Error(), status)
 				return
 			}
 			reply(w, map[string]any{"ok": true})
@@ -246,7 +253,10 @@ func newControl(b *rocketmqtest.Broker) http.Handler {
 	action("/topics", func(r *http.Request) error {
 		n, err := strconv.Atoi(r.FormValue("queues"))
 		if err != nil || r.FormValue("topic") == "" {
-			return fmt.Errorf("want topic and queues")
+			return inputError{fmt.Errorf("want topic and queues")}
+		}
+		if n < 1 {
+			return inputError{fmt.Errorf("want at least 1 queue")}
 		}
 		b.CreateTopic(r.FormValue("topic"), n)
 		return nil
@@ -279,3 +289,6 @@ func reply(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// inputError is an error in a control request's parameters: 400, not 500.
+type inputError struct{ error }

@@ -73,6 +73,16 @@ func TestRun(t *testing.T) {
 	post("/pause")
 	post("/resume")
 	post("/restart")
+	for _, q := range []string{"/topics?topic=x&queues=many", "/topics?queues=2", "/topics?topic=x&queues=0"} {
+		resp, err := http.Post(ctl+q, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST %s: %d, want 400", q, resp.StatusCode)
+		}
+	}
 	req, _ := http.NewRequest(http.MethodDelete, ctl+"/faults/1", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("DELETE fault: %v", err)
@@ -185,4 +195,15 @@ func call(t *testing.T, addr string, req *rocketmqtest.Command) *rocketmqtest.Co
 		t.Fatal(err)
 	}
 	return resp
+}
+
+// TestRunBadTopicFlag checks that a -topic with no queues is refused, not
+// turned into one queue.
+func TestRunBadTopicFlag(t *testing.T) {
+	for _, arg := range []string{"x:0", "x:-2", "x", ":3"} {
+		err := run([]string{"-topic", arg}, io.Discard, io.Discard, make(chan os.Signal))
+		if err == nil || !strings.Contains(err.Error(), arg) {
+			t.Errorf("-topic %s: %v", arg, err)
+		}
+	}
 }

@@ -42,6 +42,10 @@ func (f *flags) parse(args []string) error {
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		return errUsage
 	}
+	if err == nil && *f.style != "plain" && *f.style != "tx" {
+		fmt.Fprintf(f.Output(), "unknown -style %q (want plain or tx)\n", *f.style)
+		return errUsage
+	}
 	return err
 }
 
@@ -208,9 +212,6 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Plan: pl, NameServer: *f.nameServer, Driver: *f.driver, DSN: *f.dsn, DB: *db,
 		Reset: *reset, Style: *f.style, Topic: *f.topic, Group: *f.group,
 		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr), Verbose: *f.verbose,
-	}
-	if cfg.Style != "plain" && cfg.Style != "tx" {
-		return fmt.Errorf("unknown -style %q (want plain or tx)", cfg.Style)
 	}
 	start := time.Now()
 	r, err := runDemo(ctx, cfg, newProgress(stderr))

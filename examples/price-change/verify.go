@@ -44,7 +44,7 @@ func (r *Report) injected() int64 {
 
 // addStats copies the consumers' counters into the report.
 func (r *Report) addStats(s *exactlyonce.Stats) {
-	r.Deliveries = s.Snapshot()["messages"]
+	r.Deliveries = s.Messages()
 	r.Skipped = s.Count(exactlyonce.OutcomeSkippedCache) + s.Count(exactlyonce.OutcomeSkippedTable) +
 		s.Count(exactlyonce.OutcomeDuplicate)
 	r.Applied = s.Count(exactlyonce.OutcomeProcessed)

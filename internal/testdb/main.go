@@ -6,8 +6,9 @@
 // (go-sql-driver form) and POSTGRES_DSN (pgx URL form) to the command, waits
 // for it, stops the servers and exits with the command's status. A DSN that is
 // already set in the environment is passed through and no server of that kind
-// is started; TESTDB_ONLY=mysql or TESTDB_ONLY=postgres starts only one. With
-// no command it prints the DSNs and keeps the servers up until interrupted.
+// is started; TESTDB_ONLY=mysql (or mariadb) or TESTDB_ONLY=postgres starts
+// only one, and any other value is an error. With no command it prints the
+// DSNs and keeps the servers up until interrupted.
 package main
 
 import (
@@ -27,12 +28,31 @@ func main() {
 }
 
 func run(args []string) int {
+	only := os.Getenv("TESTDB_ONLY")
+	switch only {
+	case "", "mysql", "postgres":
+	case "mariadb":
+		only = "mysql"
+	default:
+		fmt.Fprintf(os.Stderr, "testdb: TESTDB_ONLY=%q: want mysql (or mariadb) or postgres, or unset for both\n", only)
+		return 2
+	}
+	// A signal while the servers start (an apt-get install can take
+	// minutes) cancels the start; afterwards it is passed to the command.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-
-	only := os.Getenv("TESTDB_ONLY")
+	starting := make(chan struct{})
+	interrupted := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case sig := <-signals:
+			interrupted <- sig
+			cancel()
+		case <-starting:
+		}
+	}()
 	type started struct {
 		env string
 		srv *throwaway.Server
@@ -71,6 +91,13 @@ func run(args []string) int {
 		servers = append(servers, st.srv)
 		os.Setenv(st.env, st.srv.DSN())
 		fmt.Fprintf(os.Stderr, "testdb: %s=%s\n", st.env, st.srv.DSN())
+	}
+	close(starting)
+	select {
+	case sig := <-interrupted:
+		fmt.Fprintln(os.Stderr, "testdb: interrupted while starting the servers")
+		return 128 + int(sig.(syscall.Signal))
+	default:
 	}
 	if startErr != nil {
 		fmt.Fprintln(os.Stderr, "testdb:", startErr)
