@@ -55,25 +55,20 @@ var sqlserverDialect = &dialect{
 	},
 }
 
-// inspectSQLServer reads the catalog, with d's placeholder ("@p1", or "?"
-// for the "mssql" driver name).
+// inspectSQLServer reads the catalog about the table the claim's unqualified
+// name resolves to: OBJECT_ID resolves a one-part name as the INSERT does, in
+// the user's default schema, else in dbo.
 func inspectSQLServer(ctx context.Context, d *dialect, db *sql.DB, table string) (*tableInfo, error) {
-	ph := d.param(1)
 	ti := &tableInfo{columns: map[string]columnInfo{}}
-	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
-FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = SCHEMA_NAME() AND TABLE_NAME = `+ph, mssql.VarChar(table))
+	name := mssql.VarChar(table)
+	rows, err := db.QueryContext(ctx, sqlserverColumnsSQL(d), name, name)
 	if err != nil {
 		return nil, err
 	}
 	if err := scanColumns(rows, ti); err != nil {
 		return nil, err
 	}
-	rows, err = db.QueryContext(ctx, `SELECT i.name, c.name, 0
-FROM sys.indexes i
-JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id AND ic.is_included_column = 0
-JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
-WHERE i.object_id = OBJECT_ID(QUOTENAME(SCHEMA_NAME()) + '.' + QUOTENAME(`+ph+`)) AND i.is_unique = 1 AND i.has_filter = 0
-ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
+	rows, err = db.QueryContext(ctx, sqlserverIndexesSQL(d), name)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +76,25 @@ ORDER BY i.name, ic.key_ordinal`, mssql.VarChar(table))
 		return nil, err
 	}
 	return ti, nil
+}
+
+// sqlserverColumnsSQL selects the table's columns; it takes the table name
+// twice, in d's placeholders ("@pN", or "?" for the "mssql" driver name).
+func sqlserverColumnsSQL(d *dialect) string {
+	return `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
+FROM INFORMATION_SCHEMA.COLUMNS
+WHERE TABLE_SCHEMA = OBJECT_SCHEMA_NAME(OBJECT_ID(QUOTENAME(` + d.param(1) + `))) AND TABLE_NAME = ` + d.param(2)
+}
+
+// sqlserverIndexesSQL selects the columns of the table's unfiltered unique
+// indexes; it takes the table name once.
+func sqlserverIndexesSQL(d *dialect) string {
+	return `SELECT i.name, c.name, 0
+FROM sys.indexes i
+JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id AND ic.is_included_column = 0
+JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+WHERE i.object_id = OBJECT_ID(QUOTENAME(` + d.param(1) + `)) AND i.is_unique = 1 AND i.has_filter = 0
+ORDER BY i.name, ic.key_ordinal`
 }
 
 // sqlserverQDialect is SQLServer() for the deprecated "mssql" driver name,

@@ -69,6 +69,20 @@ func TestSQLServerDriverNames(t *testing.T) {
 						t.Errorf("%s: placeholders of %s", tc.driverName, q)
 					}
 				}
+				// The schema check's queries: as many placeholders as
+				// the arguments inspectSQLServer passes.
+				for q, args := range map[string]int{sqlserverColumnsSQL(d): 2, sqlserverIndexesSQL(d): 1} {
+					n := strings.Count(q, "?")
+					if tc.driverName == "sqlserver" {
+						n = strings.Count(q, "@p")
+						if strings.Contains(q, "?") || args > 1 && !strings.Contains(q, fmt.Sprintf("@p%d", args)) {
+							n = -1
+						}
+					}
+					if n != args {
+						t.Errorf("%s: %d placeholders for %d arguments in %s", tc.driverName, n, args, q)
+					}
+				}
 			}
 		})
 	}

@@ -48,8 +48,8 @@ func newConfig(opts []Option) (*config, error) {
 // "transaction_record". The name must be a plain identifier (see
 // ValidateTableName); anything else makes Open fail with ErrInvalidTableName
 // before any SQL runs. Schema-qualified names are not accepted: put the table
-// in the database (MySQL), schema (search_path, PostgreSQL) or default schema
-// (SQL Server) of the connection.
+// in the database (MySQL), a schema of search_path (PostgreSQL), or the
+// default schema or dbo (SQL Server) of the connection.
 func WithTable(name string) Option {
 	return optionFunc(func(c *config) { c.table = name })
 }

@@ -48,6 +48,9 @@ func TestSQLServer(t *testing.T) {
 	if err := ds.Migrate(ctx); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
+	if err := ds.CheckSchema(ctx); err != nil {
+		t.Fatalf("CheckSchema of the migrated table: %v", err)
+	}
 	if _, err := admin.Exec("CREATE TABLE " + account + " (id int PRIMARY KEY, balance int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
