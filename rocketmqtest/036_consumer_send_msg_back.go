@@ -13,7 +13,8 @@ import (
 // the request says 0 (scaled by WithDelayScale). When ReconsumeTimes reached
 // the maximum (the request's maxReconsumeTimes, else WithMaxReconsumeTimes)
 // or the delay level is negative, it goes to %DLQ%group instead, at once.
-// An unknown offset gets SYSTEM_ERROR.
+// An unknown offset, or a malformed delayLevel or maxReconsumeTimes, gets
+// SYSTEM_ERROR.
 //
 // Faults: FailSendBacks answers nothing (the client's call times out),
 // RejectSendBacks answers SYSTEM_ERROR without storing.
@@ -40,13 +41,14 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 		return respond(codeSystemError, err.Error())
 	}
 	delayLevel := int64(delayLevel32)
+	maxTimes32, err := c.extInt32Or("maxReconsumeTimes", int32(s.cfg.maxReconsumeTimes))
+	if err != nil {
+		return respond(codeSystemError, err.Error())
+	}
+	maxTimes := int64(maxTimes32)
 	orig := s.commitLog[offset]
 	if orig == nil {
 		return respond(codeSystemError, fmt.Sprintf("look message by offset failed, %d", offset))
-	}
-	maxTimes := int64(s.cfg.maxReconsumeTimes)
-	if v, err := c.extInt("maxReconsumeTimes"); err == nil && v >= 0 {
-		maxTimes = v
 	}
 
 	props := parseProperties(orig.props)

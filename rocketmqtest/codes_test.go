@@ -385,6 +385,7 @@ func TestOutOfRangeInt32Fields(t *testing.T) {
 		{"max offset", rocketmqtest.CodeGetMaxOffset, map[string]string{"topic": "r", "queueId": huge}, `"queueId"`},
 		{"create topic, bad perm", rocketmqtest.CodeUpdateAndCreateTopic, map[string]string{"topic": "n", "readQueueNums": "1", "writeQueueNums": "1", "perm": "rw"}, `"perm"`},
 		{"send back, bad delayLevel", rocketmqtest.CodeConsumerSendMsgBack, map[string]string{"group": "g", "offset": "0", "delayLevel": "x"}, `"delayLevel"`},
+		{"send back, bad maxReconsumeTimes", rocketmqtest.CodeConsumerSendMsgBack, map[string]string{"group": "g", "offset": "0", "maxReconsumeTimes": "many"}, `"maxReconsumeTimes"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -404,9 +405,10 @@ func TestOutOfRangeInt32Fields(t *testing.T) {
 
 func TestNewRefusesBadOptions(t *testing.T) {
 	for name, o := range map[string]rocketmqtest.Option{
-		"empty topic":              rocketmqtest.WithTopic("", 2),
-		"negative reconsume times": rocketmqtest.WithMaxReconsumeTimes(-1),
-		"negative lock expiry":     rocketmqtest.WithLockExpiry(-time.Second),
+		"empty topic":                rocketmqtest.WithTopic("", 2),
+		"negative reconsume times":   rocketmqtest.WithMaxReconsumeTimes(-1),
+		"reconsume times past int32": rocketmqtest.WithMaxReconsumeTimes(1 << 31),
+		"negative lock expiry":       rocketmqtest.WithLockExpiry(-time.Second),
 	} {
 		if b, err := rocketmqtest.New(o); err == nil {
 			b.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -155,8 +156,8 @@ func (c *config) validate() error {
 	if _, ok := c.topics[""]; ok {
 		return errors.New("rocketmqtest: WithTopic: empty topic name")
 	}
-	if c.maxReconsumeTimes < 0 {
-		return fmt.Errorf("rocketmqtest: WithMaxReconsumeTimes(%d): negative", c.maxReconsumeTimes)
+	if c.maxReconsumeTimes < 0 || c.maxReconsumeTimes > math.MaxInt32 {
+		return fmt.Errorf("rocketmqtest: WithMaxReconsumeTimes(%d): outside 0..%d (a Java int)", c.maxReconsumeTimes, math.MaxInt32)
 	}
 	if c.lockExpiry < 0 {
 		return fmt.Errorf("rocketmqtest: WithLockExpiry(%v): negative", c.lockExpiry)
