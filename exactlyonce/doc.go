@@ -59,9 +59,9 @@
 // transaction_record holds (DataSource.IsConsumed, WithTableCheck). The Java
 // ExactlyOnceConsumer has no pre-check and runs the business code again for
 // every duplicate. A failed lookup does not skip anything: the claim still
-// protects. A lookup that finds the delivery invalid for the table
-// (mqdatasource.ErrInvalidDelivery, e.g. an id too long for the column)
-// fails the message without running the handler.
+// protects. Before both, a delivery the claim could not record
+// (DataSource.ValidateDelivery, mqdatasource.ErrInvalidDelivery, e.g. an id
+// too long for the column) fails without running the handler.
 //
 // # Keys
 //

@@ -101,11 +101,12 @@ func (t *fakeTx) Rollback() error {
 }
 
 type fakeStore struct {
-	db        *sql.DB
-	f         *fakeDB
-	lookupErr error
-	beginErr  error
-	lookups   atomic.Int64
+	db          *sql.DB
+	f           *fakeDB
+	validateErr error // for a valid Delivery, as if the column were too short
+	lookupErr   error
+	beginErr    error
+	lookups     atomic.Int64
 }
 
 func newFakeStore(t *testing.T) *fakeStore {
@@ -142,6 +143,13 @@ func (s *fakeStore) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, 
 		}
 	}
 	return s.db.BeginTx(ctx, opts)
+}
+
+func (s *fakeStore) ValidateDelivery(d mqdatasource.Delivery) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	return s.validateErr
 }
 
 func (s *fakeStore) IsConsumed(_ context.Context, d mqdatasource.Delivery) (bool, error) {

@@ -369,8 +369,9 @@ func TestIntegrationPurgeLoop(t *testing.T) {
 }
 
 // A message id within MaxMessageIDLen but longer than the actual message_id
-// column: the pre-check's lookup fails with ErrInvalidDelivery, as the claim
-// would, so the message fails at once without running the handler.
+// column: the DataSource knows the column's length from its schema check, so
+// the message fails at once with ErrInvalidDelivery, as the claim would,
+// without running the handler, with the table pre-check or without.
 func TestIntegrationIDTooLongForColumn(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		table := dbtest.UniqueName(t, "tr")
@@ -383,19 +384,21 @@ func TestIntegrationIDTooLongForColumn(t *testing.T) {
 		key := strings.Repeat("k", 118) // 129 characters with "#test_group"
 		eachStyle(t, func(t *testing.T, style string) {
 			modes(t, func(t *testing.T, orderly bool) {
-				var ran atomic.Int64
-				stats := &Stats{}
-				opts := []Option{quiet, WithMetrics(stats)}
-				l := TxListener(ds, testGroup, func(context.Context, *sql.Tx, *primitive.MessageExt) error { ran.Add(1); return nil }, opts...)
-				if style == "Handler" {
-					l = Listener(ds, testGroup, func(context.Context, *primitive.MessageExt) error { ran.Add(1); return nil }, opts...)
-				}
-				ok, err := deliver(t, l, orderly, newMsg("t", key, 1))
-				if ok || !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
-					t.Fatalf("acknowledged=%v err=%v, want a retry with ErrInvalidDelivery", ok, err)
-				}
-				if ran.Load() != 0 || stats.Count(OutcomeFailed) != 1 || stats.Messages() != 1 {
-					t.Fatalf("handler ran %d times, stats %v; want one failure, handler not run", ran.Load(), stats.Snapshot())
+				for _, tableCheck := range []bool{true, false} {
+					var ran atomic.Int64
+					stats := &Stats{}
+					opts := []Option{quiet, WithMetrics(stats), WithTableCheck(tableCheck)}
+					l := TxListener(ds, testGroup, func(context.Context, *sql.Tx, *primitive.MessageExt) error { ran.Add(1); return nil }, opts...)
+					if style == "Handler" {
+						l = Listener(ds, testGroup, func(context.Context, *primitive.MessageExt) error { ran.Add(1); return nil }, opts...)
+					}
+					ok, err := deliver(t, l, orderly, newMsg("t", key, 1))
+					if ok || !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+						t.Fatalf("acknowledged=%v err=%v, want a retry with ErrInvalidDelivery", ok, err)
+					}
+					if ran.Load() != 0 || stats.Count(OutcomeFailed) != 1 || stats.Messages() != 1 {
+						t.Fatalf("table check %v: handler ran %d times, stats %v; want one failure, handler not run", tableCheck, ran.Load(), stats.Snapshot())
+					}
 				}
 			})
 		})

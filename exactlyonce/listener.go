@@ -20,6 +20,7 @@ import (
 // store is what the listener needs from an *mqdatasource.DataSource.
 type store interface {
 	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+	ValidateDelivery(d mqdatasource.Delivery) error
 	IsConsumed(ctx context.Context, d mqdatasource.Delivery) (bool, error)
 	// ClaimCommitted reports whether a transaction begun with ctx's
 	// delivery committed its claim; ClaimAttempted whether one tried to.
@@ -289,7 +290,9 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		}, extra...)
 		l.cfg.logger.LogAttrs(ctx, level, msg, attrs...)
 	}
-	if err := d.Validate(); err != nil {
+	// Checked against the actual column too (e.g. an id too long for it):
+	// the claim would fail, so the handler is not run.
+	if err := l.st.ValidateDelivery(d); err != nil {
 		logAttrs(slog.LevelError, "exactlyonce: invalid delivery, retrying the message", slog.Any("error", err))
 		return OutcomeFailed, err
 	}
@@ -313,9 +316,8 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 		done, err := l.st.IsConsumed(hctx, d)
 		switch {
 		case errors.Is(err, mqdatasource.ErrInvalidDelivery):
-			// Invalid for the actual table (e.g. a message id longer than
-			// its column): the claim would fail the same way, so the
-			// handler is not run.
+			// Invalid for a column a schema check found shorter since
+			// ValidateDelivery: the claim would fail the same way.
 			logAttrs(slog.LevelError, "exactlyonce: invalid delivery, retrying the message", slog.Any("error", err))
 			return OutcomeFailed, err
 		case err != nil:

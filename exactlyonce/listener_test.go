@@ -223,6 +223,9 @@ func TestHandlerOutcomes(t *testing.T) {
 		{name: "lookup finds the delivery invalid", setup: func(st *fakeStore) {
 			st.lookupErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
 		}, handler: commitWith, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
+		{name: "invalid for the column, no table check", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) {
+			st.validateErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
+		}, handler: commitWith, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
 		{name: "no key", opts: []Option{WithKeysAsDedupeKey()}, handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
 		{name: "empty key from func", opts: []Option{WithKeyFunc(func(*primitive.MessageExt) (string, error) { return "", nil })},
 			handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
@@ -287,6 +290,9 @@ func TestTxHandlerOutcomes(t *testing.T) {
 			want: OutcomeFailed, wantErr: errNoConnection},
 		{name: "lookup finds the delivery invalid", setup: func(st *fakeStore) {
 			st.lookupErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
+		}, txHandler: ok, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
+		{name: "invalid for the column, no table check", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) {
+			st.validateErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
 		}, txHandler: ok, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
 		{name: "commit fails", setup: func(st *fakeStore) { st.f.commitErr = mqdatasource.ErrCommitUnknown }, txHandler: ok,
 			want: OutcomeFailed, wantErr: mqdatasource.ErrCommitUnknown, ran: true},

@@ -198,6 +198,15 @@ func (ds *DataSource) Table() string { return ds.core.table }
 // Dialect returns the SQL dialect in use.
 func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 
+// ValidateDelivery reports, without any SQL, whether BeginTx could claim d:
+// Delivery.Validate, and the message id's length against the message_id
+// column as the schema check found it (MaxMessageIDLen when no check ran).
+// The error wraps ErrInvalidDelivery. Consumers call it before running a
+// handler whose transaction could only fail.
+func (ds *DataSource) ValidateDelivery(d Delivery) error {
+	return ds.core.validate(d, d.MessageID())
+}
+
 // IsConsumed reports whether d's message is recorded as consumed by its
 // consumer group: a committed claim exists. It is a pre-check, for skipping
 // work that needs no transaction; the claim in BeginTx remains the guard.

@@ -65,7 +65,7 @@
 //
 //	ErrAlreadyConsumed   BeginTx: the message is recorded for the group. Acknowledge it.
 //	ErrDeliveryReused    BeginTx: a second transaction for one delivery. Fix the code; retry the message.
-//	ErrInvalidDelivery   BeginTx, IsConsumed: empty key or group, invalid UTF-8, # in the group, or id too long. No SQL ran.
+//	ErrInvalidDelivery   BeginTx, IsConsumed, ValidateDelivery: empty key or group, invalid UTF-8, # in the group, or id too long. No SQL ran.
 //	ErrNoTransaction     Exec outside a transaction with a delivery. Use a transaction or WithoutDelivery.
 //	ErrTxAborted         statement or Commit after the server aborted the transaction. Retry the message.
 //	ErrCommitUnknown     Commit: the connection failed during COMMIT. Retry the message.
