@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -338,6 +339,26 @@ func appendFrameHead(dst []byte, c *Command, bodyLen int) []byte {
 	binary.BigEndian.PutUint32(dst[start:], uint32(4+headerLen+bodyLen))
 	binary.BigEndian.PutUint32(dst[start+4:], uint32(c.Serialization)<<24|uint32(headerLen))
 	return dst
+}
+
+// ReadFrame reads one complete frame, length prefix included, as EncodeFrame
+// writes it, and decodes it. A length outside what the broker accepts is an
+// error without reading further. Tests and tools use it to speak to the
+// broker directly.
+func ReadFrame(r io.Reader) (*Command, error) {
+	var prefix [4]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return nil, err
+	}
+	n, err := frameLength(prefix)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, err
+	}
+	return DecodeFrame(data)
 }
 
 // EncodeFrame encodes a command as a complete frame, length prefix included.

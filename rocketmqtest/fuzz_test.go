@@ -3,6 +3,8 @@ package rocketmqtest
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"net"
 	"testing"
 )
@@ -44,7 +46,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		if len(cmd.Body) > len(data) {
 			t.Fatalf("body of %d bytes from a %d-byte frame", len(cmd.Body), len(data))
 		}
-		again, err := DecodeFrame(EncodeFrame(cmd)[4:])
+		again, err := ReadFrame(bytes.NewReader(EncodeFrame(cmd)))
 		if err != nil {
 			t.Fatalf("re-encoded frame does not decode: %v", err)
 		}
@@ -55,6 +57,22 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("binary round trip changed the header: %+v -> %+v", cmd, again)
 		}
 	})
+}
+
+// TestReadFrame checks that ReadFrame refuses a length prefix the broker
+// refuses, before reading on, and reports a frame cut short.
+func TestReadFrame(t *testing.T) {
+	whole := EncodeFrame(&Command{Code: 10, Opaque: 7, Body: []byte("body")})
+	if cmd, err := ReadFrame(bytes.NewReader(whole)); err != nil || cmd.Code != 10 || cmd.Opaque != 7 || string(cmd.Body) != "body" {
+		t.Fatalf("ReadFrame = %+v, %v", cmd, err)
+	}
+	if _, err := ReadFrame(bytes.NewReader(whole[:len(whole)-1])); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("cut short: %v, want io.ErrUnexpectedEOF", err)
+	}
+	huge := binary.BigEndian.AppendUint32(nil, maxFrameLength+1)
+	if _, err := ReadFrame(bytes.NewReader(huge)); !errors.Is(err, errFrame) {
+		t.Errorf("length past the limit: %v, want errFrame", err)
+	}
 }
 
 // FuzzJSONHeader checks the hand-written JSON header parser against

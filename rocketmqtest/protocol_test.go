@@ -2,7 +2,6 @@ package rocketmqtest_test
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -41,15 +40,7 @@ func (c *rawClient) write(b []byte) {
 // read reads one frame, or returns the read error.
 func (c *rawClient) read() (*rocketmqtest.Command, error) {
 	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var prefix [4]byte
-	if _, err := io.ReadFull(c.r, prefix[:]); err != nil {
-		return nil, err
-	}
-	data := make([]byte, binary.BigEndian.Uint32(prefix[:]))
-	if _, err := io.ReadFull(c.r, data); err != nil {
-		return nil, err
-	}
-	return rocketmqtest.DecodeFrame(data)
+	return rocketmqtest.ReadFrame(c.r)
 }
 
 func (c *rawClient) roundTrip(req *rocketmqtest.Command) *rocketmqtest.Command {

@@ -3,7 +3,6 @@ package rocketmqtest_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -188,16 +187,7 @@ func (c *rawConn) call(req *rocketmqtest.Command) (*rocketmqtest.Command, error)
 		return nil, err
 	}
 	for {
-		var prefix [4]byte
-		if _, err := io.ReadFull(c.nc, prefix[:]); err != nil {
-			return nil, err
-		}
-		n := int(prefix[0])<<24 | int(prefix[1])<<16 | int(prefix[2])<<8 | int(prefix[3])
-		data := make([]byte, n)
-		if _, err := io.ReadFull(c.nc, data); err != nil {
-			return nil, err
-		}
-		resp, err := rocketmqtest.DecodeFrame(data)
+		resp, err := rocketmqtest.ReadFrame(c.nc)
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
@@ -182,15 +181,7 @@ func call(t *testing.T, addr string, req *rocketmqtest.Command) *rocketmqtest.Co
 	if _, err := nc.Write(rocketmqtest.EncodeFrame(req)); err != nil {
 		t.Fatal(err)
 	}
-	var prefix [4]byte
-	if _, err := io.ReadFull(nc, prefix[:]); err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, binary.BigEndian.Uint32(prefix[:]))
-	if _, err := io.ReadFull(nc, data); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := rocketmqtest.DecodeFrame(data)
+	resp, err := rocketmqtest.ReadFrame(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
