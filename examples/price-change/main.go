@@ -42,8 +42,8 @@ func (f *flags) parse(args []string) error {
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		return errUsage
 	}
-	if err == nil && *f.style != "plain" && *f.style != "tx" {
-		fmt.Fprintf(f.Output(), "unknown -style %q (want plain or tx)\n", *f.style)
+	if err == nil && f.style != "plain" && f.style != "tx" {
+		fmt.Fprintf(f.Output(), "unknown -style %q (want plain or tx)\n", f.style)
 		return errUsage
 	}
 	return err
@@ -90,15 +90,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // flags are the flags the commands share; each command registers the ones
-// it uses (the others keep their defaults).
+// it uses, and the others keep their defaults.
 type flags struct {
 	*flag.FlagSet
-	nameServer, dsn, driver *string
-	topic, group, style     *string
-	products, changes       *int
-	seed                    *uint64
-	resend                  *float64
-	verbose, jsonOut        *bool
+	nameServer, dsn, driver string
+	topic, group, style     string
+	products, changes       int
+	seed                    uint64
+	resend                  float64
+	verbose, jsonOut        bool
 }
 
 func newFlags(name string, stderr io.Writer, use ...string) *flags {
@@ -111,52 +111,49 @@ func newFlags(name string, stderr io.Writer, use ...string) *flags {
 		fmt.Fprintf(stderr, "\nFlags of %s:\n", name)
 		fs.PrintDefaults()
 	}
-	f := &flags{FlagSet: fs}
-	used := map[string]bool{"v": true}
-	for _, u := range use {
-		used[u] = true
+	f := &flags{FlagSet: fs, driver: "mysql", style: "plain", products: 50, changes: 60, seed: 1, resend: 0.03}
+	register := map[string]func(){
+		"namesrv": func() {
+			fs.StringVar(&f.nameServer, "namesrv", os.Getenv("NAMESRV_ADDR"), "RocketMQ name server `host:port` (or $NAMESRV_ADDR)")
+		},
+		"dsn": func() {
+			fs.StringVar(&f.dsn, "dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (or $PRICE_CHANGE_DSN)")
+		},
+		"driver": func() {
+			fs.StringVar(&f.driver, "driver", envOr("PRICE_CHANGE_DRIVER", f.driver), "database/sql driver of -dsn: mysql, pgx or sqlserver (or $PRICE_CHANGE_DRIVER)")
+		},
+		"topic": func() { fs.StringVar(&f.topic, "topic", "", "topic (default price-change)") },
+		"group": func() { fs.StringVar(&f.group, "group", "", "consumer group (default product-service)") },
+		"style": func() {
+			fs.StringVar(&f.style, "style", f.style, "handler style: plain (database/sql, exactlyonce.Listener) or tx (managed transaction, exactlyonce.TxListener)")
+		},
+		"products": func() { fs.IntVar(&f.products, "products", f.products, "number of products") },
+		"changes":  func() { fs.IntVar(&f.changes, "changes", f.changes, "price changes per product") },
+		"seed": func() {
+			fs.Uint64Var(&f.seed, "seed", f.seed, "varies the prices; the producer and the verifier must agree")
+		},
+		"resend": func() { fs.Float64Var(&f.resend, "resend", f.resend, "fraction of changes the producer sends twice") },
+		"v":      func() { fs.BoolVar(&f.verbose, "v", false, "log the listeners and the RocketMQ client at info level") },
+		"json":   func() { fs.BoolVar(&f.jsonOut, "json", false, "print the report as JSON") },
 	}
-	str := func(p **string, flagName, def, doc string) {
-		*p = new(string)
-		**p = def
-		if used[flagName] {
-			fs.StringVar(*p, flagName, def, doc)
-		}
+	for _, u := range append(use, "v") {
+		register[u]()
 	}
-	integer := func(p **int, flagName string, def int, doc string) {
-		*p = new(int)
-		**p = def
-		if used[flagName] {
-			fs.IntVar(*p, flagName, def, doc)
-		}
-	}
-	boolean := func(p **bool, flagName, doc string) {
-		*p = new(bool)
-		if used[flagName] {
-			fs.BoolVar(*p, flagName, false, doc)
-		}
-	}
-	str(&f.nameServer, "namesrv", os.Getenv("NAMESRV_ADDR"), "RocketMQ name server `host:port` (or $NAMESRV_ADDR)")
-	str(&f.dsn, "dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (or $PRICE_CHANGE_DSN)")
-	str(&f.driver, "driver", envOr("PRICE_CHANGE_DRIVER", "mysql"), "database/sql driver of -dsn: mysql, pgx or sqlserver (or $PRICE_CHANGE_DRIVER)")
-	str(&f.topic, "topic", "", "topic (default price-change)")
-	str(&f.group, "group", "", "consumer group (default product-service)")
-	str(&f.style, "style", "plain", "handler style: plain (database/sql, exactlyonce.Listener) or tx (managed transaction, exactlyonce.TxListener)")
-	integer(&f.products, "products", 50, "number of products")
-	integer(&f.changes, "changes", 60, "price changes per product")
-	f.seed = new(uint64)
-	*f.seed = 1
-	if used["seed"] {
-		fs.Uint64Var(f.seed, "seed", 1, "varies the prices; the producer and the verifier must agree")
-	}
-	f.resend = new(float64)
-	*f.resend = 0.03
-	if used["resend"] {
-		fs.Float64Var(f.resend, "resend", 0.03, "fraction of changes the producer sends twice")
-	}
-	boolean(&f.verbose, "v", "log the listeners and the RocketMQ client at info level")
-	boolean(&f.jsonOut, "json", "print the report as JSON")
 	return f
+}
+
+// refuseUnused reports a flag set along with the flag that makes it
+// meaningless (its value in pairs), rather than ignoring it.
+func (f *flags) refuseUnused(pairs map[string]string) error {
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	for unused, because := range pairs {
+		if set[unused] && f.Lookup(because).Value.String() != "" {
+			fmt.Fprintf(f.Output(), "-%s has no effect with -%s\n", unused, because)
+			return errUsage
+		}
+	}
+	return nil
 }
 
 func envOr(name, def string) string {
@@ -167,20 +164,20 @@ func envOr(name, def string) string {
 }
 
 func (f *flags) plan() (plan, error) {
-	if *f.products < 1 || *f.changes < 1 {
+	if f.products < 1 || f.changes < 1 {
 		return plan{}, errors.New("-products and -changes must be at least 1")
 	}
-	if *f.resend < 0 || *f.resend > 1 {
+	if f.resend < 0 || f.resend > 1 {
 		return plan{}, errors.New("-resend must be between 0 and 1")
 	}
-	return plan{Products: *f.products, Changes: *f.changes, Seed: *f.seed, Resend: *f.resend}, nil
+	return plan{Products: f.products, Changes: f.changes, Seed: f.seed, Resend: f.resend}, nil
 }
 
 // logger sets the RocketMQ client's log level and returns the listeners'
 // logger: errors only, unless -v.
 func (f *flags) logger(stderr io.Writer) *slog.Logger {
 	level, clientLevel := slog.LevelError, "error"
-	if *f.verbose {
+	if f.verbose {
 		level, clientLevel = slog.LevelInfo, "info"
 	}
 	rlog.SetLogLevel(clientLevel)
@@ -204,24 +201,27 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if err := f.refuseUnused(map[string]string{"queues": "namesrv", "db": "dsn"}); err != nil {
+		return err
+	}
 	pl, err := f.plan()
 	if err != nil {
 		return err
 	}
 	cfg := demoConfig{
-		Plan: pl, NameServer: *f.nameServer, Driver: *f.driver, DSN: *f.dsn, DB: *db,
-		Reset: *reset, Style: *f.style, Topic: *f.topic, Group: *f.group,
-		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr), Verbose: *f.verbose,
+		Plan: pl, NameServer: f.nameServer, Driver: f.driver, DSN: f.dsn, DB: *db,
+		Reset: *reset, Style: f.style, Topic: f.topic, Group: f.group,
+		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr), Verbose: f.verbose,
 	}
 	start := time.Now()
 	r, err := runDemo(ctx, cfg, newProgress(stderr))
 	if err != nil {
 		return err
 	}
-	if err := writeReport(stdout, r, *f.jsonOut); err != nil {
+	if err := writeReport(stdout, r, f.jsonOut); err != nil {
 		return err
 	}
-	if !*f.jsonOut {
+	if !f.jsonOut {
 		fmt.Fprintf(stdout, "(%.1fs)\n", time.Since(start).Seconds())
 	}
 	if r.Mismatches > 0 {
@@ -251,20 +251,20 @@ func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	f.logger(stderr)
-	if *f.nameServer == "" {
+	if f.nameServer == "" {
 		return errors.New("-namesrv is required (or $NAMESRV_ADDR)")
 	}
-	if err := probe(ctx, *f.nameServer); err != nil {
+	if err := probe(ctx, f.nameServer); err != nil {
 		return err
 	}
-	p, err := newProducer(*f.nameServer, fmt.Sprintf("price-engine-%d", os.Getpid()))
+	p, err := newProducer(f.nameServer, fmt.Sprintf("price-engine-%d", os.Getpid()))
 	if err != nil {
 		return err
 	}
 	defer p.Shutdown()
 	var st publishStats
 	start := time.Now()
-	if err := publish(ctx, p, orDefault(*f.topic, "price-change"), pl, 1, pl.Changes, *workers, &st); err != nil {
+	if err := publish(ctx, p, orDefault(f.topic, "price-change"), pl, 1, pl.Changes, *workers, &st); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "produce: sent %d changes to %d products (+%d resends) in %.1fs\n",
@@ -279,25 +279,25 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := f.logger(stderr)
-	if *f.nameServer == "" || *f.dsn == "" {
+	if f.nameServer == "" || f.dsn == "" {
 		return errors.New("-namesrv and -dsn are required (or $NAMESRV_ADDR and $PRICE_CHANGE_DSN)")
 	}
-	if err := probe(ctx, *f.nameServer); err != nil {
+	if err := probe(ctx, f.nameServer); err != nil {
 		return err
 	}
-	ds, err := openDB(ctx, *f.driver, *f.dsn)
+	ds, err := openDB(ctx, f.driver, f.dsn)
 	if err != nil {
 		return err
 	}
 	defer ds.Close()
-	if err := seedProducts(ctx, ds, *f.products); err != nil {
+	if err := seedProducts(ctx, ds, f.products); err != nil {
 		return err
 	}
 	var stats exactlyonce.Stats
 	c, err := startConsumer(ds, consumerConfig{
-		NameServer: *f.nameServer, Topic: orDefault(*f.topic, "price-change"),
-		Group: orDefault(*f.group, "product-service"), Instance: *instance,
-		Style: *f.style, Stats: &stats, Logger: logger,
+		NameServer: f.nameServer, Topic: orDefault(f.topic, "price-change"),
+		Group: orDefault(f.group, "product-service"), Instance: *instance,
+		Style: f.style, Stats: &stats, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -334,19 +334,19 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *f.dsn == "" {
+	if f.dsn == "" {
 		return errors.New("-dsn is required (or $PRICE_CHANGE_DSN)")
 	}
-	ds, err := openDB(ctx, *f.driver, *f.dsn)
+	ds, err := openDB(ctx, f.driver, f.dsn)
 	if err != nil {
 		return err
 	}
 	defer ds.Close()
 	r := &Report{Resends: -1, BrokerDuplicates: -1, Rewound: -1, Deliveries: -1, Skipped: -1, Applied: -1, Retried: -1}
-	if err := verify(ctx, ds, pl, orDefault(*f.group, "product-service"), r); err != nil {
+	if err := verify(ctx, ds, pl, orDefault(f.group, "product-service"), r); err != nil {
 		return err
 	}
-	if err := writeReport(stdout, r, *f.jsonOut); err != nil {
+	if err := writeReport(stdout, r, f.jsonOut); err != nil {
 		return err
 	}
 	if r.Mismatches > 0 {

@@ -351,6 +351,8 @@ func TestUsageErrors(t *testing.T) {
 		{"demo", "-style", "bogus"},
 		{"consume", "-style", "bogus", "-namesrv", "127.0.0.1:1", "-dsn", "unused"},
 		{"demo", "-no-such-flag"},
+		{"demo", "-namesrv", "127.0.0.1:1", "-queues", "4"},
+		{"demo", "-dsn", "unused", "-db", "postgres"},
 	} {
 		var stderr strings.Builder
 		err := run(context.Background(), args, io.Discard, &stderr)
@@ -359,6 +361,9 @@ func TestUsageErrors(t *testing.T) {
 		}
 		if args[1] == "-style" && !strings.Contains(stderr.String(), `unknown -style "bogus"`) {
 			t.Errorf("%q: stderr %q does not name the bad style", args, stderr.String())
+		}
+		if last := args[len(args)-2]; (last == "-queues" || last == "-db") && !strings.Contains(stderr.String(), last+" has no effect with -") {
+			t.Errorf("%q: stderr %q does not say %s is unused", args, stderr.String(), last)
 		}
 	}
 }
