@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -90,57 +85,13 @@ type testDB struct {
 
 func newTestDB(t *testing.T, kind string) testDB {
 	t.Helper()
-	env, driver := "MYSQL_DSN", "mysql"
-	if kind == "postgres" {
-		env, driver = "POSTGRES_DSN", "pgx"
-	}
-	base := os.Getenv(env)
-	if base == "" {
-		t.Skipf("%s not set: run under scripts/testdb.sh (e.g. scripts/testdb.sh go test ./examples/price-change)", env)
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "price_change_" + hex.EncodeToString(b)
-
-	admin, err := sql.Open(driver, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		q := "DROP DATABASE " + name
-		if kind == "postgres" {
-			q += " WITH (FORCE)"
+	for _, e := range dbtest.Envs(t) {
+		if e.Name == kind {
+			return testDB{driver: e.Driver, dsn: e.NewDatabase(t, "price_change")}
 		}
-		if _, err := admin.ExecContext(ctx, q); err != nil {
-			t.Logf("drop database %s: %v", name, err)
-		}
-	})
-
-	var dsn string
-	if kind == "postgres" {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Path = "/" + name
-		dsn = u.String()
-	} else {
-		cfg, err := mysql.ParseDSN(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.DBName = name
-		dsn = cfg.FormatDSN()
 	}
-	return testDB{driver: driver, dsn: dsn}
+	t.Skipf("no %s database configured: run under scripts/testdb.sh (e.g. scripts/testdb.sh go test ./examples/price-change)", kind)
+	return testDB{}
 }
 
 // open opens the database through a DataSource, with the schema created.

@@ -1,15 +1,18 @@
 package dbtest
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
-	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver
+	"github.com/go-sql-driver/mysql"   // also registers the "mysql" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
@@ -110,4 +113,45 @@ func (e *Env) CreateClaimTable(t testing.TB, table, messageID string) {
 	e.Exec(t, "CREATE TABLE "+table+" ("+id+", consumer_group varchar(255) NOT NULL, message_id "+messageID+
 		", topic_name varchar(255) NOT NULL, ctime bigint NOT NULL, queue_id int NOT NULL, "+offset+" bigint NOT NULL, broker_name varchar(255) NOT NULL)")
 	t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+table) })
+}
+
+// NewDatabase creates a database of its own for the test on e's server,
+// named after prefix with a random suffix, drops it when the test ends, and
+// returns a DSN for it in e.Driver's form: for programs that create their
+// own tables under fixed names.
+func (e *Env) NewDatabase(t testing.TB, prefix string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := prefix + "_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.Admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q := "DROP DATABASE " + name
+		if e.Name == "postgres" {
+			q += " WITH (FORCE)" // the program's pool may still hold connections
+		}
+		if _, err := e.Admin.ExecContext(ctx, q); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+	})
+	if e.Name == "postgres" {
+		u, err := url.Parse(e.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = "/" + name
+		return u.String()
+	}
+	cfg, err := mysql.ParseDSN(e.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = name
+	return cfg.FormatDSN()
 }
