@@ -20,20 +20,58 @@ import (
 // (delaying it, and losing it if the broker rejects the send-back, upstream
 // #1106).
 type gate struct {
-	ctx    context.Context // parent of every handler context; cancelled when the grace period ends
-	cancel context.CancelFunc
-
 	mu       sync.Mutex
 	closed   atomic.Bool // set under mu; draining reads it without
 	running  int
 	idle     chan struct{} // closed when closed && running == 0
 	released chan struct{} // closed by release
 	relOnce  sync.Once
+
+	// The handlers' cancel functions, called when the grace period ends.
+	cancelled bool
+	cancels   map[uint64]context.CancelFunc
+	nextID    uint64
 }
 
 func newGate() *gate {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &gate{ctx: ctx, cancel: cancel, idle: make(chan struct{}), released: make(chan struct{})}
+	return &gate{idle: make(chan struct{}), released: make(chan struct{}), cancels: map[uint64]context.CancelFunc{}}
+}
+
+// onCancel arranges for cancel, a handler context's, to be called when the
+// grace period ends: by cancel() before it returns, or at once if it has
+// ended. context.AfterFunc would call it later, from a goroutine of its own,
+// and the handler could still commit meanwhile. stop undoes it. A nil gate
+// never calls it.
+func (g *gate) onCancel(cancel context.CancelFunc) (stop func()) {
+	if g == nil {
+		return func() {}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cancelled {
+		cancel()
+		return func() {}
+	}
+	id := g.nextID
+	g.nextID++
+	g.cancels[id] = cancel
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		delete(g.cancels, id)
+	}
+}
+
+// cancel ends the grace period: every running handler's context is
+// cancelled when it returns. Idempotent.
+func (g *gate) cancel() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancelled = true
+	for id, cancel := range g.cancels {
+		cancel()
+		delete(g.cancels, id)
+	}
 }
 
 // enter registers a running call. It returns false, registering nothing, once

@@ -396,6 +396,13 @@ func TestE2EOrderly(t *testing.T) {
 			return nil
 		})
 		f.eventuallyApplied(t, 60*time.Second, "every message applied", 2*perKey)
+		// The handler records the order after its commit returns, which
+		// can be after the test sees the last row.
+		eventually(t, 10*time.Second, "every commit recorded", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(order["sku-a"])+len(order["sku-b"]) >= 2*perKey
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		for _, k := range []string{"sku-a", "sku-b"} {

@@ -306,10 +306,10 @@ func TestIntegrationShutdownCancelsHandler(t *testing.T) {
 		eachStyle(t, func(t *testing.T, style string) {
 			f := newFixture(t, e)
 			g := newGate()
-			inTx := make(chan struct{})
+			inTx, proceed := make(chan struct{}), make(chan struct{})
 			block := func(m *primitive.MessageExt) error {
 				close(inTx)
-				time.Sleep(50 * time.Millisecond) // a slow handler that ignores ctx
+				<-proceed // a slow handler that ignores ctx
 				return nil
 			}
 			l := styles(f, testGroup, block, withGate(g))[style]
@@ -326,6 +326,7 @@ func TestIntegrationShutdownCancelsHandler(t *testing.T) {
 			<-inTx
 			g.close()
 			g.cancel() // the grace period is over
+			close(proceed)
 			// The call leaves the gate, but is held until the client
 			// is shut down (release), so that it is not sent back.
 			if err := g.wait(context.Background()); err != nil {

@@ -307,10 +307,7 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 	// derives its own from it (see attempt).
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if g := l.cfg.gate; g != nil {
-		stop := context.AfterFunc(g.ctx, cancel)
-		defer stop()
-	}
+	defer l.cfg.gate.onCancel(cancel)()
 
 	if l.cfg.tableCheck {
 		done, err := l.st.IsConsumed(hctx, d)

@@ -556,6 +556,29 @@ func TestDrainCancelsHandlers(t *testing.T) {
 	}
 }
 
+// The handlers' contexts are cancelled before gate.cancel returns, so that no
+// handler can commit after Shutdown has moved on.
+func TestGateCancelIsSynchronous(t *testing.T) {
+	g := newGate()
+	running, cancelRunning := context.WithCancel(context.Background())
+	defer g.onCancel(cancelRunning)()
+	finished, cancelFinished := context.WithCancel(context.Background())
+	defer cancelFinished()
+	g.onCancel(cancelFinished)() // the handler returned: no longer cancelled by the gate
+	g.cancel()
+	if running.Err() == nil {
+		t.Fatal("a running handler's context is not cancelled when cancel returns")
+	}
+	if finished.Err() != nil {
+		t.Fatal("a finished handler's context was cancelled")
+	}
+	late, cancelLate := context.WithCancel(context.Background())
+	defer g.onCancel(cancelLate)()
+	if late.Err() == nil {
+		t.Fatal("a handler starting after the grace period is not cancelled at once")
+	}
+}
+
 func TestNilMessage(t *testing.T) {
 	modes(t, func(t *testing.T, orderly bool) {
 		st := newFakeStore(t)

@@ -258,7 +258,7 @@ func TestGroupMembershipAndNotify(t *testing.T) {
 }
 
 func TestQueueLocks(t *testing.T) {
-	b := rocketmqtest.NewBroker(t, rocketmqtest.WithLockExpiry(200*time.Millisecond))
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithLockExpiry(time.Second)) // long enough for the locks taken to outlive the checks under -race
 	c := rawDial(b.Addr())
 	defer c.close()
 	lock := func(client string, queues ...int) []int {
@@ -305,14 +305,14 @@ func TestQueueLocks(t *testing.T) {
 		t.Errorf("queue 2 owner %q after A's unlock", owner)
 	}
 	// A's lock on 1 expires without renewal.
-	eventually(t, 5*time.Second, "lock expiry", func() bool { return b.LockOwner("g", "t", 1) == "" })
+	eventually(t, 10*time.Second, "lock expiry", func() bool { return b.LockOwner("g", "t", 1) == "" })
 	if got := lock("B", 1); !slices.Equal(got, []int{1}) {
 		t.Errorf("B after expiry %v", got)
 	}
 }
 
 func TestReconnectGrace(t *testing.T) {
-	b := rocketmqtest.NewBroker(t, rocketmqtest.WithReconnectGrace(300*time.Millisecond))
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithReconnectGrace(time.Second)) // long enough for A to come back in time under -race
 	hb := func(id string) *rocketmqtest.Command {
 		return &rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Opaque: 1, Body: []byte(`{"clientID":"` + id +
 			`","consumerDataSet":[{"groupName":"grp","subscriptionDataSet":[{"topic":"m","subString":"*","subVersion":1,"expressionType":"TAG"}]}]}`)}
@@ -330,7 +330,7 @@ func TestReconnectGrace(t *testing.T) {
 		t.Errorf("A notified on its return: %+v", a.notes)
 	}
 	// B does not: when the grace passes it leaves and A is told.
-	eventually(t, 5*time.Second, "B dropped", func() bool { return slices.Equal(b.ConsumerIDs("grp"), []string{"A"}) })
+	eventually(t, 10*time.Second, "B dropped", func() bool { return slices.Equal(b.ConsumerIDs("grp"), []string{"A"}) })
 	if n, err := a.read(); err != nil || n.Code != rocketmqtest.CodeNotifyConsumerIDs {
 		t.Fatalf("A not notified of B leaving: %+v %v", n, err)
 	}

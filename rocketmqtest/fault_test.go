@@ -68,11 +68,17 @@ func TestDelayOffsetCommits(t *testing.T) {
 	send(t, p, "slow", "x")
 	got, c := consumeAllWith(t, b, "g", "slow", consumer.MessageSelector{})
 	eventually(t, 10*time.Second, "consumed", func() bool { return got.len() == 1 })
-	b.DelayOffsetCommits(300 * time.Millisecond)
-	start := time.Now()
-	eventually(t, 10*time.Second, "delayed commit", func() bool {
+	eventually(t, 10*time.Second, "x committed", func() bool {
 		_ = c.PersistConsumerOffset()
 		return committed(b, "g", "slow", 4) == 1
+	})
+	// Only the commits of y are measured: none can be sent before y is.
+	b.DelayOffsetCommits(300 * time.Millisecond)
+	start := time.Now()
+	send(t, p, "slow", "y")
+	eventually(t, 10*time.Second, "delayed commit", func() bool {
+		_ = c.PersistConsumerOffset()
+		return committed(b, "g", "slow", 4) == 2
 	})
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("commit visible after %v, want at least 300ms", d)
@@ -306,10 +312,9 @@ func TestRewindOffsetsRedeliversToRunningConsumer(t *testing.T) {
 	send(t, p, "replay", seq("m", 0, 6)...)
 	got := consumeAll(t, b, "g", "replay", consumer.MessageSelector{})
 	eventually(t, 10*time.Second, "6 consumed", func() bool { return got.len() == 6 })
+	// No check of the committed offsets right after the rewind: a pull the
+	// running consumer sent before it may still carry the old offset.
 	b.RewindOffsets("g", "replay")
-	if n := committed(b, "g", "replay", 4); n != 0 {
-		t.Errorf("committed %d after rewind", n)
-	}
 	// rocketmq-client-go pauses 10 s when told to reset its offsets.
 	eventually(t, 25*time.Second, "redelivery", func() bool { return got.len() >= 12 })
 	want := append(seq("m", 0, 6), seq("m", 0, 6)...)

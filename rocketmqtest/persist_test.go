@@ -24,7 +24,7 @@ func rawSend(t *testing.T, c *rawConn, topic string, queue int, body, props stri
 
 func TestDataDirSurvivesProcessRestart(t *testing.T) {
 	dir := t.TempDir()
-	opts := []rocketmqtest.Option{rocketmqtest.WithDataDir(dir), rocketmqtest.WithDelayScale(50 * time.Millisecond)}
+	opts := []rocketmqtest.Option{rocketmqtest.WithDataDir(dir), rocketmqtest.WithDelayScale(200 * time.Millisecond)}
 	b1, err := rocketmqtest.New(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 	for i := range 5 {
 		rawSend(t, c, "kept", i%2, fmt.Sprint("m", i), "UNIQ_KEY\x01K"+strconv.Itoa(i)+"\x02")
 	}
-	rawSend(t, c, "kept", 0, "delayed", "DELAY\x013\x02") // 10 s, scaled to 500 ms
+	rawSend(t, c, "kept", 0, "delayed", "DELAY\x013\x02") // 10 s, scaled to 2 s: still parked across the restart
 	if _, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset,
 		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "1", "commitOffset": "2"}}); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 	if off := b2.CommittedOffset("g", "kept", 1); off != 2 {
 		t.Errorf("committed offset %d, want 2", off)
 	}
-	eventually(t, 5*time.Second, "delayed message delivered after restart", func() bool { return len(b2.Messages("kept")) == 6 })
+	eventually(t, 10*time.Second, "delayed message delivered after restart", func() bool { return len(b2.Messages("kept")) == 6 })
 	// The group's subscription survived: a pull without one of its own works
 	// before any heartbeat.
 	c2 := rawDial(b2.Addr())
