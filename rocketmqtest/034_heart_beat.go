@@ -58,8 +58,8 @@ func handleHeartbeat(s *state, in *inbound) *Command {
 		m[in.c] = hb.ClientID
 	}
 	for _, cd := range hb.ConsumerDataSet {
-		if cd.GroupName == "" || len(retryTopicPrefix+cd.GroupName) > 127 {
-			return respond(codeSystemError, "invalid consumer group name")
+		if err := validGroup(cd.GroupName); err != nil {
+			return respond(codeSystemError, "invalid consumer group name: "+err.Error())
 		}
 		g := s.group(cd.GroupName)
 		g.consumeType, g.messageModel = cd.ConsumeType, cd.MessageModel

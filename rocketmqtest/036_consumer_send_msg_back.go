@@ -13,8 +13,9 @@ import (
 // the request says 0 (scaled by WithDelayScale). When ReconsumeTimes reached
 // the maximum (the request's maxReconsumeTimes, else WithMaxReconsumeTimes)
 // or the delay level is negative, it goes to %DLQ%group instead, at once.
-// An unknown offset, or a malformed delayLevel or maxReconsumeTimes, gets
-// SYSTEM_ERROR.
+// A missing group or one too long for %RETRY%group to be a topic name (127
+// bytes, as HEART_BEAT checks), a missing, malformed or unknown offset, or a
+// malformed delayLevel or maxReconsumeTimes, gets SYSTEM_ERROR saying which.
 //
 // Faults: FailSendBacks answers nothing (the client's call times out),
 // RejectSendBacks answers SYSTEM_ERROR without storing.
@@ -32,9 +33,12 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 		return respond(codeSystemError, "send-back rejected by the RejectSendBacks fault")
 	}
 	groupName := c.ext("group")
+	if err := validGroup(groupName); err != nil {
+		return respond(codeSystemError, err.Error())
+	}
 	offset, err := c.extInt("offset")
-	if err != nil || groupName == "" || len(dlqTopicPrefix+groupName) > 127 {
-		return respond(codeSystemError, fmt.Sprintf("bad send-back header: group %.20q, %v", groupName, err))
+	if err != nil {
+		return respond(codeSystemError, err.Error())
 	}
 	delayLevel32, err := c.extInt32Or("delayLevel", 0)
 	if err != nil {

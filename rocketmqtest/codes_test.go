@@ -403,6 +403,50 @@ func TestOutOfRangeInt32Fields(t *testing.T) {
 	}
 }
 
+// TestConsumerGroupNames checks that heartbeats and send-backs refuse the
+// same group names, those whose %RETRY% topic would pass 127 bytes, before
+// creating a topic, and say which field is wrong.
+func TestConsumerGroupNames(t *testing.T) {
+	b := rocketmqtest.NewBroker(t)
+	c := rawDial(b.Addr())
+	defer c.close()
+	rawSend(t, c, "r", 0, "m", "") // commit-log offset 0
+	longest := strings.Repeat("g", 127-len("%RETRY%"))
+	sendBack := func(fields map[string]string) *rocketmqtest.Command {
+		t.Helper()
+		resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeConsumerSendMsgBack, ExtFields: fields})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, tc := range []struct {
+		name   string
+		fields map[string]string
+		want   string // in the remark
+	}{
+		{"no group", map[string]string{"offset": "0"}, "missing consumer group"},
+		{"group too long", map[string]string{"group": longest + "g", "offset": "0"}, "too long"},
+		{"no offset", map[string]string{"group": "g"}, `missing header field "offset"`},
+		{"bad offset", map[string]string{"group": "g", "offset": "x"}, `header field "offset": `},
+	} {
+		if resp := sendBack(tc.fields); resp.Code != 1 || !strings.Contains(resp.Remark, tc.want) {
+			t.Errorf("send-back, %s: code %d remark %q, want SYSTEM_ERROR with %q", tc.name, resp.Code, resp.Remark, tc.want)
+		}
+	}
+	// Level -1: straight to the DLQ, where Messages sees it.
+	if resp := sendBack(map[string]string{"group": longest, "offset": "0", "delayLevel": "-1"}); resp.Code != 0 {
+		t.Errorf("send-back, longest group: code %d remark %q", resp.Code, resp.Remark)
+	}
+	if n := len(b.Messages("%DLQ%" + longest)); n != 1 {
+		t.Errorf("%d DLQ messages for the longest group, want 1", n)
+	}
+	hb := `{"clientID":"c","consumerDataSet":[{"groupName":"` + longest + `g","subscriptionDataSet":[]}]}`
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Body: []byte(hb)}); err != nil || resp.Code != 1 || !strings.Contains(resp.Remark, "too long") {
+		t.Errorf("heartbeat, group too long: %v %+v", err, resp)
+	}
+}
+
 func TestNewRefusesBadOptions(t *testing.T) {
 	for name, o := range map[string]rocketmqtest.Option{
 		"empty topic":                rocketmqtest.WithTopic("", 2),

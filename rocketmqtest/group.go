@@ -1,10 +1,25 @@
 package rocketmqtest
 
 import (
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
 )
+
+// validGroup checks a consumer group name before the broker creates topics
+// named after it: %RETRY% is the longer prefix, so %RETRY%group must fit in
+// the 127 bytes of a topic name.
+func validGroup(name string) error {
+	if name == "" {
+		return errors.New("missing consumer group")
+	}
+	if n := len(retryTopicPrefix + name); n > 127 {
+		return fmt.Errorf("consumer group %.20q... too long: %s%%group is %d bytes, more than 127", name, retryTopicPrefix, n)
+	}
+	return nil
+}
 
 // group is a consumer group as ConsumerGroupInfo keeps it: the clients that
 // sent heartbeats for it, by connection, and the subscriptions they declared.
