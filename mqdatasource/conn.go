@@ -72,11 +72,15 @@ func (c *conn) prepareInner(ctx context.Context, query string) (driver.Stmt, err
 }
 
 func (c *conn) Close() error {
+	c.closeClaimStmt()
+	return c.inner.Close()
+}
+
+func (c *conn) closeClaimStmt() {
 	if c.claimStmt != nil {
 		_ = c.claimStmt.Close()
 		c.claimStmt = nil
 	}
-	return c.inner.Close()
 }
 
 // Begin is the pre-context form; database/sql calls BeginTx.
@@ -237,12 +241,18 @@ func (c *conn) insertClaim(ctx context.Context, cl *claim) (dup bool, err error)
 			c.noExecer = true
 		}
 	}
-	if res == nil && (err == nil || errors.Is(err, driver.ErrSkip)) {
+	viaStmt := res == nil && (err == nil || errors.Is(err, driver.ErrSkip))
+	if viaStmt {
 		res, err = c.execClaimStmt(ctx, args)
 	}
 	if err != nil {
 		if dl.isDuplicate(err, c.core.uk(), cl.id) {
 			return true, err
+		}
+		if viaStmt {
+			// The statement may be stale (table recreated): prepare anew
+			// next time. A duplicate shows it works.
+			c.closeClaimStmt()
 		}
 		c.observe(ctx, err)
 		return false, err
@@ -269,14 +279,7 @@ func (c *conn) execClaimStmt(ctx context.Context, args []driver.NamedValue) (dri
 		}
 		c.claimStmt = s
 	}
-	res, err := stmtExec(ctx, c.claimStmt, args)
-	if err != nil && !c.core.dialect.impl().isDuplicate(err, c.core.uk(), "") {
-		// The statement may be stale (table recreated); prepare anew next
-		// time.
-		_ = c.claimStmt.Close()
-		c.claimStmt = nil
-	}
-	return res, err
+	return stmtExec(ctx, c.claimStmt, args)
 }
 
 // checkArgs runs the driver's own argument check, as database/sql would.

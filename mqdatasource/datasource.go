@@ -22,7 +22,9 @@ type core struct {
 	claimSQL  string
 	lookupSQL string
 
-	// Learned by CheckSchema; read by every connection.
+	// Learned by CheckSchema; read by every connection. uniqueKey starts
+	// as the migration file's name (newCore), so that the claim path does
+	// not build it for every duplicate.
 	uniqueKey atomic.Pointer[string]
 	idLen     atomic.Int64
 	// rollbackOnTimeout caches MySQL's innodb_rollback_on_timeout:
@@ -50,16 +52,13 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 	}
 	c.claimSQL = d.impl().claimSQL(c.table)
 	c.lookupSQL = d.impl().lookupSQL(c.table)
+	uk := d.impl().defaultUniqueKey(c.table)
+	c.uniqueKey.Store(&uk)
 	return c, nil
 }
 
 // uk returns the name of the unique key on message_id.
-func (c *core) uk() string {
-	if p := c.uniqueKey.Load(); p != nil && *p != "" {
-		return *p
-	}
-	return c.dialect.impl().defaultUniqueKey(c.table)
-}
+func (c *core) uk() string { return *c.uniqueKey.Load() }
 
 // validate checks d, whose message id is id, before any SQL runs:
 // Delivery.Validate, and the length of the message id against the column.

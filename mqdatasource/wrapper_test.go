@@ -21,9 +21,10 @@ import (
 // integration tests.
 
 type fakeServer struct {
-	mu   sync.Mutex
-	log  []string // what reached the "server"
-	args [][]driver.NamedValue
+	mu       sync.Mutex
+	log      []string // what reached the "server"
+	args     [][]driver.NamedValue
+	prepared []string // what was prepared
 	// fail returns the error for a statement, or nil.
 	fail func(stmt string) error
 }
@@ -52,8 +53,13 @@ func (c fakeConnector) Driver() driver.Driver                        { return fa
 
 type fakeConn struct{ s *fakeServer }
 
-func (c *fakeConn) Prepare(q string) (driver.Stmt, error) { return &fakeStmt{c: c, q: q}, nil }
-func (c *fakeConn) Close() error                          { return nil }
+func (c *fakeConn) Prepare(q string) (driver.Stmt, error) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.prepared = append(c.s.prepared, q)
+	return &fakeStmt{c: c, q: q}, nil
+}
+func (c *fakeConn) Close() error { return nil }
 func (c *fakeConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
@@ -219,6 +225,50 @@ func TestWrapperSQLServerErrors(t *testing.T) {
 				t.Fatalf("statements\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestClaimStmtKeptOnDuplicate: the claim statement, prepared once per
+// connection, survives a duplicate even when the unique key has another
+// name than the migration file's (the Java client's table, no schema
+// check) and only the message id in the error identifies the duplicate.
+// Another error drops it (it may be stale).
+func TestClaimStmtKeptOnDuplicate(t *testing.T) {
+	dup := mssql.Error{Number: 2627, Message: "Violation of UNIQUE KEY constraint 'message_id_unique_key'. Cannot insert duplicate key in object 'dbo.tr'. The duplicate key value is (k#g)."}
+	deadlock := mssql.Error{Number: 1205, Message: "Transaction (Process ID 51) was deadlocked on lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction."}
+	claims := 0
+	s := &fakeServer{fail: func(stmt string) error {
+		if stmt != fakeClaim {
+			return nil
+		}
+		claims++
+		if claims == 4 {
+			return deadlock
+		}
+		return dup
+	}}
+	db := openFake(t, s)
+	prepares := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.prepared)
+	}
+	for i := range 3 {
+		if _, err := db.BeginTx(fakeDelivery("k"), nil); !errors.Is(err, ErrAlreadyConsumed) {
+			t.Fatalf("claim %d: %v, want ErrAlreadyConsumed", i+1, err)
+		}
+	}
+	if n := prepares(); n != 1 {
+		t.Fatalf("%d prepares for 3 duplicate claims on one connection, want 1", n)
+	}
+	if _, err := db.BeginTx(fakeDelivery("k"), nil); !matches(err, deadlock) {
+		t.Fatalf("claim 4: %v, want the deadlock", err)
+	}
+	if _, err := db.BeginTx(fakeDelivery("k"), nil); !errors.Is(err, ErrAlreadyConsumed) {
+		t.Fatalf("claim 5: %v, want ErrAlreadyConsumed", err)
+	}
+	if n := prepares(); n != 2 {
+		t.Fatalf("%d prepares after a claim failed otherwise, want 2 (prepared anew)", n)
 	}
 }
 
