@@ -84,7 +84,9 @@ func handleHeartbeat(s *state, in *inbound) *Command {
 			old := g.subs[sd.Topic]
 			if old == nil {
 				changed = true
-			} else if sd.SubVersion <= old.version && old.sub.expr == sd.SubString {
+			} else if sd.SubVersion <= old.version {
+				// Only a newer subscription replaces it, whatever its
+				// expression, as in ConsumerGroupInfo.updateSubscription.
 				continue
 			}
 			s.setSubscription(g, &subscriptionData{

@@ -257,6 +257,40 @@ func TestGroupMembershipAndNotify(t *testing.T) {
 	}
 }
 
+// TestSubscriptionVersion checks that a heartbeat replaces a group's
+// subscription only with a higher subVersion, as
+// ConsumerGroupInfo.updateSubscription does: an older or equal one, even with
+// another expression, leaves it.
+func TestSubscriptionVersion(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("s", 1))
+	c := rawDial(b.Addr())
+	defer c.close()
+	rawSend(t, c, "s", 0, "tagged a", "TAGS\x01a\x02")
+	rawSend(t, c, "s", 0, "tagged b", "TAGS\x01b\x02")
+	for _, step := range []struct {
+		version int
+		expr    string
+		want    string // what the group's subscription pulls
+	}{
+		{5, "a", "[tagged a]"},
+		{3, "b", "[tagged a]"},
+		{5, "b", "[tagged a]"},
+		{6, "b", "[tagged b]"},
+	} {
+		hb := fmt.Sprintf(`{"clientID":"c","consumerDataSet":[{"groupName":"g","subscriptionDataSet":[{"topic":"s","subString":%q,"subVersion":%d,"expressionType":"TAG"}]}]}`, step.expr, step.version)
+		if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Body: []byte(hb)}); err != nil || resp.Code != 0 {
+			t.Fatalf("heartbeat: %v %+v", err, resp)
+		}
+		resp, err := c.call(pullReq("s", 0, 0, 0, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(decodeBodies(resp.Body)); got != step.want {
+			t.Errorf("after subVersion %d %q: pulled %s, want %s", step.version, step.expr, got, step.want)
+		}
+	}
+}
+
 func TestQueueLocks(t *testing.T) {
 	b := rocketmqtest.NewBroker(t, rocketmqtest.WithLockExpiry(time.Second)) // long enough for the locks taken to outlive the checks under -race
 	c := rawDial(b.Addr())
