@@ -195,7 +195,9 @@ type bench struct {
 	driver string
 	plain  *sql.DB
 	ds     *mqdatasource.DataSource
-	// manualClaim is the claim INSERT prepared on the plain pool: the
+	// claimSQL is the claim INSERT written by hand, with ? placeholders.
+	claimSQL string
+	// manualClaim is claimSQL prepared on the plain pool: the
 	// "manual-claim" variant writes the record by hand, the lower bound of
 	// what the wrapper can cost.
 	manualClaim *sql.Stmt
@@ -295,7 +297,7 @@ func (b *bench) setFlushLog(n int) (restore func(), err error) {
 // q turns the ? placeholders of s into the database's form.
 func (b *bench) q(s string) string { return sqlplace.Rebind(b.ds.Dialect().Name(), s) }
 
-func setup(driverName, dsn string, accounts int) (*bench, error) {
+func setup(driverName, dsn string, accounts int) (_ *bench, err error) {
 	ctx := context.Background()
 	plain, err := sql.Open(driverName, dsn)
 	if err != nil {
@@ -303,9 +305,15 @@ func setup(driverName, dsn string, accounts int) (*bench, error) {
 	}
 	ds, err := mqdatasource.Open(driverName, dsn, mqdatasource.WithTable(recordTable), mqdatasource.WithSchemaCheck(false))
 	if err != nil {
+		plain.Close()
 		return nil, err
 	}
 	b := &bench{driver: driverName, plain: plain, ds: ds, accounts: accounts}
+	defer func() {
+		if err != nil {
+			b.teardown() // drop what was created before the failure
+		}
+	}()
 	b.teardown0()
 	if driverName == "mysql" {
 		b.serverPID = findServerPID(plain)
@@ -325,7 +333,8 @@ func setup(driverName, dsn string, accounts int) (*bench, error) {
 	if driverName == "pgx" {
 		offset = `"offset"`
 	}
-	b.manualClaim, err = plain.PrepareContext(ctx, b.q("INSERT INTO "+recordTable+" (consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+	b.claimSQL = "INSERT INTO " + recordTable + " (consumer_group, message_id, topic_name, ctime, queue_id, " + offset + ", broker_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	b.manualClaim, err = plain.PrepareContext(ctx, b.q(b.claimSQL))
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +469,6 @@ func (b *bench) setupFloor() error {
 // claim row itself.
 func (b *bench) floorVariants() []variant {
 	update := "UPDATE " + accountTable + " SET balance = balance + 1 WHERE id = ?"
-	claimSQL := "INSERT INTO " + recordTable + " (consumer_group, message_id, topic_name, ctime, queue_id, `offset`, broker_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
 	held := func(begin bool, first string, args func(account int) []any) func(context.Context) (func(context.Context, int) error, func(), error) {
 		return func(ctx context.Context) (func(context.Context, int) error, func(), error) {
 			c, err := b.plain.Conn(ctx)
@@ -511,7 +519,7 @@ func (b *bench) floorVariants() []variant {
 		{name: "held-noop", held: held(false, "DO ?", func(account int) []any { return []any{account} }), base: "held-plain"},
 		{name: "held-insert-bigint", held: held(false, "INSERT INTO "+bigintTable+" (id) VALUES (?)", func(int) []any { return []any{b.seq.Add(1)} }), base: "held-plain"},
 		{name: "held-insert-msgid", held: held(false, "INSERT INTO "+msgidTable+" (message_id) VALUES (?)", func(int) []any { return []any{b.key() + "#bench"} }), base: "held-plain"},
-		{name: "held-claim", held: held(false, claimSQL, func(account int) []any {
+		{name: "held-claim", held: held(false, b.claimSQL, func(account int) []any {
 			return []any{"bench", b.key() + "#bench", "bench", time.Now().UnixMilli(), account % 8, account, "broker-a"}
 		}), base: "held-plain"},
 	}

@@ -81,15 +81,24 @@ func createTables(ctx context.Context, ds *mqdatasource.DataSource) error {
 	case "sqlserver":
 		file, text = "schema.sqlserver.sql", schemaSQLServer
 	}
-	for stmt := range strings.SplitSeq(text, ";\n") {
-		if !hasSQL(stmt) {
-			continue
-		}
+	for _, stmt := range schemaStatements(text) {
 		if _, err := ds.DB().ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
 	}
 	return nil
+}
+
+// schemaStatements splits a schema file into its statements, leaving out
+// chunks of comments only.
+func schemaStatements(text string) []string {
+	var stmts []string
+	for stmt := range strings.SplitSeq(text, ";\n") {
+		if hasSQL(stmt) {
+			stmts = append(stmts, stmt)
+		}
+	}
+	return stmts
 }
 
 // hasSQL reports whether a chunk of a schema file has more than comments.

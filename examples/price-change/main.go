@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,7 +121,7 @@ func newFlags(name string, stderr io.Writer, use ...string) *flags {
 			fs.StringVar(&f.dsn, "dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (or $PRICE_CHANGE_DSN)")
 		},
 		"driver": func() {
-			fs.StringVar(&f.driver, "driver", envOr("PRICE_CHANGE_DRIVER", f.driver), "database/sql driver of -dsn: mysql, pgx or sqlserver (or $PRICE_CHANGE_DRIVER)")
+			fs.StringVar(&f.driver, "driver", cmp.Or(os.Getenv("PRICE_CHANGE_DRIVER"), f.driver), "database/sql driver of -dsn: mysql, pgx or sqlserver (or $PRICE_CHANGE_DRIVER)")
 		},
 		"topic": func() { fs.StringVar(&f.topic, "topic", "", "topic (default price-change)") },
 		"group": func() { fs.StringVar(&f.group, "group", "", "consumer group (default product-service)") },
@@ -142,11 +143,17 @@ func newFlags(name string, stderr io.Writer, use ...string) *flags {
 	return f
 }
 
+// setFlags returns the names of the flags given on the command line.
+func (f *flags) setFlags() map[string]bool {
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
 // refuseUnused reports a flag set along with the flag that makes it
 // meaningless (its value in pairs), rather than ignoring it.
 func (f *flags) refuseUnused(pairs map[string]string) error {
-	set := map[string]bool{}
-	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := f.setFlags()
 	for unused, because := range pairs {
 		if set[unused] && f.Lookup(because).Value.String() != "" {
 			fmt.Fprintf(f.Output(), "-%s has no effect with -%s\n", unused, because)
@@ -154,13 +161,6 @@ func (f *flags) refuseUnused(pairs map[string]string) error {
 		}
 	}
 	return nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func (f *flags) plan() (plan, error) {
@@ -184,13 +184,6 @@ func (f *flags) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("demo", stderr, "namesrv", "dsn", "driver", "topic", "group", "style",
 		"products", "changes", "seed", "resend", "json")
@@ -203,6 +196,14 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if err := f.refuseUnused(map[string]string{"queues": "namesrv", "db": "dsn"}); err != nil {
 		return err
+	}
+	if set := f.setFlags(); set["driver"] && f.dsn == "" {
+		fmt.Fprintln(f.Output(), "-driver names the driver of -dsn; without -dsn, -db picks the throwaway server (mariadb or postgres)")
+		return errUsage
+	}
+	if *queues < 1 || *timeout <= 0 {
+		fmt.Fprintf(f.Output(), "-queues must be at least 1 and -timeout positive (got %d and %v)\n", *queues, *timeout)
+		return errUsage
 	}
 	pl, err := f.plan()
 	if err != nil {
@@ -264,7 +265,7 @@ func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 	defer p.Shutdown()
 	var st publishStats
 	start := time.Now()
-	if err := publish(ctx, p, orDefault(f.topic, "price-change"), pl, 1, pl.Changes, *workers, &st); err != nil {
+	if err := publish(ctx, p, cmp.Or(f.topic, "price-change"), pl, 1, pl.Changes, *workers, &st); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "produce: sent %d changes to %d products (+%d resends) in %.1fs\n",
@@ -282,6 +283,9 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 	if f.nameServer == "" || f.dsn == "" {
 		return errors.New("-namesrv and -dsn are required (or $NAMESRV_ADDR and $PRICE_CHANGE_DSN)")
 	}
+	if f.products < 1 {
+		return errors.New("-products must be at least 1")
+	}
 	if err := probe(ctx, f.nameServer); err != nil {
 		return err
 	}
@@ -295,8 +299,8 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var stats exactlyonce.Stats
 	c, err := startConsumer(ds, consumerConfig{
-		NameServer: f.nameServer, Topic: orDefault(f.topic, "price-change"),
-		Group: orDefault(f.group, "product-service"), Instance: *instance,
+		NameServer: f.nameServer, Topic: cmp.Or(f.topic, "price-change"),
+		Group: cmp.Or(f.group, "product-service"), Instance: *instance,
 		Style: f.style, Stats: &stats, Logger: logger,
 	})
 	if err != nil {
@@ -343,7 +347,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer ds.Close()
 	r := &Report{Resends: -1, BrokerDuplicates: -1, Rewound: -1, Deliveries: -1, Skipped: -1, Applied: -1, Retried: -1}
-	if err := verify(ctx, ds, pl, orDefault(f.group, "product-service"), r); err != nil {
+	if err := verify(ctx, ds, pl, cmp.Or(f.group, "product-service"), r); err != nil {
 		return err
 	}
 	if err := writeReport(stdout, r, f.jsonOut); err != nil {

@@ -123,13 +123,7 @@ func TestSchemaFilesSplit(t *testing.T) {
 	for name, text := range map[string]string{
 		"schema.sql": schemaMySQL, "schema.postgres.sql": schemaPostgres, "schema.sqlserver.sql": schemaSQLServer,
 	} {
-		n := 0
-		for stmt := range strings.SplitSeq(text, ";\n") {
-			if hasSQL(stmt) {
-				n++
-			}
-		}
-		if n < 2 {
+		if n := len(schemaStatements(text)); n < 2 {
 			t.Errorf("%s: %d statements, want at least 2", name, n)
 		}
 	}
@@ -297,6 +291,14 @@ FAIL: 2 mismatches
 
 // Bad flags are usage errors (exit status 2) found before anything starts:
 // no database is opened and no broker is dialled.
+// A consumer without products would retry every message forever.
+func TestConsumeRefusesNoProducts(t *testing.T) {
+	err := run(context.Background(), []string{"consume", "-namesrv", "127.0.0.1:1", "-dsn", "unused", "-products", "0"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-products") {
+		t.Fatalf("%v, want an error naming -products", err)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"demo", "-style", "bogus"},
@@ -304,6 +306,9 @@ func TestUsageErrors(t *testing.T) {
 		{"demo", "-no-such-flag"},
 		{"demo", "-namesrv", "127.0.0.1:1", "-queues", "4"},
 		{"demo", "-dsn", "unused", "-db", "postgres"},
+		{"demo", "-driver", "pgx"},
+		{"demo", "-queues", "0"},
+		{"demo", "-timeout", "0s"},
 	} {
 		var stderr strings.Builder
 		err := run(context.Background(), args, io.Discard, &stderr)
@@ -313,8 +318,11 @@ func TestUsageErrors(t *testing.T) {
 		if args[1] == "-style" && !strings.Contains(stderr.String(), `unknown -style "bogus"`) {
 			t.Errorf("%q: stderr %q does not name the bad style", args, stderr.String())
 		}
-		if last := args[len(args)-2]; (last == "-queues" || last == "-db") && !strings.Contains(stderr.String(), last+" has no effect with -") {
+		if last := args[len(args)-2]; (last == "-queues" || last == "-db") && len(args) > 3 && !strings.Contains(stderr.String(), last+" has no effect with -") {
 			t.Errorf("%q: stderr %q does not say %s is unused", args, stderr.String(), last)
+		}
+		if flagName := strings.TrimPrefix(args[1], "-"); len(args) == 3 && !strings.Contains(stderr.String(), "-"+flagName) {
+			t.Errorf("%q: stderr %q does not name -%s", args, stderr.String(), flagName)
 		}
 	}
 }
