@@ -1,11 +1,14 @@
 package rocketmqtest_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -479,6 +482,45 @@ func TestConsumerGroupNames(t *testing.T) {
 	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Body: []byte(hb)}); err != nil || resp.Code != 1 || !strings.Contains(resp.Remark, "too long") {
 		t.Errorf("heartbeat, group too long: %v %+v", err, resp)
 	}
+}
+
+// TestFaultHitsLogged checks that a fault hit is logged at debug level with
+// the fault and the request code, as WithLogger says.
+func TestFaultHitsLogged(t *testing.T) {
+	var log lockedBuffer
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithLogger(slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	f := b.RejectSendBacks()
+	c := rawDial(b.Addr())
+	defer c.close()
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeConsumerSendMsgBack,
+		ExtFields: map[string]string{"group": "g", "offset": "0"}}); err != nil || resp.Code != 1 {
+		t.Fatalf("send-back: %v %+v", err, resp)
+	}
+	if f.Hits() != 1 {
+		t.Fatalf("%d hits", f.Hits())
+	}
+	if want := `msg="rocketmqtest: fault hit" fault=RejectSendBacks code=36`; !strings.Contains(log.String(), want) {
+		t.Errorf("log %q lacks %q", log.String(), want)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the broker's goroutines may write to while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestNewRefusesBadOptions(t *testing.T) {

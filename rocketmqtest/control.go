@@ -81,6 +81,19 @@ const (
 	faultDropResponse
 )
 
+// faultNames are the helpers that install each kind, for the log.
+var faultNames = [...]string{
+	faultDropCommit:     "DropOffsetCommits",
+	faultDelayCommit:    "DelayOffsetCommits",
+	faultFailSendBack:   "FailSendBacks",
+	faultRejectSendBack: "RejectSendBacks",
+	faultDuplicateSend:  "DuplicateSends",
+	faultDelayResponse:  "DelayResponses",
+	faultDropResponse:   "DropResponses",
+}
+
+func (k faultKind) String() string { return faultNames[k] }
+
 type fault struct {
 	kind faultKind
 	code int16
@@ -109,11 +122,12 @@ func (b *Broker) addFault(kind faultKind, code int16, d time.Duration) *Fault {
 }
 
 // fault returns the first installed fault of the kind matching the code and
-// counts a hit, or nil.
+// counts and logs a hit, or nil.
 func (s *state) fault(kind faultKind, code int16) *fault {
 	for _, f := range s.faults {
 		if f.kind == kind && (f.code == AnyCode || f.code == code) {
 			f.hits++
+			s.cfg.logger.Debug("rocketmqtest: fault hit", "fault", f.kind, "code", code)
 			return f
 		}
 	}

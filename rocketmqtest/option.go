@@ -122,8 +122,8 @@ func WithLockExpiry(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.lockExpiry = d })
 }
 
-// WithLogger sets the logger for connections, requests and faults.
-// Default: discard.
+// WithLogger sets the logger for connections and, at debug level, every
+// request and fault hit. Default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {
