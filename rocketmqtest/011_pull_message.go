@@ -88,8 +88,8 @@ func parsePullRequest(c *Command) (*pullRequest, error) {
 	if suspend, err = c.extInt("suspendTimeoutMillis"); err != nil {
 		return nil, err
 	}
-	if v, ok := c.ExtFields["subVersion"]; ok {
-		r.subVersion, _ = strconv.ParseInt(v, 10, 64)
+	if r.subVersion, err = c.extIntOr("subVersion", 0); err != nil {
+		return nil, err
 	}
 	if r.group == "" || r.topic == "" {
 		return nil, fmt.Errorf("missing consumerGroup or topic")

@@ -409,6 +409,8 @@ func TestOutOfRangeInt32Fields(t *testing.T) {
 	sendV2 := map[string]string{"a": "p", "b": "r", "e": huge, "f": "0", "g": "1", "h": "0", "i": ""}
 	pull := pullReq("r", 0, 0, flagSubscription, "*").ExtFields
 	pull["queueId"] = huge
+	pullSubVersion := pullReq("r", 0, 0, flagSubscription, "*").ExtFields
+	pullSubVersion["subVersion"] = "v1"
 	cases := []struct {
 		name   string
 		code   int16
@@ -418,6 +420,7 @@ func TestOutOfRangeInt32Fields(t *testing.T) {
 		{"send", rocketmqtest.CodeSendMessage, send, `"queueId"`},
 		{"send v2", rocketmqtest.CodeSendMessageV2, sendV2, `queueId: header field "e"`},
 		{"pull", rocketmqtest.CodePullMessage, pull, `"queueId"`},
+		{"pull, bad subVersion", rocketmqtest.CodePullMessage, pullSubVersion, `"subVersion"`},
 		{"query offset", rocketmqtest.CodeQueryConsumerOffset, map[string]string{"consumerGroup": "g", "topic": "r", "queueId": huge}, `"queueId"`},
 		{"max offset", rocketmqtest.CodeGetMaxOffset, map[string]string{"topic": "r", "queueId": huge}, `"queueId"`},
 		{"create topic, bad perm", rocketmqtest.CodeUpdateAndCreateTopic, map[string]string{"topic": "n", "readQueueNums": "1", "writeQueueNums": "1", "perm": "rw"}, `"perm"`},

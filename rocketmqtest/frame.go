@@ -76,6 +76,14 @@ func (c *Command) extInt(key string) (int64, error) {
 	return c.extIntBits(key, 64)
 }
 
+// extIntOr is extInt with def for a missing field.
+func (c *Command) extIntOr(key string, def int64) (int64, error) {
+	if _, ok := c.ExtFields[key]; !ok {
+		return def, nil
+	}
+	return c.extInt(key)
+}
+
 // extInt32 returns an extension field holding a Java int; a value out of the
 // int32 range is an error, not truncated.
 func (c *Command) extInt32(key string) (int32, error) {
