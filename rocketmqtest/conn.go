@@ -90,25 +90,14 @@ func (c *conn) readLoop() {
 		}
 	}()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
-	var prefix [4]byte
 	for {
-		if _, err := io.ReadFull(r, prefix[:]); err != nil {
-			c.logReadErr(err)
-			return
-		}
-		n, err := frameLength(prefix)
-		if err != nil {
+		cmd, err := ReadFrame(r)
+		if errors.Is(err, errFrame) {
 			c.b.cfg.logger.Warn("rocketmqtest: closing connection", "remote", c.remote.String(), "err", err)
 			return
 		}
-		data := make([]byte, n)
-		if _, err := io.ReadFull(r, data); err != nil {
-			c.logReadErr(err)
-			return
-		}
-		cmd, err := DecodeFrame(data)
 		if err != nil {
-			c.b.cfg.logger.Warn("rocketmqtest: closing connection", "remote", c.remote.String(), "err", err)
+			c.logReadErr(err)
 			return
 		}
 		if cmd.IsResponse() {

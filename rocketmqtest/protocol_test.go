@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,7 +108,8 @@ func TestProtocolUnknownCode(t *testing.T) {
 }
 
 func TestProtocolMalformedFrames(t *testing.T) {
-	b := rocketmqtest.NewBroker(t)
+	var log lockedBuffer
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 	valid := rocketmqtest.EncodeFrame(&rocketmqtest.Command{Code: rocketmqtest.CodeGetMinOffset, Opaque: 1,
 		ExtFields: map[string]string{"topic": "x", "queueId": "0"}})
 	cases := map[string][]byte{
@@ -140,5 +143,13 @@ func TestProtocolMalformedFrames(t *testing.T) {
 	c.write(valid)
 	if resp, err := c.read(); err != nil || resp.Code != 0 {
 		t.Fatalf("after malformed frames: %v %+v", err, resp)
+	}
+	// Malformed frames are warnings; a frame cut short by the client is a
+	// read error.
+	if n := strings.Count(log.String(), `level=WARN msg="rocketmqtest: closing connection"`); n != len(cases) {
+		t.Errorf("%d warnings for %d malformed frames:\n%s", n, len(cases), log.String())
+	}
+	if n := strings.Count(log.String(), `level=INFO msg="rocketmqtest: read error, closing connection"`); n != 1 {
+		t.Errorf("%d read errors for 1 truncated frame:\n%s", n, log.String())
 	}
 }
