@@ -60,29 +60,30 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 // uk returns the name of the unique key on message_id.
 func (c *core) uk() string { return *c.uniqueKey.Load() }
 
-// validate checks d, whose message id is id, before any SQL runs:
-// Delivery.Validate, and the length of the message id against the column.
-// The length is the one CheckSchema learned; when it is unknown (no schema
-// check ran) it is MaxMessageIDLen, counted in the column's unit (bytes on
-// SQL Server), so an id the migration file's column cannot hold is refused
-// here rather than by the server. A column of unlimited length (-1,
-// varchar(max)) has no limit.
+// validate checks d, whose message id is id, before any SQL runs: the
+// checks of Delivery.Validate, but with the message id's length held to the
+// column rather than to MaxMessageIDLen. The length is the one CheckSchema
+// learned, in the column's unit (bytes on SQL Server), so a wider column
+// admits longer ids; a column of unlimited length (-1, varchar(max)) has no
+// limit. When it is unknown (no schema check ran, or the catalog gives none:
+// PostgreSQL text) it is MaxMessageIDLen, so an id the migration file's
+// column cannot hold is refused here rather than by the server.
 func (c *core) validate(d Delivery, id string) error {
-	if err := d.validate(id); err != nil {
+	if err := d.validateShape(); err != nil {
 		return err
 	}
 	limit := c.idLen.Load()
-	switch {
-	case limit < 0:
+	if limit < 0 {
 		return nil
-	case limit == 0:
-		limit = MaxMessageIDLen
 	}
 	n, unit := int64(utf8.RuneCountInString(id)), "characters"
 	if c.dialect.impl().idLenInBytes {
 		n, unit = int64(len(id)), "bytes"
 	}
-	if n > limit {
+	switch {
+	case limit == 0 && n > MaxMessageIDLen:
+		return fmt.Errorf("%w: message id %q is %d %s, over MaxMessageIDLen (%d), the limit while the length of %s.message_id is unknown", ErrInvalidDelivery, truncate(id, 40), n, unit, MaxMessageIDLen, c.table)
+	case limit > 0 && n > limit:
 		return fmt.Errorf("%w: message id %q is %d %s, column %s.message_id holds %d", ErrInvalidDelivery, truncate(id, 40), n, unit, c.table, limit)
 	}
 	return nil
@@ -198,8 +199,10 @@ func (ds *DataSource) Table() string { return ds.core.table }
 func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 
 // ValidateDelivery reports, without any SQL, whether BeginTx could claim d:
-// Delivery.Validate, and the message id's length against the message_id
-// column as the schema check found it (MaxMessageIDLen when no check ran).
+// the checks of Delivery.Validate, but with the message id's length held to
+// the message_id column as the schema check found it (in bytes on SQL
+// Server; MaxMessageIDLen when no check ran, no limit for varchar(max)), so
+// a wider column admits ids longer than MaxMessageIDLen.
 // The error wraps ErrInvalidDelivery. Consumers call it before running a
 // handler whose transaction could only fail.
 func (ds *DataSource) ValidateDelivery(d Delivery) error {

@@ -8,9 +8,12 @@ import (
 	"unicode/utf8"
 )
 
-// MaxMessageIDLen is the length, in characters, of the transaction_record
-// message_id column. The stored id is Delivery.Key + "#" + ConsumerGroup, so
-// the key and the group together must fit in it.
+// MaxMessageIDLen is the length, in characters, of the migration files'
+// transaction_record message_id column. The stored id is Delivery.Key + "#"
+// + ConsumerGroup, so the key and the group together must fit in it.
+// Delivery.Validate checks against it; a DataSource checks against the
+// length its schema check learned, and against MaxMessageIDLen only when it
+// learned none.
 const MaxMessageIDLen = 255
 
 // Delivery identifies one delivery of a message to a consumer group: what the
@@ -40,12 +43,23 @@ func (d Delivery) MessageID() string { return d.Key + "#" + d.ConsumerGroup }
 
 // Validate reports whether d can be claimed: a non-empty key and group, a
 // group without "#" (so that the message id names one key and group), and
-// a message id that fits the column. The error wraps ErrInvalidDelivery.
-func (d Delivery) Validate() error { return d.validate(d.MessageID()) }
+// a message id of at most MaxMessageIDLen characters. It knows no table: a
+// DataSource holds the id to the actual column instead (see
+// DataSource.ValidateDelivery). The error wraps ErrInvalidDelivery.
+func (d Delivery) Validate() error {
+	if err := d.validateShape(); err != nil {
+		return err
+	}
+	id := d.MessageID()
+	if n := utf8.RuneCountInString(id); n > MaxMessageIDLen {
+		return fmt.Errorf("%w: message id %q is %d characters, over MaxMessageIDLen (%d)", ErrInvalidDelivery, truncate(id, 40), n, MaxMessageIDLen)
+	}
+	return nil
+}
 
-// validate is Validate with the message id, d.MessageID(), computed once by
-// the caller.
-func (d Delivery) validate(id string) error {
+// validateShape is Validate without the length check, which a DataSource
+// makes against the column.
+func (d Delivery) validateShape() error {
 	switch {
 	case d.Key == "":
 		return fmt.Errorf("%w: empty dedupe key (topic %q, queue %d, offset %d)", ErrInvalidDelivery, d.Topic, d.QueueID, d.QueueOffset)
@@ -58,9 +72,6 @@ func (d Delivery) validate(id string) error {
 		// group "c" are both "a#b#c", and one group's record would stop
 		// the other's message. (RocketMQ group names cannot contain #.)
 		return fmt.Errorf("%w: consumer group %q contains #, the separator of the message id", ErrInvalidDelivery, d.ConsumerGroup)
-	}
-	if n := utf8.RuneCountInString(id); n > MaxMessageIDLen {
-		return fmt.Errorf("%w: message id %q is %d characters, the column holds %d", ErrInvalidDelivery, truncate(id, 40), n, MaxMessageIDLen)
 	}
 	return nil
 }

@@ -23,10 +23,11 @@ var (
 
 	// ErrInvalidDelivery means a delivery cannot be claimed: an empty key or
 	// group, a key or group that is not valid UTF-8, a group containing "#"
-	// (the separator of the message id), or a message id longer than
-	// MaxMessageIDLen characters or than the message_id column holds (the
-	// length CheckSchema learned, in bytes on SQL Server; MaxMessageIDLen
-	// bytes there when no schema check ran). No SQL was run.
+	// (the separator of the message id), or a message id that is too long:
+	// for Delivery.Validate longer than MaxMessageIDLen characters; for a
+	// DataSource longer than the message_id column holds (the length
+	// CheckSchema learned, in bytes on SQL Server, no limit for
+	// varchar(max); MaxMessageIDLen when it learned none). No SQL was run.
 	ErrInvalidDelivery = errors.New("mqdatasource: invalid delivery")
 
 	// ErrInvalidTableName means the configured table name is not a plain

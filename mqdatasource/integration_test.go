@@ -285,6 +285,45 @@ func TestInvalidDelivery(t *testing.T) {
 				t.Fatalf("%d records, want 0", n)
 			}
 		})
+
+		// A message_id column longer than MaxMessageIDLen: the learned
+		// length decides too, so an id Delivery.Validate refuses fits.
+		t.Run("longer than MaxMessageIDLen for a wider column", func(t *testing.T) {
+			table := dbtest.UniqueName(t, "tr")
+			e.CreateClaimTable(t, table, "varchar(300) NOT NULL UNIQUE")
+			ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ds.Close()
+			d := delivery("g", strings.Repeat("k", 278)) // 280 characters with "#g"
+			if err := d.Validate(); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+				t.Fatalf("Validate: %v, want ErrInvalidDelivery (over MaxMessageIDLen)", err)
+			}
+			if err := ds.ValidateDelivery(d); err != nil {
+				t.Fatalf("ValidateDelivery: %v, want nil (the column holds 300)", err)
+			}
+			claim := func() error {
+				ctx := mqdatasource.WithDelivery(context.Background(), d)
+				tx, err := ds.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				return tx.Commit()
+			}
+			if err := claim(); err != nil {
+				t.Fatalf("first claim: %v", err)
+			}
+			if err := claim(); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+				t.Fatalf("second claim: %v, want ErrAlreadyConsumed", err)
+			}
+			if done, err := ds.IsConsumed(context.Background(), d); err != nil || !done {
+				t.Fatalf("IsConsumed: %v, %v, want true", done, err)
+			}
+			if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+table+" WHERE message_id = ?", d.MessageID()); n != 1 {
+				t.Fatalf("%d records of the id, want 1", n)
+			}
+		})
 	})
 }
 

@@ -107,11 +107,14 @@ func TestCheckTable(t *testing.T) {
 
 // TestValidateIDLength: the message id is checked against the column's
 // length in its unit, MaxMessageIDLen when the length is unknown (no schema
-// check) and no limit for varchar(max).
+// check) and no limit for varchar(max); a column longer than
+// MaxMessageIDLen admits longer ids.
 func TestValidateIDLength(t *testing.T) {
 	ascii255 := Delivery{ConsumerGroup: "g", Key: strings.Repeat("k", MaxMessageIDLen-2)} // 255 bytes
+	ascii280 := Delivery{ConsumerGroup: "g", Key: strings.Repeat("k", 278)}               // 280 bytes
 	wide := Delivery{ConsumerGroup: "g", Key: strings.Repeat("é", 120)}                   // 122 characters, 242 bytes
 	wider := Delivery{ConsumerGroup: "g", Key: strings.Repeat("é", 200)}                  // 202 characters, 402 bytes
+	widest := Delivery{ConsumerGroup: "g", Key: strings.Repeat("é", 278)}                 // 280 characters, 558 bytes
 	for _, tc := range []struct {
 		name  string
 		d     *dialect
@@ -132,6 +135,13 @@ func TestValidateIDLength(t *testing.T) {
 		{"mysql 200, 202 characters", mysqlDialect, 200, wider, false},
 		{"postgres unknown, 255 characters", postgresDialect, 0, ascii255, true},
 		{"postgres 100, 122 characters", postgresDialect, 100, wide, false},
+		{"mysql unknown, 280 characters", mysqlDialect, 0, widest, false},
+		{"mysql 255, 280 characters", mysqlDialect, 255, widest, false},
+		{"mysql 300, 280 characters", mysqlDialect, 300, widest, true},
+		{"postgres 300, 280 characters", postgresDialect, 300, ascii280, true},
+		{"sqlserver unknown, 280 bytes", sqlserverDialect, 0, ascii280, false},
+		{"sqlserver 300, 280 bytes", sqlserverDialect, 300, ascii280, true},
+		{"sqlserver varchar(max), 558 bytes", sqlserverDialect, -1, widest, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &core{table: "tr", dialect: tc.d, public: tc.d}
@@ -142,6 +152,11 @@ func TestValidateIDLength(t *testing.T) {
 			}
 			if !tc.ok && !errors.Is(err, ErrInvalidDelivery) {
 				t.Fatalf("validate: %v, want ErrInvalidDelivery", err)
+			}
+			// Unknown, the length is not the column's: the error must not
+			// say what the column holds.
+			if !tc.ok && tc.idLen == 0 && strings.Contains(err.Error(), "holds") {
+				t.Errorf("validate: %q claims a column length", err)
 			}
 		})
 	}
