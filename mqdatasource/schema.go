@@ -141,12 +141,17 @@ func (ds *DataSource) CheckSchema(ctx context.Context) error {
 }
 
 func (c *core) checkSchema(ctx context.Context, db *sql.DB) error {
-	d := c.dialect.impl()
-	ti, err := d.inspect(ctx, db, c.table)
+	ti, err := c.dialect.impl().inspect(ctx, db, c.table)
 	if err != nil {
 		return fmt.Errorf("mqdatasource: checking claim table %s: %w", c.table, err)
 	}
-	facts, warnings, err := checkTable(d, c.table, ti)
+	return c.applyCheck(ctx, ti)
+}
+
+// applyCheck is checkSchema on the table as ti describes it: it checks the
+// table, logs the warnings and learns the facts.
+func (c *core) applyCheck(ctx context.Context, ti *tableInfo) error {
+	facts, warnings, err := checkTable(c.dialect.impl(), c.table, ti)
 	if err != nil {
 		return err
 	}
@@ -174,7 +179,8 @@ func (ds *DataSource) Migrate(ctx context.Context) error {
 		return fmt.Errorf("mqdatasource: migrating claim table %s: %w", ds.core.table, err)
 	}
 	if len(ti.columns) > 0 {
-		return ds.CheckSchema(ctx)
+		// The table exists: check it as read, without reading it again.
+		return ds.core.applyCheck(ctx, ti)
 	}
 	var errs []error
 	for _, stmt := range migrationStatements(d, ds.core.table) {
