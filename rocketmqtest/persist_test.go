@@ -105,3 +105,46 @@ func TestDelayLevels(t *testing.T) {
 		t.Errorf("delivery order %q, %q; want the shorter delay first", got[0].Body, got[1].Body)
 	}
 }
+
+// TestDataDirRecordsOffsetChangesOnly checks that committing the offset a
+// queue already has writes nothing, while a first commit, even of 0, and a
+// changed one are written and replayed.
+func TestDataDirRecordsOffsetChangesOnly(t *testing.T) {
+	dir := t.TempDir()
+	b1, err := rocketmqtest.New(rocketmqtest.WithDataDir(dir), rocketmqtest.WithTopic("o", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rawDial(b1.Addr())
+	size := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(dir, "rocketmqtest.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	commit := func(off int64) {
+		t.Helper()
+		if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset,
+			ExtFields: map[string]string{"consumerGroup": "g", "topic": "o", "queueId": "0", "commitOffset": strconv.FormatInt(off, 10)}}); err != nil || resp.Code != 0 {
+			t.Fatalf("commit %d: %v %+v", off, err, resp)
+		}
+	}
+	for _, step := range []struct {
+		off     int64
+		written bool
+	}{{0, true}, {0, false}, {3, true}, {3, false}, {3, false}} {
+		before := size()
+		commit(step.off)
+		if written := size() > before; written != step.written {
+			t.Errorf("commit of %d: written %v, want %v", step.off, written, step.written)
+		}
+	}
+	c.close()
+	b1.Close()
+	b2 := rocketmqtest.NewBroker(t, rocketmqtest.WithDataDir(dir))
+	if off := b2.CommittedOffset("g", "o", 0); off != 3 {
+		t.Errorf("replayed offset %d, want 3", off)
+	}
+}

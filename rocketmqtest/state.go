@@ -300,8 +300,12 @@ func respond(code int16, remark string) *Command {
 
 func success() *Command { return &Command{Code: codeSuccess} }
 
-// setOffset stores a committed offset.
+// setOffset stores a committed offset. rocketmq-client-go commits with every
+// pull, mostly the same offset again: only changes go to the data log.
 func (s *state) setOffset(k offsetKey, off int64) {
+	if old, ok := s.offsets[k]; ok && old == off {
+		return
+	}
 	s.offsets[k] = off
 	s.recordOffset(k, off)
 }
