@@ -34,11 +34,11 @@ const (
 // transaction (and so the message) again: a deadlock, a serialization or
 // snapshot conflict, a lock timeout, a lost connection, ErrTxAborted or
 // ErrCommitUnknown. It knows the error numbers of MySQL/MariaDB (1213, 1205,
-// 1020, 1206, 3572, killed connections), PostgreSQL (40001, 40P01, 55P03, class 08,
-// 57P01-57P03) and SQL Server (1205, 3960, 1222, the driver's aborted
-// transaction). Context cancellation is not retryable: it is the caller's
-// decision. ErrAlreadyConsumed is not an error to retry either: acknowledge
-// the message.
+// 1020, 1206, 3572, killed or timed-out connections), PostgreSQL (40001,
+// 40P01, 55P03, class 08, 57P01-57P03) and SQL Server (1205, 3960, 1222, the
+// driver's aborted transaction). Context cancellation is not retryable: it
+// is the caller's decision. ErrAlreadyConsumed is not an error to retry
+// either: acknowledge the message.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false

@@ -130,7 +130,8 @@ func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string,
 }
 
 // CheckSchema checks that the claim table exists with the columns, types and
-// unique key on message_id that the claim needs. A problem is returned as a
+// unique key on message_id that the claim needs, and a message_id of at
+// least 64 characters (bytes on SQL Server). A problem is returned as a
 // *SchemaError (errors.Is(err, ErrSchema)) naming it and the migration file
 // (which creates a missing table; an existing table of the wrong shape must
 // be altered to match it); a failure to query the catalog is returned as is. On
