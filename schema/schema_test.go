@@ -19,12 +19,8 @@ func TestEmbedded(t *testing.T) {
 		{"transaction_record.postgres.sql", schema.PostgreSQL, func(s string) string { return `"` + s + `"` }, []string{`CREATE TABLE IF NOT EXISTS "transaction_record"`, `COLLATE "C"`, `UNIQUE ("message_id")`}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			data, err := fs.ReadFile(schema.FS, tc.file)
-			if err != nil {
+			if _, err := fs.Stat(schema.FS, tc.file); err != nil {
 				t.Fatal(err)
-			}
-			if string(data) != tc.text {
-				t.Error("FS and string variable differ")
 			}
 			// Each column of the claim table (id and mqdatasource's
 			// claimColumns) starts a line of the DDL, quoted, outside
