@@ -527,15 +527,32 @@ func (l *lockedBuffer) String() string {
 }
 
 func TestNewRefusesBadOptions(t *testing.T) {
-	for name, o := range map[string]rocketmqtest.Option{
-		"empty topic":                rocketmqtest.WithTopic("", 2),
-		"negative reconsume times":   rocketmqtest.WithMaxReconsumeTimes(-1),
-		"reconsume times past int32": rocketmqtest.WithMaxReconsumeTimes(1 << 31),
-		"negative lock expiry":       rocketmqtest.WithLockExpiry(-time.Second),
+	for name, tc := range map[string]struct {
+		o    rocketmqtest.Option
+		want string // in the error
+	}{
+		"empty topic":                {rocketmqtest.WithTopic("", 2), "WithTopic: empty topic name"},
+		"topic without queues":       {rocketmqtest.WithTopic("t", 0), `WithTopic("t", 0)`},
+		"no default queues":          {rocketmqtest.WithDefaultQueues(0), "WithDefaultQueues(0)"},
+		"negative default queues":    {rocketmqtest.WithDefaultQueues(-3), "WithDefaultQueues(-3)"},
+		"negative reconsume times":   {rocketmqtest.WithMaxReconsumeTimes(-1), "WithMaxReconsumeTimes(-1)"},
+		"reconsume times past int32": {rocketmqtest.WithMaxReconsumeTimes(1 << 31), "WithMaxReconsumeTimes(2147483648)"},
+		"negative lock expiry":       {rocketmqtest.WithLockExpiry(-time.Second), "WithLockExpiry(-1s)"},
+		"negative delay scale":       {rocketmqtest.WithDelayScale(-time.Millisecond), "WithDelayScale(-1ms)"},
+		"negative reconnect grace":   {rocketmqtest.WithReconnectGrace(-time.Second), "WithReconnectGrace(-1s)"},
 	} {
-		if b, err := rocketmqtest.New(o); err == nil {
+		b, err := rocketmqtest.New(tc.o)
+		if err == nil {
 			b.Close()
 			t.Errorf("%s: no error", name)
+		} else if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q does not name %s", name, err, tc.want)
 		}
 	}
+	// Zero means off, not a mistake.
+	b, err := rocketmqtest.New(rocketmqtest.WithDelayScale(0), rocketmqtest.WithReconnectGrace(0))
+	if err != nil {
+		t.Fatalf("zero durations: %v", err)
+	}
+	b.Close()
 }

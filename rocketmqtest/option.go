@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -68,10 +70,10 @@ func WithBrokerName(name string) Option {
 }
 
 // WithDefaultQueues sets the read and write queue count of auto-created
-// topics. Default 4. Retry and DLQ topics always have 1 queue, as in the Java
-// broker.
+// topics. Default 4; n < 1 makes [New] fail. Retry and DLQ topics always have
+// 1 queue, as in the Java broker.
 func WithDefaultQueues(n int) Option {
-	return optionFunc(func(c *config) { c.defaultQueues = max(n, 1) })
+	return optionFunc(func(c *config) { c.defaultQueues = n })
 }
 
 // WithAutoCreateTopics controls whether unknown topics are created on first
@@ -82,17 +84,18 @@ func WithAutoCreateTopics(enabled bool) Option {
 	return optionFunc(func(c *config) { c.autoCreateTopics = enabled })
 }
 
-// WithTopic creates a topic with the given queue count (at least 1) at
-// start; an empty name makes [New] fail. Default: no topics besides TBW102.
+// WithTopic creates a topic with the given queue count at start; an empty
+// name or queues < 1 makes [New] fail. Default: no topics besides TBW102.
 func WithTopic(name string, queues int) Option {
-	return optionFunc(func(c *config) { c.topics[name] = max(queues, 1) })
+	return optionFunc(func(c *config) { c.topics[name] = queues })
 }
 
 // WithDelayScale sets what one second of a delay level lasts, for delayed
 // messages and send-back retries: WithDelayScale(time.Millisecond) makes the
-// 10 s level take 10 ms. Default time.Second (real time).
+// 10 s level take 10 ms, and 0 delivers them at once. Default time.Second
+// (real time); a negative perSecond makes [New] fail.
 func WithDelayScale(perSecond time.Duration) Option {
-	return optionFunc(func(c *config) { c.delayScale = max(perSecond, 0) })
+	return optionFunc(func(c *config) { c.delayScale = perSecond })
 }
 
 // WithDelayLevels replaces the delay levels (level 1 is the first). Default
@@ -146,21 +149,36 @@ func WithDataDir(dir string) Option { return optionFunc(func(c *config) { c.data
 // rocketmq-client-go's 30 s heartbeat, so a rebalance meanwhile keeps its
 // queues. When it passes, the client leaves and the group is notified. The
 // Java broker, which loses its state on restart, has no such grace.
-// Default 40 s.
+// Default 40 s; 0 for none; a negative d makes [New] fail.
 func WithReconnectGrace(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.reconnectGrace = max(d, 0) })
+	return optionFunc(func(c *config) { c.reconnectGrace = d })
 }
 
 // validate reports the options New refuses.
 func (c *config) validate() error {
+	if c.defaultQueues < 1 {
+		return fmt.Errorf("rocketmqtest: WithDefaultQueues(%d): fewer than 1 queue", c.defaultQueues)
+	}
 	if _, ok := c.topics[""]; ok {
 		return errors.New("rocketmqtest: WithTopic: empty topic name")
+	}
+	// Sorted, so that the same options always report the same topic.
+	for _, name := range slices.Sorted(maps.Keys(c.topics)) {
+		if n := c.topics[name]; n < 1 {
+			return fmt.Errorf("rocketmqtest: WithTopic(%q, %d): fewer than 1 queue", name, n)
+		}
+	}
+	if c.delayScale < 0 {
+		return fmt.Errorf("rocketmqtest: WithDelayScale(%v): negative", c.delayScale)
 	}
 	if c.maxReconsumeTimes < 0 || c.maxReconsumeTimes > math.MaxInt32 {
 		return fmt.Errorf("rocketmqtest: WithMaxReconsumeTimes(%d): outside 0..%d (a Java int)", c.maxReconsumeTimes, math.MaxInt32)
 	}
 	if c.lockExpiry < 0 {
 		return fmt.Errorf("rocketmqtest: WithLockExpiry(%v): negative", c.lockExpiry)
+	}
+	if c.reconnectGrace < 0 {
+		return fmt.Errorf("rocketmqtest: WithReconnectGrace(%v): negative", c.reconnectGrace)
 	}
 	return nil
 }

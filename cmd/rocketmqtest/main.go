@@ -124,7 +124,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan os.Signal) error {
 		if !ok || err != nil || name == "" {
 			return fmt.Errorf("-topic %q: want name:queues", t)
 		}
-		if q < 1 {
+		if q < 1 { // New refuses it too, but naming WithTopic, not the flag as typed
 			return fmt.Errorf("-topic %q: want at least 1 queue", t)
 		}
 		opts = append(opts, rocketmqtest.WithTopic(name, q))

@@ -197,4 +197,19 @@ func TestRunBadTopicFlag(t *testing.T) {
 			t.Errorf("-topic %s: %v", arg, err)
 		}
 	}
+	// The other flags are checked by rocketmqtest.New, whose errors name the
+	// option the flag sets and the value.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-queues", "0"}, "WithDefaultQueues(0)"},
+		{[]string{"-delay-scale", "-1s"}, "WithDelayScale(-1s)"},
+		{[]string{"-reconnect-grace", "-1s"}, "WithReconnectGrace(-1s)"},
+	} {
+		err := run(tc.args, io.Discard, io.Discard, make(chan os.Signal))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
 }
