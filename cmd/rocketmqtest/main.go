@@ -225,9 +225,9 @@ func newControl(b *rocketmqtest.Broker) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		hits := f.Hits()
 		f.Remove()
-		reply(w, map[string]any{"id": id, "hits": hits})
+		// After Remove, so that a hit in between is counted too.
+		reply(w, map[string]any{"id": id, "hits": f.Hits()})
 	})
 	action := func(path string, fn func(r *http.Request) error) {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
@@ -247,6 +247,11 @@ func newControl(b *rocketmqtest.Broker) http.Handler {
 	action("/close-connections", func(*http.Request) error { b.CloseClientConnections(); return nil })
 	action("/restart", func(*http.Request) error { return b.Restart() })
 	action("/rewind", func(r *http.Request) error {
+		for _, p := range []string{"group", "topic"} {
+			if r.FormValue(p) == "" {
+				return inputError{fmt.Errorf("want %s", p)}
+			}
+		}
 		b.RewindOffsets(r.FormValue("group"), r.FormValue("topic"))
 		return nil
 	})

@@ -3,14 +3,17 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -72,14 +75,22 @@ func TestRun(t *testing.T) {
 	post("/pause")
 	post("/resume")
 	post("/restart")
-	for _, q := range []string{"/topics?topic=x&queues=many", "/topics?queues=2", "/topics?topic=x&queues=0"} {
+	post("/rewind?group=g&topic=demo")
+	for q, want := range map[string]string{
+		"/topics?topic=x&queues=many": "want topic and queues",
+		"/topics?queues=2":            "want topic and queues",
+		"/topics?topic=x&queues=0":    "want at least 1 queue",
+		"/rewind?topic=demo":          "want group",
+		"/rewind?group=g":             "want topic",
+	} {
 		resp, err := http.Post(ctl+q, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest {
-			t.Errorf("POST %s: %d, want 400", q, resp.StatusCode)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), want) {
+			t.Errorf("POST %s: %d %q, want 400 saying %q", q, resp.StatusCode, body, want)
 		}
 	}
 	req, _ := http.NewRequest(http.MethodDelete, ctl+"/faults/1", nil)
@@ -189,7 +200,7 @@ func call(t *testing.T, addr string, req *rocketmqtest.Command) *rocketmqtest.Co
 }
 
 // TestRunBadTopicFlag checks that a -topic with no queues is refused, not
-// turned into one queue.
+// turned into one queue, and so are the other flags' bad values.
 func TestRunBadTopicFlag(t *testing.T) {
 	for _, arg := range []string{"x:0", "x:-2", "x", ":3"} {
 		err := run([]string{"-topic", arg}, io.Discard, io.Discard, make(chan os.Signal))
@@ -211,5 +222,75 @@ func TestRunBadTopicFlag(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestDeleteFaultCountsEveryHit removes DuplicateSends faults while a client
+// sends without pause: the hits DELETE reports must add up to the duplicates
+// stored, including hits between reading the count and removing the fault.
+func TestDeleteFaultCountsEveryHit(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("d", 1))
+	srv := httptest.NewServer(newControl(b))
+	defer srv.Close()
+	nc, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var (
+		stop  atomic.Bool
+		sends int64
+		done  = make(chan error, 1)
+	)
+	go func() {
+		send := rocketmqtest.EncodeFrame(&rocketmqtest.Command{Code: rocketmqtest.CodeSendMessage, Body: []byte("m"),
+			ExtFields: map[string]string{"producerGroup": "p", "topic": "d", "queueId": "0", "sysFlag": "0",
+				"bornTimestamp": "1", "flag": "0", "properties": ""}})
+		for !stop.Load() {
+			if _, err := nc.Write(send); err != nil {
+				done <- err
+				return
+			}
+			if resp, err := rocketmqtest.ReadFrame(nc); err != nil || resp.Code != 0 {
+				done <- fmt.Errorf("send: %v %+v", err, resp)
+				return
+			}
+			sends++
+		}
+		done <- nil
+	}()
+	var reported int64
+	// Many rounds: a hit between the two is a matter of timing.
+	for range 200 {
+		resp, err := http.Post(srv.URL+"/faults/duplicate-sends", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var added struct{ ID int }
+		err = json.NewDecoder(resp.Body).Decode(&added)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		req, _ := http.NewRequest(http.MethodDelete, fmt.Sprintf("%s/faults/%d", srv.URL, added.ID), nil)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var removed struct{ Hits int64 }
+		err = json.NewDecoder(resp.Body).Decode(&removed)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		reported += removed.Hits
+	}
+	stop.Store(true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if dups := b.MaxOffset("d", 0) - sends; dups != reported {
+		t.Errorf("%d duplicates stored, DELETE reported %d hits", dups, reported)
 	}
 }
