@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
 
@@ -198,27 +200,12 @@ func (c *rawConn) call(req *rocketmqtest.Command) (*rocketmqtest.Command, error)
 	}
 }
 
-// decodeBodies extracts the bodies of messages in a pull response body,
-// walking the commit-log layout by its size fields.
+// decodeBodies extracts the bodies of the messages in a pull response body,
+// decoded as rocketmq-client-go does.
 func decodeBodies(b []byte) []string {
 	var out []string
-	for len(b) >= 4 {
-		size := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
-		if size > len(b) {
-			break
-		}
-		m := b[:size]
-		sysFlag := int(m[36])<<24 | int(m[37])<<16 | int(m[38])<<8 | int(m[39])
-		pos := 48 + 8 + 8 + 8 + 4 + 8 // up to the body length, IPv4 hosts
-		if sysFlag&(1<<4) != 0 {
-			pos += 12
-		}
-		if sysFlag&(1<<5) != 0 {
-			pos += 12
-		}
-		bodyLen := int(m[pos])<<24 | int(m[pos+1])<<16 | int(m[pos+2])<<8 | int(m[pos+3])
-		out = append(out, string(m[pos+4:pos+4+bodyLen]))
-		b = b[size:]
+	for _, m := range primitive.DecodeMessage(b) {
+		out = append(out, string(m.Body))
 	}
 	return out
 }
