@@ -71,26 +71,42 @@ func NewConsumer(ds *mqdatasource.DataSource, group string, opts ...Option) (*Co
 }
 
 // Subscribe subscribes to topic with a Handler. opts override the
-// Consumer's options for this subscription. Call it before Start.
+// Consumer's options for this subscription, except WithClientOptions and
+// WithPurge, which apply to the whole Consumer: given here they are an
+// error. Call it before Start.
 func (c *Consumer) Subscribe(topic string, selector consumer.MessageSelector, h Handler, opts ...Option) error {
 	if h == nil {
 		return errors.New("exactlyonce: Subscribe needs a Handler")
 	}
-	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, h, nil, c.listenerOptions(opts)).consume)
+	lopts, err := c.listenerOptions(opts)
+	if err != nil {
+		return err
+	}
+	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, h, nil, lopts).consume)
 }
 
-// SubscribeTx subscribes to topic with a TxHandler. opts override the
-// Consumer's options for this subscription. Call it before Start.
+// SubscribeTx subscribes to topic with a TxHandler. opts are as for
+// Subscribe. Call it before Start.
 func (c *Consumer) SubscribeTx(topic string, selector consumer.MessageSelector, h TxHandler, opts ...Option) error {
 	if h == nil {
 		return errors.New("exactlyonce: SubscribeTx needs a TxHandler")
 	}
-	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, nil, h, c.listenerOptions(opts)).consume)
+	lopts, err := c.listenerOptions(opts)
+	if err != nil {
+		return err
+	}
+	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, nil, h, lopts).consume)
 }
 
-func (c *Consumer) listenerOptions(opts []Option) []Option {
+// listenerOptions returns the options of a subscription's listener: the
+// Consumer's, then the subscription's, which must not configure the client
+// or the purge (they would be silently ignored).
+func (c *Consumer) listenerOptions(opts []Option) ([]Option, error) {
+	if cfg := newConfig(opts); len(cfg.clientOptions) > 0 || cfg.purgeKeep != 0 || cfg.purgeEvery != 0 {
+		return nil, errors.New("exactlyonce: WithClientOptions and WithPurge configure the whole Consumer: pass them to NewConsumer, not to Subscribe")
+	}
 	all := append(append([]Option(nil), c.opts...), opts...)
-	return append(all, withGate(c.gate))
+	return append(all, withGate(c.gate)), nil
 }
 
 // Start checks the record table (DataSource.CheckSchema), then starts the

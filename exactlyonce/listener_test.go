@@ -587,8 +587,20 @@ func TestNilMessage(t *testing.T) {
 		if ok, _ := deliver(t, f, orderly, nil, newMsg("t", "a", 1)); ok {
 			t.Fatal("success with a nil message")
 		}
-		if got := stats.Snapshot()["messages"]; got != 2 {
-			t.Fatalf("%d outcomes for 2 messages", got)
+		// Concurrent: the nil message fails and the next one still
+		// commits; orderly: nothing runs after a failure.
+		want := map[string]int64{"messages": 2, "failed": 1, "processed": 1}
+		if orderly {
+			want = map[string]int64{"messages": 2, "failed": 1, "not_run": 1}
+		}
+		got := stats.Snapshot()
+		for k, n := range want {
+			if got[k] != n {
+				t.Fatalf("stats %v, want %v", got, want)
+			}
+		}
+		if st.isCommitted(id("a")) != !orderly {
+			t.Fatalf("message a committed: %v, want %v", st.isCommitted(id("a")), !orderly)
 		}
 	})
 }

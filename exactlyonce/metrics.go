@@ -33,11 +33,13 @@ const (
 	// Acknowledged.
 	OutcomeDuplicate
 	// OutcomeFailed: the handler, the key function, the claim or the commit
-	// returned an error; nothing was committed. Retried.
+	// returned an error. Not acknowledged: retried. Usually nothing was
+	// committed; if something was (a commit whose outcome was unknown, a
+	// handler that committed and then failed), the redelivery is skipped.
 	OutcomeFailed
 	// OutcomePanic: the handler (or other user code the listener calls,
-	// such as a KeyFunc) panicked; its transaction rolled back.
-	// Retried.
+	// such as a KeyFunc) panicked; a transaction it left open rolled back.
+	// Retried, like OutcomeFailed.
 	OutcomePanic
 	// OutcomeNotRun: the message was not attempted because an earlier
 	// message of the same orderly batch failed, or because the consumer is
@@ -81,9 +83,10 @@ type Metrics interface {
 	MessageDone(l Labels, o Outcome)
 	// HandlerDone is called for every message that got past the
 	// pre-check, with its outcome and how long handling it took: the
-	// handler run, and for a TxHandler beginning (claiming) and committing
-	// the transaction. Not called for messages skipped by the pre-check or
-	// not run.
+	// handler runs, and for a TxHandler beginning (claiming) and committing
+	// the transaction, including in-place retries of transient failures
+	// and the waits between them (WithLocalRetries). Not called for
+	// messages skipped by the pre-check or not run.
 	HandlerDone(l Labels, o Outcome, d time.Duration)
 }
 

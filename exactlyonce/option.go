@@ -10,8 +10,9 @@ import (
 
 // Option configures a listener (Listener, TxListener) or a Consumer. Options
 // are sealed: only this package implements them. Options that only make sense
-// for a Consumer (WithClientOptions, WithPurge) are ignored by the listener
-// constructors; each says so.
+// for a whole Consumer (WithClientOptions, WithPurge) are ignored by the
+// listener constructors, each says so, and refused by Consumer.Subscribe and
+// SubscribeTx.
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)

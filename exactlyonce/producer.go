@@ -63,8 +63,10 @@ var ErrBadKey = errors.New("exactlyonce: invalid business key")
 // the event type: "price-change:SKU-1:v42"). It fails with ErrBadKey for an
 // empty key, one that is not UTF-8 or contains the bytes 0x01 or 0x02 (the
 // property separators of the wire format), or one longer than
-// mqdatasource.MaxMessageIDLen-2 characters, which no record fits (the
-// message id is key#group, with a group of at least one character). Whether
+// mqdatasource.MaxMessageIDLen-2 characters, which no record of the
+// migration's table fits (the message id is key#group, with a group of at
+// least one character; a wider message_id column of your own is not known
+// to the producer). Whether
 // the key fits with the consuming group's name in the actual message_id
 // column is only known when consumed: a delivery whose id does not fit fails
 // with mqdatasource.ErrInvalidDelivery, and is retried like any failure.
