@@ -124,6 +124,16 @@ func (f *fixture) hasRecord(t *testing.T, d mqdatasource.Delivery) bool {
 }
 
 // delivery returns a delivery of message key to group.
+// claimOnly begins a transaction that claims d and commits it, with nothing
+// else in it.
+func claimOnly(ds *mqdatasource.DataSource, d mqdatasource.Delivery) error {
+	tx, err := ds.BeginTx(mqdatasource.WithDelivery(context.Background(), d), nil)
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 func delivery(group, key string) mqdatasource.Delivery {
 	return mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: "T", BrokerName: "broker-a", QueueID: 1, QueueOffset: 42}
 }
