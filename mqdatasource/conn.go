@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"fmt"
-	"time"
 )
 
 var (
@@ -20,316 +18,101 @@ var (
 	_ driver.NamedValueChecker  = (*conn)(nil)
 )
 
-// conn wraps one driver connection. database/sql never uses a connection
-// from two goroutines at once, and hands it over with a lock, so its fields
-// need no locking of their own.
+// conn wraps one connection of database/sql's pool. Work made with a
+// delivery's context is routed to the delivery's transaction (see
+// Deliver); everything else runs on the connection itself. database/sql
+// never uses a connection from two goroutines at once, so its fields need
+// no locking of their own.
 type conn struct {
 	inner driver.Conn
 	core  *core
 
-	tx        *tx         // the open transaction, nil if none
-	claimStmt driver.Stmt // the claim INSERT, prepared once per connection
-	noExecer  bool        // inner ExecContext with arguments returned ErrSkip
-	broken    bool        // the connection failed: discard it
-
-	// autocommitOff: the session runs with autocommit=0 (MySQL), set by
-	// beginImplicit. Every statement outside a transaction turns autocommit
-	// back on first (guard), so it never lands in an implicit transaction.
-	autocommitOff bool
-	// lastClaimed: the last thing this connection ran was a claimed
-	// transaction. Only then is the next claimed transaction begun by
-	// beginImplicit: a connection that alternates claims with statements
-	// outside transactions (the listener's pre-check lookup) would pay a
-	// round trip to turn autocommit back on for each of those.
-	lastClaimed bool
+	tx     *tx  // the open transaction of the connection's own, nil if none
+	vtx    *vtx // the open transaction routed to a delivery, nil if none
+	broken bool // the connection failed: discard it
 }
 
 func newConn(inner driver.Conn, c *core) *conn { return &conn{inner: inner, core: c} }
+
+// route returns the delivery transaction a call made with ctx runs in, or
+// nil when it runs on the connection: inside a routed transaction, the
+// delivery's; inside a transaction of the connection's own, none; else the
+// delivery in ctx, if any, joined (and claimed) now.
+func (c *conn) route(ctx context.Context) (*dtx, error) {
+	switch {
+	case c.vtx != nil:
+		return c.vtx.t, nil
+	case c.tx != nil:
+		return nil, nil
+	}
+	s := scopeFromContext(ctx)
+	if s == nil {
+		return nil, nil
+	}
+	return s.join(c.core, driver.TxOptions{}, false)
+}
 
 func (c *conn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
 func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if err := c.guard(ctx, opPrepare); err != nil {
+	t, err := c.route(ctx)
+	if err != nil {
 		return nil, err
 	}
-	s, err := c.prepareInner(ctx, query)
+	if t != nil {
+		// Prepared on the delivery's connection when it runs.
+		return &stmt{c: c, query: query}, nil
+	}
+	if err := c.guard(); err != nil {
+		return nil, err
+	}
+	s, err := prepareInner(ctx, c.inner, query)
 	if err != nil {
 		c.observe(ctx, err)
 		return nil, err
 	}
-	return &stmt{inner: s, c: c}, nil
+	return &stmt{c: c, query: query, inner: s}, nil
 }
 
-// prepareInner prepares query on the driver's connection, with its context
-// variant if it has one.
-func (c *conn) prepareInner(ctx context.Context, query string) (driver.Stmt, error) {
-	if p, ok := c.inner.(driver.ConnPrepareContext); ok {
-		return p.PrepareContext(ctx, query)
-	}
-	return c.inner.Prepare(query)
-}
-
-func (c *conn) Close() error {
-	c.closeClaimStmt()
-	return c.inner.Close()
-}
-
-func (c *conn) closeClaimStmt() {
-	if c.claimStmt != nil {
-		_ = c.claimStmt.Close()
-		c.claimStmt = nil
-	}
-}
+func (c *conn) Close() error { return c.inner.Close() }
 
 // Begin is the pre-context form; database/sql calls BeginTx.
 func (c *conn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
-// BeginTx begins a transaction on the inner connection and, with a delivery
-// in ctx, claims it: see DataSource.BeginTx.
+// BeginTx begins a transaction: with a delivery in ctx, one routed to the
+// delivery's transaction (claimed now if this is the delivery's first use
+// of the DataSource), whose Commit ends nothing; else one of the
+// connection's own.
 func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if c.broken {
 		return nil, driver.ErrBadConn
 	}
-	cl := claimFromContext(ctx)
-	if cl != nil {
-		if err := c.core.validate(cl.d, cl.id); err != nil {
+	if s := scopeFromContext(ctx); s != nil {
+		t, err := s.join(c.core, opts, false)
+		if err != nil {
 			return nil, err
 		}
-		if err := cl.acquire(); err != nil {
-			return nil, err
-		}
+		c.vtx = &vtx{c: c, t: t}
+		return c.vtx, nil
 	}
-	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().pipelineBegin {
-		if pc, ok := c.inner.(pgxConner); ok {
-			itx, dup, err := c.beginPipelined(ctx, pc.Conn(), cl)
-			var t *tx
-			if itx != nil {
-				t = &tx{c: c, inner: itx, claim: cl}
-			}
-			return c.claimed(cl, t, dup, err)
-		}
-	}
-	var (
-		itx driver.Tx
-		err error
-	)
-	if cl != nil && opts == (driver.TxOptions{}) && c.core.dialect.impl().implicitBegin && (c.autocommitOff || c.lastClaimed) {
-		itx, err = c.beginImplicit(ctx)
-	} else {
-		itx, err = c.beginInner(ctx, opts)
-	}
+	itx, err := beginInner(ctx, c.inner, opts)
 	if err != nil {
-		cl.release(false)
 		c.observe(ctx, err)
 		return nil, err
 	}
-	t := &tx{c: c, inner: itx, claim: cl}
-	c.tx = t
-	if cl == nil {
-		return t, nil
-	}
-	// c.tx is already t while the claim runs, so that observe marks it
-	// aborted (claimed then rolls it back either way).
-	dup, err := c.insertClaim(ctx, cl)
-	return c.claimed(cl, t, dup, err)
+	c.tx = &tx{c: c, inner: itx}
+	return c.tx, nil
 }
 
-// claimed finishes BeginTx once the claim INSERT ran in t: it installs and
-// returns t, or rolls back and returns ErrAlreadyConsumed (dup) or the
-// claim's error. On error t may be nil (nothing to roll back).
-func (c *conn) claimed(cl *claim, t *tx, dup bool, err error) (driver.Tx, error) {
-	if err == nil && !dup {
-		c.tx = t
-		return t, nil
-	}
-	if t != nil && c.tx == t {
-		c.tx = nil
-	}
-	// Roll back: nothing but the claim ran in this transaction. If the
-	// rollback fails the session may still be in a transaction: discard it.
-	if t != nil {
-		if rbErr := t.inner.Rollback(); rbErr != nil {
-			c.broken = true
-		}
-	}
-	cl.release(false)
-	if dup {
-		if err != nil {
-			return nil, fmt.Errorf("%w: message id %q: %w", ErrAlreadyConsumed, cl.id, err)
-		}
-		return nil, fmt.Errorf("%w: message id %q", ErrAlreadyConsumed, cl.id)
-	}
-	return nil, err
-}
-
-func (c *conn) beginInner(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	if b, ok := c.inner.(driver.ConnBeginTx); ok {
-		return b.BeginTx(ctx, opts)
-	}
-	// The checks database/sql makes for a driver without ConnBeginTx.
-	if opts.Isolation != driver.IsolationLevel(0) {
-		return nil, errors.New("mqdatasource: driver does not support non-default isolation level")
-	}
-	if opts.ReadOnly {
-		return nil, errors.New("mqdatasource: driver does not support read-only transactions")
-	}
-	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-	}
-	//lint:ignore SA1019 the fallback for drivers without the context variant
-	return c.inner.Begin()
-}
-
-// beginImplicit starts a MySQL transaction without a round trip of its own:
-// with autocommit=0 (set once per connection) the claim INSERT itself opens
-// the transaction, which COMMIT or ROLLBACK ends. The transaction is the
-// same as START TRANSACTION's (the snapshot is taken at the first read in
-// both); it saves one round trip per claimed transaction.
-func (c *conn) beginImplicit(ctx context.Context) (driver.Tx, error) {
-	e, ok := c.inner.(driver.ExecerContext)
-	if !ok {
-		return c.beginInner(ctx, driver.TxOptions{})
-	}
-	if !c.autocommitOff {
-		if _, err := e.ExecContext(ctx, "SET autocommit=0", nil); err != nil {
-			return nil, err
-		}
-		c.autocommitOff = true
-	}
-	return &implicitTx{c: c, e: e}, nil
-}
-
-// implicitTx ends a transaction begun by beginImplicit. COMMIT and ROLLBACK
-// do not use the transaction's context (like the driver's own Tx): a
-// cancelled context must not leave the server's transaction open. If
-// either fails the connection's state is unknown, and it is discarded.
-type implicitTx struct {
-	c *conn
-	e driver.ExecerContext
-}
-
-func (t *implicitTx) Commit() error   { return t.end("COMMIT") }
-func (t *implicitTx) Rollback() error { return t.end("ROLLBACK") }
-
-func (t *implicitTx) end(q string) error {
-	_, err := t.e.ExecContext(context.Background(), q, nil)
-	if err != nil {
-		t.c.broken = true
-	}
-	return err
-}
-
-// insertClaim runs the claim INSERT in the open transaction. It reports
-// dup when the record's unique key already holds the message id; err is
-// then the driver's duplicate error, if any.
-func (c *conn) insertClaim(ctx context.Context, cl *claim) (dup bool, err error) {
-	dl := c.core.dialect.impl()
-	args := dl.claimArgs(cl.d, cl.id, time.Now().UnixMilli())
-	if err := c.checkArgs(args); err != nil {
-		return false, err
-	}
-	var res driver.Result
-	if e, ok := c.inner.(driver.ExecerContext); ok && !c.noExecer {
-		res, err = e.ExecContext(ctx, c.core.claimSQL, args)
-		if errors.Is(err, driver.ErrSkip) {
-			c.noExecer = true
-		}
-	}
-	viaStmt := res == nil && (err == nil || errors.Is(err, driver.ErrSkip))
-	if viaStmt {
-		res, err = c.execClaimStmt(ctx, args)
-	}
-	if err != nil {
-		if dl.isDuplicate(err, c.core.uk(), cl.id) {
-			return true, err
-		}
-		if viaStmt {
-			// The statement may be stale (table recreated): prepare anew
-			// next time. A duplicate shows it works.
-			c.closeClaimStmt()
-		}
-		c.observe(ctx, err)
-		return false, err
-	}
-	if dl.dupByCount {
-		n, err := res.RowsAffected()
-		if err != nil {
-			return false, err
-		}
-		return n == 0, nil
-	}
-	return false, nil
-}
-
-// execClaimStmt runs the claim through a statement prepared once per
-// connection (drivers that prepare for every ExecContext with arguments,
-// like go-sql-driver/mysql without interpolateParams, would otherwise cost
-// a round trip more per claim).
-func (c *conn) execClaimStmt(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if c.claimStmt == nil {
-		s, err := c.prepareInner(ctx, c.core.claimSQL)
-		if err != nil {
-			return nil, err
-		}
-		c.claimStmt = s
-	}
-	return stmtExec(ctx, c.claimStmt, args)
-}
-
-// checkArgs runs the driver's own argument check, as database/sql would.
-func (c *conn) checkArgs(args []driver.NamedValue) error {
-	nvc, ok := c.inner.(driver.NamedValueChecker)
-	if !ok {
-		return nil
-	}
-	for i := range args {
-		if err := nvc.CheckNamedValue(&args[i]); err != nil && !errors.Is(err, driver.ErrSkip) {
-			return err
-		}
-	}
-	return nil
-}
-
-type op int
-
-const (
-	opPrepare op = iota
-	opRead
-	opWrite
-)
-
-// guard refuses statements that must not reach the server: any statement on
-// a transaction the server already aborted, and a write outside a
-// transaction with a delivery in ctx. Before a statement outside a
-// transaction it turns autocommit back on if beginImplicit turned it off.
-func (c *conn) guard(ctx context.Context, o op) error {
+// guard refuses any statement on a transaction the server already aborted:
+// MySQL would run it in autocommit.
+func (c *conn) guard() error {
 	if c.tx != nil {
 		return c.tx.abortedErr()
-	}
-	if o == opWrite {
-		if cl := claimFromContext(ctx); cl != nil {
-			return fmt.Errorf("%w (message id %q); run it in a transaction, or use WithoutDelivery(ctx) to run it unprotected", ErrNoTransaction, cl.id)
-		}
-	}
-	if o != opPrepare {
-		c.lastClaimed = false
-	}
-	if c.autocommitOff && o != opPrepare {
-		if c.broken {
-			return driver.ErrBadConn
-		}
-		e := c.inner.(driver.ExecerContext) // set only where it is one
-		if _, err := e.ExecContext(ctx, "SET autocommit=1", nil); err != nil {
-			c.observe(ctx, err)
-			return err
-		}
-		c.autocommitOff = false
 	}
 	return nil
 }
@@ -340,69 +123,24 @@ func (c *conn) observe(ctx context.Context, err error) {
 	if err == nil || errors.Is(err, driver.ErrSkip) {
 		return
 	}
-	k := c.core.dialect.impl().classify(err)
-	if k&kindConnLost != 0 {
+	lost, aborts := c.core.effect(ctx, c.inner, err)
+	if lost {
 		c.broken = true
 	}
-	if c.tx == nil {
-		return
-	}
-	switch {
-	case k&kindAborts != 0:
-		c.tx.abort(err)
-	case k&kindLockTimeout != 0 && c.rollbackOnTimeout(ctx):
-		c.tx.abort(err)
-	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		// The driver may have cut the statement off mid-way (go-sql-driver
-		// closes the connection): nothing more is safe on this transaction.
+	if aborts && c.tx != nil {
 		c.tx.abort(err)
 	}
-}
-
-// rollbackOnTimeout reports whether MySQL rolls the whole transaction back
-// on a lock wait timeout (innodb_rollback_on_timeout, a startup option, so
-// it is read once). When it cannot be read the answer is yes: refusing a
-// live transaction costs a retry, running statements of a dead one in
-// autocommit costs correctness.
-func (c *conn) rollbackOnTimeout(ctx context.Context) bool {
-	switch c.core.rollbackOnTimeout.Load() {
-	case 1:
-		return false
-	case 2:
-		return true
-	}
-	q, ok := c.inner.(driver.QueryerContext)
-	if !ok {
-		return true
-	}
-	rows, err := q.QueryContext(ctx, "SELECT @@innodb_rollback_on_timeout", nil)
-	if err != nil {
-		return true
-	}
-	defer rows.Close()
-	dest := make([]driver.Value, 1)
-	if err := rows.Next(dest); err != nil {
-		return true
-	}
-	on := true
-	switch v := dest[0].(type) {
-	case int64:
-		on = v != 0
-	case []byte:
-		on = string(v) != "0" && string(v) != "OFF"
-	case string:
-		on = v != "0" && v != "OFF"
-	}
-	if on {
-		c.core.rollbackOnTimeout.Store(2)
-	} else {
-		c.core.rollbackOnTimeout.Store(1)
-	}
-	return on
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if err := c.guard(ctx, opWrite); err != nil {
+	t, err := c.route(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		return t.exec(ctx, query, args)
+	}
+	if err := c.guard(); err != nil {
 		return nil, err
 	}
 	e, ok := c.inner.(driver.ExecerContext)
@@ -415,7 +153,14 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if err := c.guard(ctx, opRead); err != nil {
+	t, err := c.route(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		return t.query(ctx, query, args)
+	}
+	if err := c.guard(); err != nil {
 		return nil, err
 	}
 	q, ok := c.inner.(driver.QueryerContext)
@@ -467,4 +212,48 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 		return nvc.CheckNamedValue(nv)
 	}
 	return driver.ErrSkip
+}
+
+// beginInner begins a transaction on a driver connection, with the checks
+// database/sql makes for a driver without ConnBeginTx.
+func beginInner(ctx context.Context, ic driver.Conn, opts driver.TxOptions) (driver.Tx, error) {
+	if b, ok := ic.(driver.ConnBeginTx); ok {
+		return b.BeginTx(ctx, opts)
+	}
+	if opts.Isolation != driver.IsolationLevel(0) {
+		return nil, errors.New("mqdatasource: driver does not support non-default isolation level")
+	}
+	if opts.ReadOnly {
+		return nil, errors.New("mqdatasource: driver does not support read-only transactions")
+	}
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	//lint:ignore SA1019 the fallback for drivers without the context variant
+	return ic.Begin()
+}
+
+// prepareInner prepares query on a driver connection, with its context
+// variant if it has one.
+func prepareInner(ctx context.Context, ic driver.Conn, query string) (driver.Stmt, error) {
+	if p, ok := ic.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return ic.Prepare(query)
+}
+
+// checkArgs runs the driver's own argument check, as database/sql would.
+func checkArgs(ic driver.Conn, args []driver.NamedValue) error {
+	nvc, ok := ic.(driver.NamedValueChecker)
+	if !ok {
+		return nil
+	}
+	for i := range args {
+		if err := nvc.CheckNamedValue(&args[i]); err != nil && !errors.Is(err, driver.ErrSkip) {
+			return err
+		}
+	}
+	return nil
 }

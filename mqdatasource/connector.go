@@ -32,8 +32,9 @@ func newConnector(c driver.Connector, cfg *config) (*connector, error) {
 	if err != nil {
 		return nil, err
 	}
+	co.pool = &pool{core: co, connect: c.Connect, maxIdle: cfg.maxIdleDeliveryConns}
 	wc := &connector{inner: c, core: co}
-	wc.drv = wrapDriver(c.Driver(), co)
+	wc.drv = wrapDriver(c.Driver(), cfg, co)
 	return wc, nil
 }
 
@@ -47,9 +48,10 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 
 func (c *connector) Driver() driver.Driver { return c.drv }
 
-// Close closes the inner connector if it is an io.Closer (sql.DB.Close
-// calls it).
+// Close closes the delivery connections, and the inner connector if it is
+// an io.Closer (sql.DB.Close calls it).
 func (c *connector) Close() error {
+	c.core.pool.close()
 	if cl, ok := c.inner.(io.Closer); ok {
 		return cl.Close()
 	}
@@ -70,6 +72,7 @@ func (c dsnConnector) Driver() driver.Driver                        { return c.d
 // through it wraps the connection too.
 type wrappedDriver struct {
 	inner driver.Driver
+	cfg   *config
 	core  *core
 }
 
@@ -81,8 +84,8 @@ var (
 	_ driver.DriverContext = wrappedDriverContext{}
 )
 
-func wrapDriver(d driver.Driver, c *core) driver.Driver {
-	w := &wrappedDriver{inner: d, core: c}
+func wrapDriver(d driver.Driver, cfg *config, c *core) driver.Driver {
+	w := &wrappedDriver{inner: d, cfg: cfg, core: c}
 	if _, ok := d.(driver.DriverContext); ok {
 		return wrappedDriverContext{w}
 	}
@@ -102,5 +105,6 @@ func (d wrappedDriverContext) OpenConnector(name string) (driver.Connector, erro
 	if err != nil {
 		return nil, err
 	}
-	return &connector{inner: ic, core: d.core, drv: d}, nil
+	// A connector of its own: its delivery connections go to name.
+	return newConnector(ic, d.cfg)
 }

@@ -27,9 +27,11 @@ type core struct {
 	// not build it for every duplicate.
 	uniqueKey atomic.Pointer[string]
 	idLen     atomic.Int64
-	// rollbackOnTimeout caches MySQL's innodb_rollback_on_timeout:
+	// rollbackOnTimeoutVar caches MySQL's innodb_rollback_on_timeout:
 	// 0 unknown, 1 OFF, 2 ON.
-	rollbackOnTimeout atomic.Int32
+	rollbackOnTimeoutVar atomic.Int32
+
+	pool *pool // the delivery connections
 }
 
 func newCore(cfg *config, drv driver.Driver) (*core, error) {

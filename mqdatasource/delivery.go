@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"unicode/utf8"
 )
 
@@ -19,7 +18,7 @@ const MaxMessageIDLen = 255
 // Delivery identifies one delivery of a message to a consumer group: what the
 // claim row in transaction_record records. The exactlyonce package builds it
 // from a rocketmq-client-go MessageExt; users of other brokers fill it in
-// themselves and pass it with WithDelivery.
+// themselves and pass it to Deliver.
 type Delivery struct {
 	// ConsumerGroup is the group the message is consumed by. Each group
 	// applies a message once: the stored id is Key + "#" + ConsumerGroup.
@@ -83,117 +82,29 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// claim is the per-delivery state shared by every transaction begun with the
-// same delivery context: it is what makes a second claim a detectable misuse.
-type claim struct {
-	d  Delivery
-	id string // d.MessageID()
-
-	mu        sync.Mutex
-	state     claimState
-	attempted bool // a transaction has tried to claim the delivery
-}
-
-type claimState int
-
-const (
-	claimFree      claimState = iota // no transaction holds the claim
-	claimActive                      // a transaction holds it and is open
-	claimCommitted                   // a transaction holding it committed
-)
-
 type deliveryKey struct{}
 
-// WithDelivery returns a copy of ctx carrying d. A transaction begun through
-// a DataSource with that context (or one derived from it) first claims d in
-// transaction_record; see DataSource.BeginTx. Call it once per delivery: every
-// transaction begun with the returned context shares one claim, and after one
-// of them commits, beginning another fails with ErrDeliveryReused.
-func WithDelivery(ctx context.Context, d Delivery) context.Context {
-	return context.WithValue(ctx, deliveryKey{}, &claim{d: d, id: d.MessageID()})
-}
-
-// DeliveryFromContext returns the delivery WithDelivery put in ctx, and
-// false when there is none (WithoutDelivery removes it).
+// DeliveryFromContext returns the delivery that Deliver runs, and false when
+// ctx carries none (WithoutDelivery removes it).
 func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
-	c := claimFromContext(ctx)
-	if c == nil {
+	s := scopeFromContext(ctx)
+	if s == nil {
 		return Delivery{}, false
 	}
-	return c.d, true
+	return s.d, true
 }
 
 // WithoutDelivery returns a context derived from ctx that carries no
-// delivery, for statements a handler deliberately runs unprotected (reads on a
-// separate connection, writes to an audit table that must survive a rollback).
+// delivery, for statements a handler deliberately runs outside the
+// delivery's transaction: they run on a pooled connection of their own, in
+// autocommit or in a transaction of their own, and survive the delivery's
+// rollback (an audit row, a read that must not wait for the delivery's
+// locks).
 func WithoutDelivery(ctx context.Context) context.Context {
-	return context.WithValue(ctx, deliveryKey{}, (*claim)(nil))
+	return context.WithValue(ctx, deliveryKey{}, (*scope)(nil))
 }
 
-func claimFromContext(ctx context.Context) *claim {
-	c, _ := ctx.Value(deliveryKey{}).(*claim)
-	return c
-}
-
-// acquire marks the claim held by a new transaction, or says why it cannot
-// be: another transaction holds it, or one already committed it.
-func (c *claim) acquire() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch c.state {
-	case claimActive:
-		return fmt.Errorf("%w: message id %q is claimed by a transaction that is still open", ErrDeliveryReused, c.id)
-	case claimCommitted:
-		return fmt.Errorf("%w: message id %q was claimed by a transaction that committed; a delivery gets one transaction", ErrDeliveryReused, c.id)
-	}
-	c.state = claimActive
-	c.attempted = true
-	return nil
-}
-
-// release ends the holding transaction's claim: committed, or free again
-// after a rollback or a failed begin (the handler may retry the delivery).
-// A nil claim is a no-op.
-func (c *claim) release(committed bool) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if committed {
-		c.state = claimCommitted
-	} else if c.state == claimActive {
-		c.state = claimFree
-	}
-}
-
-// ClaimCommitted reports whether a transaction begun with ctx's delivery
-// committed its claim: the delivery's message was applied by this delivery.
-// It reads the state WithDelivery put in ctx (no SQL), so a listener can
-// tell after the handler returned whether the work was committed, without
-// looking the record up. It is false without a delivery in ctx.
-func ClaimCommitted(ctx context.Context) bool {
-	c := claimFromContext(ctx)
-	if c == nil {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state == claimCommitted
-}
-
-// ClaimAttempted reports whether a transaction was begun with ctx's delivery
-// and tried to claim it, whatever came of it. With ClaimCommitted it tells a
-// handler that ignored its message (neither) from one whose claimed work was
-// rolled back or never committed (attempted, not committed): a listener
-// acknowledges the first and must retry the second. It is false without a
-// delivery in ctx.
-func ClaimAttempted(ctx context.Context) bool {
-	c := claimFromContext(ctx)
-	if c == nil {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.attempted
+func scopeFromContext(ctx context.Context) *scope {
+	s, _ := ctx.Value(deliveryKey{}).(*scope)
+	return s
 }

@@ -4,22 +4,40 @@ import "errors"
 
 var (
 	// ErrAlreadyConsumed means the delivery's message was already applied by
-	// its consumer group: its transaction_record row exists. BeginTx returns
-	// it (wrapped) after rolling the new transaction back; the caller should
-	// acknowledge the message without doing the work again.
+	// its consumer group: its transaction_record row exists. The first
+	// BeginTx or statement of a delivery through a DataSource returns it
+	// (wrapped), and so does every later one; Deliver then reports
+	// Duplicate, whether the handler returns this error or nil. Acknowledge
+	// the message without doing the work again.
 	ErrAlreadyConsumed = errors.New("mqdatasource: message already consumed")
 
-	// ErrDeliveryReused means a transaction was begun with a delivery context
-	// whose claim another transaction already holds or committed: a
-	// programming error (two transactions for one message), never a
-	// duplicate. The message should be retried and the code fixed.
-	ErrDeliveryReused = errors.New("mqdatasource: delivery already claimed by another transaction")
+	// ErrRollbackOnly means a transaction of the delivery was rolled back
+	// (an inner Rollback, e.g. an ORM undoing a failed write) while the
+	// handler went on to return nil: the delivery's work is incomplete, so
+	// Deliver rolls all of it back and fails. Retry the message.
+	ErrRollbackOnly = errors.New("mqdatasource: delivery marked rollback-only by an inner rollback")
 
-	// ErrNoTransaction means a statement that writes was run outside a
-	// transaction with a delivery in its context. It would not be protected
-	// by the claim, so it is refused; run it inside BeginTx, or use
-	// WithoutDelivery to run it unprotected on purpose.
-	ErrNoTransaction = errors.New("mqdatasource: write outside a transaction with a delivery in context")
+	// ErrDeliveryBusy means a statement of a delivery was made while a Rows
+	// of the same delivery was still open: the delivery runs on one
+	// connection, which cannot interleave them. Close the rows first.
+	ErrDeliveryBusy = errors.New("mqdatasource: the delivery's connection is busy with open rows")
+
+	// ErrDeliveryDone means a statement was made with a delivery's context
+	// after the delivery ended (Deliver returned): it could not be
+	// protected by the claim, so it is refused.
+	ErrDeliveryDone = errors.New("mqdatasource: the delivery has ended")
+
+	// ErrTxOptions means a transaction asked for an isolation level other
+	// than the one the delivery's transaction already runs at. Nothing
+	// committed; give every transaction of a delivery the same level (or
+	// the listener's WithTxOptions).
+	ErrTxOptions = errors.New("mqdatasource: transaction options differ from the delivery's transaction")
+
+	// ErrPartialCommit means a delivery that used several DataSources
+	// committed in some and failed in others. Retry the message: the
+	// databases that committed find the record and keep their work, the
+	// others apply it (see Deliver and ClaimIn).
+	ErrPartialCommit = errors.New("mqdatasource: delivery committed in some databases only")
 
 	// ErrInvalidDelivery means a delivery cannot be claimed: an empty key or
 	// group, a key or group that is not valid UTF-8, a group containing "#"

@@ -64,25 +64,18 @@ func Example() {
 	}
 	defer ds.Close()
 
-	handle := func(ctx context.Context, sku string, price int64) error {
-		tx, err := ds.BeginTx(ctx, nil)
-		if err != nil {
-			return err // ErrAlreadyConsumed for a duplicate
-		}
-		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, "UPDATE product SET price = ? WHERE sku = ?", price, sku); err != nil {
-			return err
-		}
-		return tx.Commit()
-	}
-
 	d := mqdatasource.Delivery{ConsumerGroup: "price-sync", Key: "7F0000010001B4AAC6DC3E4D0B2E0000", Topic: "price", BrokerName: "broker-a", QueueID: 3, QueueOffset: 1042}
-	err = handle(mqdatasource.WithDelivery(context.Background(), d), "sku-1", 1999)
+	// Everything done with ctx through ds runs in one transaction that
+	// begins with the claim and commits when the function returns nil.
+	res, err := ds.Deliver(context.Background(), d, func(ctx context.Context) error {
+		_, err := ds.DB().ExecContext(ctx, "UPDATE product SET price = ? WHERE sku = ?", 1999, "sku-1")
+		return err
+	})
 	switch {
-	case err == nil, errors.Is(err, mqdatasource.ErrAlreadyConsumed):
+	case res == mqdatasource.Committed, res == mqdatasource.Duplicate:
 		// acknowledge the message
 	case mqdatasource.IsRetryable(err):
-		// redeliver later
+		// redeliver soon
 	default:
 		// a bug or bad data: log, redeliver later or dead-letter
 	}
@@ -136,18 +129,20 @@ func ExampleDataSource_Purge() {
 	log.Printf("purged %d claim records", n)
 }
 
-// Statements outside a transaction: Exec is refused with a delivery in the
-// context, unless the context opts out.
+// Statements made with the delivery's context join its transaction, in a
+// transaction or not; WithoutDelivery opts out, for a write that must
+// survive the delivery's rollback.
 func ExampleWithoutDelivery() {
 	var ds *mqdatasource.DataSource // opened elsewhere
-	var ctx context.Context         // carries a delivery
+	var d mqdatasource.Delivery
 
-	run := func() {
-		_, err := ds.DB().ExecContext(ctx, "INSERT INTO audit_log (msg) VALUES ('received')")
-		fmt.Println(errors.Is(err, mqdatasource.ErrNoTransaction)) // true
-
-		// Deliberately unprotected: survives a rollback of the handler's transaction.
-		_, _ = ds.DB().ExecContext(mqdatasource.WithoutDelivery(ctx), "INSERT INTO audit_log (msg) VALUES ('received')")
-	}
-	_ = run
+	_, _ = ds.Deliver(context.Background(), d, func(ctx context.Context) error {
+		// Its own autocommit statement, kept whatever the delivery does.
+		if _, err := ds.DB().ExecContext(mqdatasource.WithoutDelivery(ctx), "INSERT INTO audit_log (msg) VALUES ('received')"); err != nil {
+			return err
+		}
+		// In the delivery's transaction, after the claim.
+		_, err := ds.DB().ExecContext(ctx, "UPDATE account SET balance = balance + 5 WHERE id = 1")
+		return err
+	})
 }

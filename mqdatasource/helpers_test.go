@@ -3,7 +3,6 @@ package mqdatasource_test
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -123,17 +122,17 @@ func (f *fixture) hasRecord(t *testing.T, d mqdatasource.Delivery) bool {
 	return f.QueryInt(t, "SELECT COUNT(*) FROM "+f.table+" WHERE message_id = ?", d.MessageID()) == 1
 }
 
-// delivery returns a delivery of message key to group.
-// claimOnly begins a transaction that claims d and commits it, with nothing
-// else in it.
+// claimOnly delivers d with nothing but the claim: Committed, or Duplicate
+// as ErrAlreadyConsumed.
 func claimOnly(ds *mqdatasource.DataSource, d mqdatasource.Delivery) error {
-	tx, err := ds.BeginTx(mqdatasource.WithDelivery(context.Background(), d), nil)
-	if err != nil {
-		return err
+	res, err := ds.Deliver(context.Background(), d, func(context.Context) error { return nil })
+	if res == mqdatasource.Duplicate {
+		return fmt.Errorf("%w: message id %q", mqdatasource.ErrAlreadyConsumed, d.MessageID())
 	}
-	return tx.Commit()
+	return err
 }
 
+// delivery returns a delivery of message key to group.
 func delivery(group, key string) mqdatasource.Delivery {
 	return mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: "T", BrokerName: "broker-a", QueueID: 1, QueueOffset: 42}
 }
@@ -160,18 +159,20 @@ func (f *fixture) deliver(t *testing.T, group, key string, id int) (applied bool
 	return redeliver(context.Background(), group, key, func(ctx context.Context) error { return f.increment(ctx, id) })
 }
 
-// redeliver runs apply for one delivery of (group, key) the way a consumer
-// would: retry retryable errors as a redelivery (a fresh delivery context
-// derived from ctx), stop at success or ErrAlreadyConsumed. It reports
-// whether this call applied the message.
+// redeliver runs apply as one delivery of (group, key) the way a consumer
+// would: retry retryable errors as a redelivery (a new Deliver), stop at
+// Committed or Duplicate. It reports whether this call applied the
+// message.
 func redeliver(ctx context.Context, group, key string, apply func(ctx context.Context) error) (applied bool, err error) {
 	for attempt := 0; ; attempt++ {
-		err := apply(mqdatasource.WithDelivery(ctx, delivery(group, key)))
+		res, err := mqdatasource.Deliver(ctx, delivery(group, key), apply)
 		switch {
-		case err == nil:
+		case res == mqdatasource.Committed:
 			return true, nil
-		case errors.Is(err, mqdatasource.ErrAlreadyConsumed):
+		case res == mqdatasource.Duplicate:
 			return false, nil
+		case err == nil:
+			return false, fmt.Errorf("delivery ended %v", res)
 		case mqdatasource.IsRetryable(err) && attempt < 100:
 			continue
 		default:

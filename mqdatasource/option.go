@@ -22,14 +22,15 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	table       string
-	dialect     Dialect
-	schemaCheck bool
-	logger      *slog.Logger
+	table                string
+	dialect              Dialect
+	schemaCheck          bool
+	logger               *slog.Logger
+	maxIdleDeliveryConns int
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{table: DefaultTable, schemaCheck: true}
+	c := &config{table: DefaultTable, schemaCheck: true, maxIdleDeliveryConns: DefaultMaxIdleDeliveryConns}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(c)
@@ -107,4 +108,15 @@ func ValidateTableName(name string) error {
 		return fmt.Errorf("%w: %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]{0,63})", ErrInvalidTableName, truncate(name, 80))
 	}
 	return nil
+}
+
+// WithMaxIdleDeliveryConns sets how many delivery connections a DataSource
+// keeps open while no delivery uses them. A delivery runs its transaction
+// on a connection of its own, outside the *sql.DB's pool (see Deliver), so
+// a consumer holds one per message in flight beside the pool's; the
+// default, DefaultMaxIdleDeliveryConns, keeps those of rocketmq-client-go's
+// default 20 consuming goroutines. Connections idle for 5 minutes are
+// closed. n < 0 is taken as 0.
+func WithMaxIdleDeliveryConns(n int) Option {
+	return optionFunc(func(c *config) { c.maxIdleDeliveryConns = max(n, 0) })
 }

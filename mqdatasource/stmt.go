@@ -13,16 +13,33 @@ var (
 	_ driver.NamedValueChecker = (*stmt)(nil)
 )
 
-// stmt wraps a prepared statement so that its executions are guarded like
-// the connection's: a write with a delivery outside a transaction is
-// refused, and nothing runs on an aborted transaction.
+// stmt wraps a prepared statement. Each execution is routed like the
+// connection's calls: with a delivery, to the delivery's transaction (where
+// the statement is prepared on the delivery's connection, by its text);
+// otherwise to the statement prepared on the connection, which is prepared
+// on first use when the statement was made for a delivery. Nothing runs on
+// an aborted transaction.
 type stmt struct {
-	inner driver.Stmt
 	c     *conn
+	query string
+	inner driver.Stmt // prepared on c, nil until needed
 }
 
-func (s *stmt) Close() error  { return s.inner.Close() }
-func (s *stmt) NumInput() int { return s.inner.NumInput() }
+func (s *stmt) Close() error {
+	if s.inner == nil {
+		return nil
+	}
+	return s.inner.Close()
+}
+
+// NumInput is unknown (-1) until the statement is prepared on the
+// connection: the database checks the arguments.
+func (s *stmt) NumInput() int {
+	if s.inner == nil {
+		return -1
+	}
+	return s.inner.NumInput()
+}
 
 func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
 	return s.ExecContext(context.Background(), valuesToNamed(args))
@@ -32,20 +49,53 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 	return s.QueryContext(context.Background(), valuesToNamed(args))
 }
 
-func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if err := s.c.guard(ctx, opWrite); err != nil {
+// local returns the statement prepared on the connection, preparing it now
+// if need be.
+func (s *stmt) local(ctx context.Context) (driver.Stmt, error) {
+	if err := s.c.guard(); err != nil {
 		return nil, err
 	}
-	res, err := stmtExec(ctx, s.inner, args)
+	if s.inner == nil {
+		is, err := prepareInner(ctx, s.c.inner, s.query)
+		if err != nil {
+			s.c.observe(ctx, err)
+			return nil, err
+		}
+		s.inner = is
+	}
+	return s.inner, nil
+}
+
+func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	t, err := s.c.route(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		return t.exec(ctx, s.query, args)
+	}
+	is, err := s.local(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := stmtExec(ctx, is, args)
 	s.c.observe(ctx, err)
 	return res, err
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if err := s.c.guard(ctx, opRead); err != nil {
+	t, err := s.c.route(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := stmtQuery(ctx, s.inner, args)
+	if t != nil {
+		return t.query(ctx, s.query, args)
+	}
+	is, err := s.local(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := stmtQuery(ctx, is, args)
 	if err != nil {
 		s.c.observe(ctx, err)
 		return nil, err
@@ -60,10 +110,7 @@ func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
 	if nvc, ok := s.inner.(driver.NamedValueChecker); ok {
 		return nvc.CheckNamedValue(nv)
 	}
-	if nvc, ok := s.c.inner.(driver.NamedValueChecker); ok {
-		return nvc.CheckNamedValue(nv)
-	}
-	return driver.ErrSkip
+	return s.c.CheckNamedValue(nv)
 }
 
 func stmtExec(ctx context.Context, s driver.Stmt, args []driver.NamedValue) (driver.Result, error) {

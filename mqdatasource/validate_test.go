@@ -133,26 +133,17 @@ func FuzzDeliveryValidate(f *testing.F) {
 	})
 }
 
-func TestClaimCommittedWithoutDelivery(t *testing.T) {
-	for _, ctx := range []context.Context{
-		context.Background(),
-		mqdatasource.WithoutDelivery(mqdatasource.WithDelivery(context.Background(), mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"})),
-		mqdatasource.WithDelivery(context.Background(), mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"}),
-	} {
-		if mqdatasource.ClaimCommitted(ctx) {
-			t.Errorf("ClaimCommitted = true for a context without a committed claim")
+func TestDeliveryFromContext(t *testing.T) {
+	d := mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"}
+	_, _ = mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error {
+		if got, ok := mqdatasource.DeliveryFromContext(ctx); !ok || got != d {
+			t.Errorf("DeliveryFromContext = %+v, %v; want %+v", got, ok, d)
 		}
-	}
-}
-
-func TestDeliveryFromContextWithoutDelivery(t *testing.T) {
-	ctx := mqdatasource.WithDelivery(context.Background(), mqdatasource.Delivery{ConsumerGroup: "g", Key: "k"})
-	if d, ok := mqdatasource.DeliveryFromContext(ctx); !ok || d.Key != "k" {
-		t.Fatalf("DeliveryFromContext = %+v, %v", d, ok)
-	}
-	for _, ctx := range []context.Context{context.Background(), mqdatasource.WithoutDelivery(ctx)} {
-		if d, ok := mqdatasource.DeliveryFromContext(ctx); ok || d != (mqdatasource.Delivery{}) {
-			t.Errorf("DeliveryFromContext = %+v, %v; want none", d, ok)
+		for _, ctx := range []context.Context{context.Background(), mqdatasource.WithoutDelivery(ctx)} {
+			if got, ok := mqdatasource.DeliveryFromContext(ctx); ok || got != (mqdatasource.Delivery{}) {
+				t.Errorf("DeliveryFromContext = %+v, %v; want none", got, ok)
+			}
 		}
-	}
+		return nil
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -112,23 +111,37 @@ func openFake(t *testing.T, s *fakeServer) *sql.DB {
 
 const fakeClaim = "INSERT INTO [tr] ([consumer_group], [message_id], [topic_name], [ctime], [queue_id], [offset], [broker_name]) VALUES (@p1, @p2, @p3, @p4, @p5, @p6, @p7)"
 
-func fakeDelivery(key string) context.Context {
-	return WithDelivery(context.Background(), Delivery{ConsumerGroup: "g", Key: key, Topic: "t", BrokerName: "b", QueueID: 1, QueueOffset: 2})
+func fakeDelivery(key string) Delivery {
+	return Delivery{ConsumerGroup: "g", Key: key, Topic: "t", BrokerName: "b", QueueID: 1, QueueOffset: 2}
+}
+
+// claimTx runs one delivery of key whose handler begins a transaction,
+// which is where a lazy claim happens, and returns BeginTx's error.
+func claimTx(db *sql.DB, key string) (Result, error) {
+	return Deliver(context.Background(), fakeDelivery(key), func(ctx context.Context) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
 }
 
 func TestWrapperSQLServerClaim(t *testing.T) {
 	s := &fakeServer{}
 	db := openFake(t, s)
-	ctx := fakeDelivery("k")
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE a SET n = n + 1 WHERE id = @p1", 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
+	res, err := Deliver(context.Background(), fakeDelivery("k"), func(ctx context.Context) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE a SET n = n + 1 WHERE id = @p1", 1); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+	if res != Committed || err != nil {
+		t.Fatalf("Deliver: %v, %v; want committed", res, err)
 	}
 	want := []string{"BEGIN", fakeClaim, "UPDATE a SET n = n + 1 WHERE id = @p1", "COMMIT"}
 	if got := s.statements(); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -136,9 +149,6 @@ func TestWrapperSQLServerClaim(t *testing.T) {
 	}
 	if id, ok := s.args[1][1].Value.(mssql.VarChar); !ok || id != "k#g" {
 		t.Fatalf("message id argument %#v, want mssql.VarChar(\"k#g\")", s.args[1][1].Value)
-	}
-	if !ClaimCommitted(ctx) {
-		t.Fatal("ClaimCommitted false")
 	}
 }
 
@@ -189,36 +199,49 @@ func TestWrapperSQLServerErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &fakeServer{fail: tc.fail}
 			db := openFake(t, s)
-			ctx := fakeDelivery("k")
-			tx, err := db.BeginTx(ctx, nil)
-			if tc.beginErr != nil {
-				if !matches(err, tc.beginErr) {
-					t.Fatalf("BeginTx: %v, want %v", err, tc.beginErr)
+			res, derr := Deliver(context.Background(), fakeDelivery("k"), func(ctx context.Context) error {
+				tx, err := db.BeginTx(ctx, nil)
+				if tc.beginErr != nil {
+					if !matches(err, tc.beginErr) {
+						t.Errorf("BeginTx: %v, want %v", err, tc.beginErr)
+					}
+					if errors.Is(tc.beginErr, ErrAlreadyConsumed) != errors.Is(err, ErrAlreadyConsumed) {
+						t.Errorf("BeginTx: %v", err)
+					}
+					return err
 				}
-				if errors.Is(tc.beginErr, ErrAlreadyConsumed) != errors.Is(err, ErrAlreadyConsumed) {
-					t.Fatalf("BeginTx: %v", err)
-				}
-			} else {
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
 				_, err = tx.ExecContext(ctx, update)
 				if tc.execErr == nil && err != nil || tc.execErr != nil && !matches(err, tc.execErr) {
-					t.Fatalf("first statement: %v, want %v", err, tc.execErr)
+					t.Errorf("first statement: %v, want %v", err, tc.execErr)
 				}
 				if errors.Is(err, ErrAlreadyConsumed) {
-					t.Fatalf("first statement taken for a duplicate: %v", err)
+					t.Errorf("first statement taken for a duplicate: %v", err)
 				}
 				_, err = tx.ExecContext(ctx, update)
 				if tc.secondErr == nil && err != nil || tc.secondErr != nil && !matches(err, tc.secondErr) {
-					t.Fatalf("second statement: %v, want %v", err, tc.secondErr)
+					t.Errorf("second statement: %v, want %v", err, tc.secondErr)
 				}
-				err = tx.Commit()
-				if tc.commitErr == nil && err != nil || tc.commitErr != nil && !matches(err, tc.commitErr) {
-					t.Fatalf("Commit: %v, want %v", err, tc.commitErr)
+				return tx.Commit()
+			})
+			switch {
+			case tc.beginErr != nil && errors.Is(tc.beginErr, ErrAlreadyConsumed):
+				if res != Duplicate || derr != nil {
+					t.Fatalf("Deliver: %v, %v; want duplicate", res, derr)
 				}
-				if err != nil && !IsRetryable(err) {
-					t.Fatalf("Commit error %v not retryable", err)
+			case tc.beginErr != nil:
+				if res != Failed || !matches(derr, tc.beginErr) {
+					t.Fatalf("Deliver: %v, %v; want failed with %v", res, derr, tc.beginErr)
+				}
+			case tc.commitErr != nil:
+				if res != Failed || !matches(derr, tc.commitErr) || !IsRetryable(derr) {
+					t.Fatalf("Deliver: %v, %v; want failed, retryable, with %v", res, derr, tc.commitErr)
+				}
+			default:
+				if res != Committed || derr != nil {
+					t.Fatalf("Deliver: %v, %v; want committed", res, derr)
 				}
 			}
 			if got := s.statements(); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
@@ -254,36 +277,43 @@ func TestClaimStmtKeptOnDuplicate(t *testing.T) {
 		return len(s.prepared)
 	}
 	for i := range 3 {
-		if _, err := db.BeginTx(fakeDelivery("k"), nil); !errors.Is(err, ErrAlreadyConsumed) {
-			t.Fatalf("claim %d: %v, want ErrAlreadyConsumed", i+1, err)
+		if res, err := claimTx(db, "k"); res != Duplicate || err != nil {
+			t.Fatalf("claim %d: %v, %v; want duplicate", i+1, res, err)
 		}
 	}
 	if n := prepares(); n != 1 {
 		t.Fatalf("%d prepares for 3 duplicate claims on one connection, want 1", n)
 	}
-	if _, err := db.BeginTx(fakeDelivery("k"), nil); !matches(err, deadlock) {
+	if _, err := claimTx(db, "k"); !matches(err, deadlock) {
 		t.Fatalf("claim 4: %v, want the deadlock", err)
 	}
-	if _, err := db.BeginTx(fakeDelivery("k"), nil); !errors.Is(err, ErrAlreadyConsumed) {
-		t.Fatalf("claim 5: %v, want ErrAlreadyConsumed", err)
+	if res, err := claimTx(db, "k"); res != Duplicate || err != nil {
+		t.Fatalf("claim 5: %v, %v; want duplicate", res, err)
 	}
 	if n := prepares(); n != 2 {
 		t.Fatalf("%d prepares after a claim failed otherwise, want 2 (prepared anew)", n)
 	}
 }
 
-func TestWrapperRefusesWritesOutsideTransaction(t *testing.T) {
+// TestExecOutsideTransactionJoinsDelivery: a statement made with the
+// delivery's context outside any transaction runs in the delivery's
+// transaction, claim first; WithoutDelivery opts out.
+func TestExecOutsideTransactionJoinsDelivery(t *testing.T) {
 	s := &fakeServer{}
 	db := openFake(t, s)
-	ctx := fakeDelivery("k")
-	if _, err := db.ExecContext(ctx, "DELETE FROM a"); !errors.Is(err, ErrNoTransaction) {
-		t.Fatalf("Exec: %v, want ErrNoTransaction", err)
+	res, err := Deliver(context.Background(), fakeDelivery("k"), func(ctx context.Context) error {
+		if _, err := db.ExecContext(WithoutDelivery(ctx), "INSERT INTO audit"); err != nil {
+			return err
+		}
+		_, err := db.ExecContext(ctx, "DELETE FROM a")
+		return err
+	})
+	if res != Committed || err != nil {
+		t.Fatalf("Deliver: %v, %v", res, err)
 	}
-	if _, err := db.ExecContext(WithoutDelivery(ctx), "DELETE FROM a"); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.statements(); fmt.Sprint(got) != "[DELETE FROM a]" {
-		t.Fatalf("statements %q, want only the opted-out DELETE", got)
+	want := []string{"INSERT INTO audit", "BEGIN", fakeClaim, "DELETE FROM a", "COMMIT"}
+	if got := s.statements(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("statements\n got %q\nwant %q", got, want)
 	}
 }
 
