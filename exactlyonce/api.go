@@ -23,7 +23,7 @@ func Listener(ds *mqdatasource.DataSource, group string, h Handler, opts ...Opti
 	if ds == nil || h == nil {
 		panic("exactlyonce: Listener needs a DataSource and a Handler")
 	}
-	return newListener(dataSource{ds}, group, h, nil, opts).consume
+	return newListener(ds, group, h, nil, opts).consume
 }
 
 // TxListener is Listener for a TxHandler: the listener begins each message's
@@ -33,5 +33,5 @@ func TxListener(ds *mqdatasource.DataSource, group string, h TxHandler, opts ...
 	if ds == nil || h == nil {
 		panic("exactlyonce: TxListener needs a DataSource and a TxHandler")
 	}
-	return newListener(dataSource{ds}, group, nil, h, opts).consume
+	return newListener(ds, group, nil, h, opts).consume
 }

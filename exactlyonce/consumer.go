@@ -82,7 +82,7 @@ func (c *Consumer) Subscribe(topic string, selector consumer.MessageSelector, h 
 	if err != nil {
 		return err
 	}
-	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, h, nil, lopts).consume)
+	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, h, nil, lopts).consume)
 }
 
 // SubscribeTx subscribes to topic with a TxHandler. opts are as for
@@ -95,7 +95,7 @@ func (c *Consumer) SubscribeTx(topic string, selector consumer.MessageSelector, 
 	if err != nil {
 		return err
 	}
-	return c.client.Subscribe(topic, selector, newListener(dataSource{c.ds}, c.group, nil, h, lopts).consume)
+	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, nil, h, lopts).consume)
 }
 
 // listenerOptions returns the options of a subscription's listener: the

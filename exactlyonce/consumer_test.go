@@ -134,7 +134,7 @@ func TestConsumerShutdownOrder(t *testing.T) {
 	st := newFakeStore(t)
 	stats := &Stats{}
 	release := make(chan struct{})
-	listener := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+	listener := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 		if m.MsgId == "running" {
 			<-release
 		}

@@ -17,25 +17,8 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
-// store is what the listener needs from an *mqdatasource.DataSource.
-type store interface {
-	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
-	ValidateDelivery(d mqdatasource.Delivery) error
-	IsConsumed(ctx context.Context, d mqdatasource.Delivery) (bool, error)
-	// ClaimCommitted reports whether a transaction begun with ctx's
-	// delivery committed its claim; ClaimAttempted whether one tried to.
-	ClaimCommitted(ctx context.Context) bool
-	ClaimAttempted(ctx context.Context) bool
-}
-
-// dataSource is the store of a real DataSource.
-type dataSource struct{ *mqdatasource.DataSource }
-
-func (dataSource) ClaimCommitted(ctx context.Context) bool { return mqdatasource.ClaimCommitted(ctx) }
-func (dataSource) ClaimAttempted(ctx context.Context) bool { return mqdatasource.ClaimAttempted(ctx) }
-
 type listener struct {
-	st    store
+	ds    *mqdatasource.DataSource
 	group string
 	h     Handler
 	txh   TxHandler
@@ -43,10 +26,10 @@ type listener struct {
 	cache *idCache
 }
 
-func newListener(st store, group string, h Handler, txh TxHandler, opts []Option) *listener {
+func newListener(ds *mqdatasource.DataSource, group string, h Handler, txh TxHandler, opts []Option) *listener {
 	cfg := newConfig(opts)
 	return &listener{
-		st:    st,
+		ds:    ds,
 		group: group,
 		h:     h,
 		txh:   txh,
@@ -266,120 +249,92 @@ func (l *listener) safeOne(ctx context.Context, group string, m *primitive.Messa
 	return l.one(ctx, group, m, queue, lbl)
 }
 
+// one processes one message: prepare its delivery, pre-check it, attempt
+// it (with in-place retries of transient failures), and report the
+// outcome.
 func (l *listener) one(ctx context.Context, group string, m *primitive.MessageExt, queue *primitive.MessageQueue, lbl Labels) (Outcome, error) {
-	key, err := l.cfg.keyFunc(m)
-	if err == nil && key == "" {
-		err = fmt.Errorf("%w: the key function returned \"\" (topic %q, msgId %s)", ErrNoKey, m.Topic, m.MsgId)
-	}
+	d, err := l.delivery(group, m, queue)
 	if err != nil {
-		l.cfg.logger.LogAttrs(ctx, slog.LevelError, "exactlyonce: no dedupe key, retrying the message",
-			slog.String("group", group), slog.String("topic", m.Topic), slog.String("msgId", m.MsgId), slog.Any("error", err))
-		return OutcomeFailed, err
+		l.log(ctx, slog.LevelError, "exactlyonce: cannot claim the message, retrying it", m, d, slog.Any("error", err))
+		return OutcomeInvalid, err
 	}
-	d := deliveryOf(group, key, m, queue)
-	// logAttrs logs with the message's attributes, built only when the
-	// level is enabled.
-	logAttrs := func(level slog.Level, msg string, extra ...slog.Attr) {
-		if !l.cfg.logger.Enabled(ctx, level) {
-			return
-		}
-		attrs := append([]slog.Attr{
-			slog.String("group", group), slog.String("topic", m.Topic), slog.String("key", key),
-			slog.String("msgId", m.MsgId), slog.Int("queue", d.QueueID), slog.Int64("offset", d.QueueOffset),
-			slog.Int("reconsumeTimes", int(m.ReconsumeTimes)),
-		}, extra...)
-		l.cfg.logger.LogAttrs(ctx, level, msg, attrs...)
-	}
-	// Checked against the actual column too (e.g. an id too long for it):
-	// the claim would fail, so the handler is not run.
-	if err := l.st.ValidateDelivery(d); err != nil {
-		logAttrs(slog.LevelError, "exactlyonce: invalid delivery, retrying the message", slog.Any("error", err))
-		return OutcomeFailed, err
-	}
-	id := d.MessageID()
-	if l.cache.contains(id) {
-		logAttrs(slog.LevelDebug, "exactlyonce: already consumed (cache), skipped")
-		return OutcomeSkippedCache, nil
-	}
-
 	// The message's context: cancelled when the consumer's shutdown grace
-	// period ends (the client's own context never is). Each attempt
-	// derives its own from it (see attempt).
+	// period ends (the client's own context never is).
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer l.cfg.gate.onCancel(cancel)()
 
-	if l.cfg.tableCheck {
-		done, err := l.st.IsConsumed(hctx, d)
-		switch {
-		case errors.Is(err, mqdatasource.ErrInvalidDelivery):
-			// Invalid for a column a schema check found shorter since
-			// ValidateDelivery: the claim would fail the same way.
-			logAttrs(slog.LevelError, "exactlyonce: invalid delivery, retrying the message", slog.Any("error", err))
-			return OutcomeFailed, err
-		case err != nil:
-			// Fall through: the claim still protects against a duplicate.
-			logAttrs(slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", slog.Any("error", err))
-		case done:
-			l.cache.add(id)
-			logAttrs(slog.LevelDebug, "exactlyonce: already consumed (table), skipped")
-			return OutcomeSkippedTable, nil
-		}
+	if o, skip := l.precheck(hctx, m, d); skip {
+		return o, nil
 	}
-
 	start := time.Now()
-	o, err := l.attempt(hctx, d, m)
-	for try := 0; o == OutcomeFailed && try < l.cfg.localRetries && mqdatasource.IsRetryable(err); try++ {
-		// A transient database failure (deadlock victim, serialization
-		// conflict, lost connection, unknown commit outcome): run the
-		// message again here rather than through a send-back or a
-		// suspension, unless the consumer is stopping.
-		if hctx.Err() != nil || l.cfg.gate.draining() {
-			break
-		}
-		logAttrs(slog.LevelDebug, "exactlyonce: transient failure, retrying in place", slog.Int("try", try+1), slog.Any("error", err))
-		backoff := localRetryBackoff << try
-		select {
-		case <-time.After(backoff/2 + rand.N(backoff/2)):
-		case <-hctx.Done():
-		}
-		o, err = l.attempt(hctx, d, m)
-	}
+	o, err := l.attempts(hctx, d, m)
 	elapsed := time.Since(start)
 	if !o.Acked() && hctx.Err() != nil {
 		// Only a Consumer's shutdown cancels hctx while the handler runs.
 		err = fmt.Errorf("%w (%w: the handler's context was cancelled when the grace period ended)", err, ErrShutdown)
 	}
 	l.cfg.metrics.HandlerDone(lbl, o, elapsed)
-	el := slog.Duration("elapsed", elapsed)
+	l.report(ctx, m, d, o, err, elapsed)
+	return o, err
+}
 
-	switch o {
-	case OutcomeProcessed:
+// delivery builds and checks the delivery of m: a key, and an id the
+// message_id column can hold (checked against the actual column, so the
+// handler is not run for a claim that could only fail).
+func (l *listener) delivery(group string, m *primitive.MessageExt, queue *primitive.MessageQueue) (mqdatasource.Delivery, error) {
+	key, err := l.cfg.keyFunc(m)
+	if err == nil && key == "" {
+		err = fmt.Errorf("%w: the key function returned \"\" (topic %q, msgId %s)", ErrNoKey, m.Topic, m.MsgId)
+	}
+	if err != nil {
+		return mqdatasource.Delivery{ConsumerGroup: group, Topic: m.Topic}, err
+	}
+	d := deliveryOf(group, key, m, queue)
+	return d, l.ds.ValidateDelivery(d)
+}
+
+// precheck looks the message up in the cache, then (WithTableCheck) in
+// transaction_record, and reports whether to skip it. A failed lookup
+// skips nothing: the claim still protects.
+func (l *listener) precheck(ctx context.Context, m *primitive.MessageExt, d mqdatasource.Delivery) (Outcome, bool) {
+	id := d.MessageID()
+	if l.cache.contains(id) {
+		l.log(ctx, slog.LevelDebug, "exactlyonce: already consumed (cache), skipped", m, d)
+		return OutcomeSkippedCache, true
+	}
+	if !l.cfg.tableCheck {
+		return 0, false
+	}
+	done, err := l.ds.IsConsumed(ctx, d)
+	switch {
+	case err != nil:
+		l.log(ctx, slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", m, d, slog.Any("error", err))
+	case done:
 		l.cache.add(id)
-		logAttrs(slog.LevelDebug, "exactlyonce: processed", el)
-	case OutcomeDuplicate:
-		l.cache.add(id)
-		logAttrs(slog.LevelInfo, "exactlyonce: already consumed (claim), rolled back", el)
-	case OutcomeUnclaimed:
-		// Not cached: nothing was committed, the cache holds committed ids.
-		logAttrs(slog.LevelWarn, "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context; the message is acknowledged but was not recorded", el)
-	case OutcomePanic:
-		var stack []byte
-		if pe := (*PanicError)(nil); errors.As(err, &pe) {
-			stack = pe.Stack
+		l.log(ctx, slog.LevelDebug, "exactlyonce: already consumed (table), skipped", m, d)
+		return OutcomeSkippedTable, true
+	}
+	return 0, false
+}
+
+// attempts runs the message, then again in place while it fails with a
+// transient database error (deadlock victim, serialization conflict, lost
+// connection, unknown commit outcome) rather than through a send-back or a
+// suspension, unless the consumer is stopping.
+func (l *listener) attempts(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
+	o, err := l.attempt(ctx, d, m)
+	for try := 0; o == OutcomeFailed && try < l.cfg.localRetries && mqdatasource.IsRetryable(err); try++ {
+		if ctx.Err() != nil || l.cfg.gate.draining() {
+			break
 		}
-		logAttrs(slog.LevelError, "exactlyonce: handler panicked, rolled back, retrying", el, slog.Any("error", err), slog.String("stack", string(stack)))
-	default:
-		level := slog.LevelWarn
-		msg := "exactlyonce: handler failed, rolled back, retrying"
-		switch {
-		case errors.Is(err, mqdatasource.ErrDeliveryReused):
-			level, msg = slog.LevelError, "exactlyonce: the handler began a second transaction for one delivery (a bug: one delivery, one transaction), retrying"
-		case errors.Is(err, ErrUnclaimed):
-			level = slog.LevelError
-			msg = "exactlyonce: handler returned nil without committing a transaction through the DataSource with its context, retrying"
+		l.log(ctx, slog.LevelDebug, "exactlyonce: transient failure, retrying in place", m, d, slog.Int("try", try+1), slog.Any("error", err))
+		backoff := localRetryBackoff << try
+		select {
+		case <-time.After(backoff/2 + rand.N(backoff/2)):
+		case <-ctx.Done():
 		}
-		logAttrs(level, msg, el, slog.Any("error", err))
+		o, err = l.attempt(ctx, d, m)
 	}
 	return o, err
 }
@@ -389,81 +344,112 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 // not meet again), and the bound doubles with each retry.
 const localRetryBackoff = 20 * time.Millisecond
 
-// attempt runs the handler once, with a context cancelled when the attempt
-// ends: database/sql then rolls back a transaction the handler left open, so
-// its claim's row lock does not block the next attempt or redelivery.
+// attempt runs the handler once as one delivery (mqdatasource.Deliver owns
+// its transactions), with a context cancelled when the attempt ends, so a
+// transaction or rows the handler leaves behind are released.
 func (l *listener) attempt(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if l.txh != nil {
-		return l.runTx(actx, d, m)
+	var opts []mqdatasource.DeliverOption
+	if l.txh != nil || len(l.cfg.dataSources) > 0 {
+		// Claim before the handler runs: a TxHandler's tx holds the claim;
+		// several databases must learn which of them applied the message.
+		opts = append(opts, mqdatasource.ClaimIn(l.ds, l.cfg.txOptions))
+		for _, ds := range l.cfg.dataSources {
+			opts = append(opts, mqdatasource.ClaimIn(ds, l.cfg.txOptions))
+		}
 	}
-	return l.run(actx, d, m)
-}
-
-// run calls a Handler.
-func (l *listener) run(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
-	dctx := mqdatasource.WithDelivery(ctx, d)
-	err := protect(func() error { return l.h(dctx, m) })
+	res, err := mqdatasource.Deliver(actx, d, func(ctx context.Context) error {
+		return protect(func() error { return l.call(ctx, m) })
+	}, opts...)
+	switch res {
+	case mqdatasource.Committed:
+		return OutcomeProcessed, nil
+	case mqdatasource.Duplicate:
+		return OutcomeDuplicate, nil
+	case mqdatasource.Unclaimed:
+		if l.cfg.requireClaim {
+			return OutcomeFailed, ErrUnclaimed
+		}
+		return OutcomeUnclaimed, nil
+	}
 	if _, ok := err.(*PanicError); ok {
 		return OutcomePanic, err
 	}
 	switch {
-	case errors.Is(err, mqdatasource.ErrDeliveryReused):
-		return OutcomeFailed, err
-	case errors.Is(err, mqdatasource.ErrAlreadyConsumed):
-		// The record exists: the message was applied. Whatever else the
-		// handler did, its claim rolled back.
-		return OutcomeDuplicate, nil
-	case err != nil:
-		return OutcomeFailed, err
+	case errors.Is(err, mqdatasource.ErrRollbackOnly):
+		return OutcomeRolledBack, err
+	case errors.Is(err, mqdatasource.ErrInvalidDelivery):
+		return OutcomeInvalid, err
 	}
-	// nil: did a transaction holding the claim commit?
-	switch {
-	case l.st.ClaimCommitted(dctx):
-		return OutcomeProcessed, nil
-	case l.st.ClaimAttempted(dctx):
-		// The handler began a claiming transaction but none committed
-		// (rolled back, a swallowed error, a forgotten Commit): its work
-		// is not applied, so acknowledging would lose the message.
-		return OutcomeFailed, fmt.Errorf("%w: a transaction claimed the message but none committed", ErrUnclaimed)
-	case l.cfg.requireClaim:
-		return OutcomeFailed, ErrUnclaimed
+	return OutcomeFailed, err
+}
+
+// call runs the handler in the delivery: a TxHandler gets the delivery's
+// transaction as a *sql.Tx, ended here so that database/sql releases its
+// connection (the commit itself is Deliver's).
+func (l *listener) call(ctx context.Context, m *primitive.MessageExt) error {
+	if l.txh == nil {
+		return l.h(ctx, m)
+	}
+	tx, err := l.ds.BeginTx(ctx, l.cfg.txOptions)
+	if err != nil {
+		return fmt.Errorf("exactlyonce: begin: %w", err)
+	}
+	if err := l.txh(context.WithValue(ctx, txKey{}, tx), tx, m); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("exactlyonce: commit: %w", err)
+	}
+	return nil
+}
+
+// report logs the outcome of an attempted message and caches a committed id.
+func (l *listener) report(ctx context.Context, m *primitive.MessageExt, d mqdatasource.Delivery, o Outcome, err error, elapsed time.Duration) {
+	el := slog.Duration("elapsed", elapsed)
+	switch o {
+	case OutcomeProcessed:
+		l.cache.add(d.MessageID())
+		l.log(ctx, slog.LevelDebug, "exactlyonce: processed", m, d, el)
+	case OutcomeDuplicate:
+		l.cache.add(d.MessageID())
+		l.log(ctx, slog.LevelInfo, "exactlyonce: already consumed (claim), rolled back", m, d, el)
+	case OutcomeUnclaimed:
+		// Not cached: nothing was committed, the cache holds committed ids.
+		l.log(ctx, slog.LevelWarn, "exactlyonce: handler returned nil without using the DataSource with its context; the message is acknowledged but was not recorded", m, d, el)
+	case OutcomePanic:
+		var stack []byte
+		if pe := (*PanicError)(nil); errors.As(err, &pe) {
+			stack = pe.Stack
+		}
+		l.log(ctx, slog.LevelError, "exactlyonce: handler panicked, rolled back, retrying", m, d, el, slog.Any("error", err), slog.String("stack", string(stack)))
+	case OutcomeRolledBack:
+		l.log(ctx, slog.LevelError, "exactlyonce: the handler rolled back a transaction of the delivery and returned nil; all of its work is rolled back, retrying", m, d, el, slog.Any("error", err))
+	case OutcomeInvalid:
+		l.log(ctx, slog.LevelError, "exactlyonce: cannot claim the message, retrying it", m, d, el, slog.Any("error", err))
 	default:
-		return OutcomeUnclaimed, nil
+		level := slog.LevelWarn
+		if errors.Is(err, ErrUnclaimed) || errors.Is(err, mqdatasource.ErrPartialCommit) {
+			level = slog.LevelError
+		}
+		l.log(ctx, level, "exactlyonce: handler failed, rolled back, retrying", m, d, el, slog.Any("error", err))
 	}
 }
 
-// runTx begins the claiming transaction, calls a TxHandler and commits.
-func (l *listener) runTx(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
-	dctx := mqdatasource.WithDelivery(ctx, d)
-	tx, err := l.st.BeginTx(dctx, l.cfg.txOptions)
-	switch {
-	case errors.Is(err, mqdatasource.ErrAlreadyConsumed):
-		return OutcomeDuplicate, nil
-	case err != nil:
-		return OutcomeFailed, fmt.Errorf("exactlyonce: begin: %w", err)
+// log logs msg with the message's attributes, built only when the level is
+// enabled.
+func (l *listener) log(ctx context.Context, level slog.Level, msg string, m *primitive.MessageExt, d mqdatasource.Delivery, extra ...slog.Attr) {
+	if !l.cfg.logger.Enabled(ctx, level) {
+		return
 	}
-	tctx := context.WithValue(dctx, txKey{}, tx)
-	err = protect(func() error { return l.txh(tctx, tx, m) })
-	if err != nil {
-		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
-			l.cfg.logger.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: rollback failed", slog.Any("error", rerr))
-		}
-		if _, ok := err.(*PanicError); ok {
-			return OutcomePanic, err
-		}
-		// Even ErrAlreadyConsumed: this transaction holds the claim, so
-		// the message was not consumed; retry.
-		return OutcomeFailed, err
-	}
-	if err := tx.Commit(); err != nil {
-		// Includes mqdatasource.ErrCommitUnknown, and sql.ErrTxDone if
-		// the handler ended tx itself: retry, the redelivery finds the
-		// record if the commit landed.
-		return OutcomeFailed, fmt.Errorf("exactlyonce: commit: %w", err)
-	}
-	return OutcomeProcessed, nil
+	attrs := append([]slog.Attr{
+		slog.String("group", d.ConsumerGroup), slog.String("topic", m.Topic), slog.String("key", d.Key),
+		slog.String("msgId", m.MsgId), slog.Int("queue", d.QueueID), slog.Int64("offset", d.QueueOffset),
+		slog.Int("reconsumeTimes", int(m.ReconsumeTimes)),
+	}, extra...)
+	l.cfg.logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // protect calls f, turning a panic into a *PanicError.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/memdb"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -88,6 +90,9 @@ func modes(t *testing.T, f func(t *testing.T, orderly bool)) {
 
 func id(uniq string) string { return uniq + "#" + testGroup }
 
+// longKey gives every message a key too long for the message_id column.
+var longKey = WithKeyFunc(func(*primitive.MessageExt) (string, error) { return strings.Repeat("k", 300), nil })
+
 // commitWith is a Handler body that claims and commits through st.
 func commitWith(st *fakeStore) Handler {
 	return func(ctx context.Context, msg *primitive.MessageExt) error {
@@ -144,7 +149,7 @@ func runOutcomeCases(t *testing.T, cases []outcomeCase) {
 					}
 				}
 				stats := &Stats{}
-				f := newListener(st, testGroup, h, txh, append([]Option{quiet, WithMetrics(stats)}, c.opts...)).consume
+				f := newListener(st.DataSource, testGroup, h, txh, append([]Option{quiet, WithMetrics(stats)}, c.opts...)).consume
 				ok, err := deliver(t, f, orderly, newMsg("t", "m1", 7))
 				if ok != c.wantOK {
 					t.Fatalf("success = %v (err %v), want %v", ok, err, c.wantOK)
@@ -167,8 +172,10 @@ func runOutcomeCases(t *testing.T, cases []outcomeCase) {
 				if got := st.isCommitted(id("m1")); got != c.commit {
 					t.Errorf("recorded = %v, want %v", got, c.commit)
 				}
-				// Every transaction ends: the handler's context is cancelled.
-				eventually(t, 10*time.Second, "every transaction ended", func() bool { st.f.mu.Lock(); defer st.f.mu.Unlock(); return st.f.inflight[id("m1")] == 0 })
+				// Every transaction ends.
+				if n := st.mem.Open(); n != 0 {
+					t.Errorf("%d transactions left open", n)
+				}
 			})
 		})
 	}
@@ -203,32 +210,67 @@ func TestHandlerOutcomes(t *testing.T) {
 				panic("boom")
 			}
 		}, want: OutcomePanic, ran: true},
-		{name: "second transaction", handler: func(st *fakeStore) Handler {
+		{name: "two transactions", handler: func(st *fakeStore) Handler {
+			return func(ctx context.Context, msg *primitive.MessageExt) error {
+				for range 2 {
+					tx, err := st.BeginTx(ctx, nil)
+					if err != nil {
+						return err
+					}
+					if err := tx.Commit(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		{name: "statement outside a transaction", handler: func(st *fakeStore) Handler {
+			return func(ctx context.Context, msg *primitive.MessageExt) error {
+				_, err := st.DB().ExecContext(ctx, "UPDATE counter SET n = n + $1 WHERE id = $2", 1, 1)
+				return err
+			}
+		}, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
+		{name: "duplicate swallowed", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) { st.markCommitted(id("m1")) },
+			handler: func(st *fakeStore) Handler {
+				return func(ctx context.Context, msg *primitive.MessageExt) error {
+					tx, err := st.BeginTx(ctx, nil)
+					if errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+						return nil // as a handler that treats a duplicate as done
+					}
+					if err != nil {
+						return err
+					}
+					return tx.Commit()
+				}
+			}, wantOK: true, want: OutcomeDuplicate, ran: true, commit: true},
+		{name: "inner rollback, nil", handler: func(st *fakeStore) Handler {
 			return func(ctx context.Context, msg *primitive.MessageExt) error {
 				tx, err := st.BeginTx(ctx, nil)
 				if err != nil {
 					return err
 				}
-				defer tx.Rollback()
-				_, err = st.BeginTx(ctx, nil)
-				return err
+				return tx.Rollback()
 			}
-		}, want: OutcomeFailed, wantErr: mqdatasource.ErrDeliveryReused, ran: true},
+		}, want: OutcomeRolledBack, wantErr: mqdatasource.ErrRollbackOnly, ran: true},
+		{name: "panic after commit", handler: func(st *fakeStore) Handler {
+			return func(ctx context.Context, msg *primitive.MessageExt) error {
+				if err := commitWith(st)(ctx, msg); err != nil {
+					return err
+				}
+				panic("boom")
+			}
+		}, want: OutcomePanic, ran: true},
 		{name: "skipped by table", setup: func(st *fakeStore) { st.markCommitted(id("m1")) },
 			handler: commitWith, wantOK: true, want: OutcomeSkippedTable, commit: true},
-		{name: "lookup fails, handler runs", setup: func(st *fakeStore) { st.lookupErr = errors.New("db down") },
+		{name: "lookup fails, handler runs", setup: func(st *fakeStore) { st.mem.Fail(memdb.Lookup, errors.New("db down")) },
 			handler: commitWith, wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
-		// The claim would fail the same way (e.g. an id too long for the
-		// actual column): not run, retried.
-		{name: "lookup finds the delivery invalid", setup: func(st *fakeStore) {
-			st.lookupErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
-		}, handler: commitWith, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
-		{name: "invalid for the column, no table check", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) {
-			st.validateErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
-		}, handler: commitWith, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
-		{name: "no key", opts: []Option{WithKeysAsDedupeKey()}, handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
+		// The claim would fail (an id too long for the column): not run.
+		{name: "id too long", opts: []Option{longKey}, handler: commitWith, want: OutcomeInvalid, wantErr: mqdatasource.ErrInvalidDelivery},
+		{name: "id too long, no table check", opts: []Option{longKey, WithTableCheck(false)}, handler: commitWith,
+			want: OutcomeInvalid, wantErr: mqdatasource.ErrInvalidDelivery},
+		{name: "no key", opts: []Option{WithKeysAsDedupeKey()}, handler: commitWith, want: OutcomeInvalid, wantErr: ErrNoKey},
 		{name: "empty key from func", opts: []Option{WithKeyFunc(func(*primitive.MessageExt) (string, error) { return "", nil })},
-			handler: commitWith, want: OutcomeFailed, wantErr: ErrNoKey},
+			handler: commitWith, want: OutcomeInvalid, wantErr: ErrNoKey},
 	}
 	runOutcomeCases(t, cases)
 }
@@ -245,21 +287,24 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func TestLeakedTransactionRolledBack(t *testing.T) {
+// A transaction the handler leaves open is the delivery's: Deliver commits
+// it when the handler returns nil, and database/sql's later rollback of the
+// abandoned *sql.Tx ends nothing.
+func TestForgottenCommit(t *testing.T) {
 	st := newFakeStore(t)
-	f := newListener(st, testGroup, func(ctx context.Context, msg *primitive.MessageExt) error {
-		_, err := st.BeginTx(ctx, nil) // never committed
+	f := newListener(st.DataSource, testGroup, func(ctx context.Context, msg *primitive.MessageExt) error {
+		tx, err := st.BeginTx(ctx, nil) // never committed
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "UPDATE counter SET n = n + $1 WHERE id = $2", 1, 1)
 		return err
 	}, nil, []Option{quiet}).consume
-	// The transaction claimed the message and never committed: its work is
-	// not applied, so acknowledging would lose the message.
-	ok, err := deliver(t, f, false, newMsg("t", "m1", 1))
-	if ok || !errors.Is(err, ErrUnclaimed) {
-		t.Fatalf("delivery acknowledged=%v err=%v, want a retry with ErrUnclaimed", ok, err)
+	if ok, err := deliver(t, f, false, newMsg("t", "m1", 1)); !ok {
+		t.Fatalf("delivery failed: %v", err)
 	}
-	eventually(t, 10*time.Second, "the rollback", func() bool { _, _, rb := st.counts(); return rb == 1 })
-	if st.isCommitted(id("m1")) {
-		t.Fatal("leaked transaction committed")
+	if !st.isCommitted(id("m1")) || st.mem.Counter(1) != 1 || st.mem.Open() != 0 {
+		t.Fatalf("recorded %v, counter %d, %d transactions open; want the work committed once", st.isCommitted(id("m1")), st.mem.Counter(1), st.mem.Open())
 	}
 }
 
@@ -286,18 +331,14 @@ func TestTxHandlerOutcomes(t *testing.T) {
 			wantOK: true, want: OutcomeSkippedTable, commit: true},
 		{name: "duplicate at claim", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) { st.markCommitted(id("m1")) },
 			txHandler: ok, wantOK: true, want: OutcomeDuplicate, commit: true},
-		{name: "begin fails", setup: func(st *fakeStore) { st.beginErr = errNoConnection }, txHandler: ok,
+		{name: "begin fails", setup: func(st *fakeStore) { st.mem.Fail(memdb.Begin, errNoConnection) }, txHandler: ok,
 			want: OutcomeFailed, wantErr: errNoConnection},
-		{name: "lookup finds the delivery invalid", setup: func(st *fakeStore) {
-			st.lookupErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
-		}, txHandler: ok, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
-		{name: "invalid for the column, no table check", opts: []Option{WithTableCheck(false)}, setup: func(st *fakeStore) {
-			st.validateErr = fmt.Errorf("%w: message id too long for the column", mqdatasource.ErrInvalidDelivery)
-		}, txHandler: ok, want: OutcomeFailed, wantErr: mqdatasource.ErrInvalidDelivery},
-		{name: "commit fails", setup: func(st *fakeStore) { st.f.commitErr = mqdatasource.ErrCommitUnknown }, txHandler: ok,
-			want: OutcomeFailed, wantErr: mqdatasource.ErrCommitUnknown, ran: true},
+		{name: "id too long", opts: []Option{longKey}, txHandler: ok, want: OutcomeInvalid, wantErr: mqdatasource.ErrInvalidDelivery},
+		{name: "commit fails", opts: []Option{WithLocalRetries(0)}, setup: func(st *fakeStore) { st.mem.Fail(memdb.Commit, mqdatasource.ErrCommitUnknown) },
+			txHandler: ok, want: OutcomeFailed, wantErr: mqdatasource.ErrCommitUnknown, ran: true},
+		// The tx's Commit ends nothing: the delivery commits after the handler.
 		{name: "handler commits itself", txHandler: func(_ context.Context, tx *sql.Tx, _ *primitive.MessageExt) error { return tx.Commit() },
-			want: OutcomeFailed, wantErr: sql.ErrTxDone, ran: true, commit: true},
+			wantOK: true, want: OutcomeProcessed, ran: true, commit: true},
 	}
 	runOutcomeCases(t, cases)
 }
@@ -307,7 +348,7 @@ func TestPreCheckCache(t *testing.T) {
 	stats := &Stats{}
 	var runs atomic.Int64
 	h := commitWith(st)
-	f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+	f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 		runs.Add(1)
 		return h(ctx, m)
 	}, nil, []Option{quiet, WithMetrics(stats), WithCacheSize(2)}).consume
@@ -319,14 +360,14 @@ func TestPreCheckCache(t *testing.T) {
 	if runs.Load() != 2 || stats.Count(OutcomeSkippedCache) != 2 {
 		t.Fatalf("runs %d, stats %v", runs.Load(), stats.Snapshot())
 	}
-	lookups := st.lookups.Load()
+	lookups := st.mem.Count(memdb.Lookup)
 	// "c" evicts "a" (least recently used); "a" is then found in the table.
 	for _, u := range []string{"c", "a"} {
 		if ok, err := deliver(t, f, false, newMsg("t", u, 1)); !ok {
 			t.Fatal(err)
 		}
 	}
-	if stats.Count(OutcomeSkippedTable) != 1 || st.lookups.Load() <= lookups {
+	if stats.Count(OutcomeSkippedTable) != 1 || st.mem.Count(memdb.Lookup) <= lookups {
 		t.Fatalf("stats %v", stats.Snapshot())
 	}
 }
@@ -337,7 +378,7 @@ func TestUnclaimedNotCached(t *testing.T) {
 	st := newFakeStore(t)
 	stats := &Stats{}
 	var runs atomic.Int64
-	f := newListener(st, testGroup, func(context.Context, *primitive.MessageExt) error {
+	f := newListener(st.DataSource, testGroup, func(context.Context, *primitive.MessageExt) error {
 		runs.Add(1)
 		return nil
 	}, nil, []Option{quiet, WithMetrics(stats), WithTableCheck(false)}).consume
@@ -359,7 +400,7 @@ func TestBatch(t *testing.T) {
 		failB.Store(true)
 		runs := map[string]int{}
 		h := commitWith(st)
-		f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 			runs[m.MsgId]++ // the listener runs a batch's messages sequentially
 			if m.MsgId == "b" && failB.Load() {
 				return errBusiness
@@ -401,7 +442,7 @@ func TestGroupResolution(t *testing.T) {
 	}
 	call := func(listenerGroup, clientGroup string) (string, error) {
 		got = ""
-		f := newListener(st, listenerGroup, h, nil, []Option{quiet}).consume
+		f := newListener(st.DataSource, listenerGroup, h, nil, []Option{quiet}).consume
 		ctx, _ := clientCtx(clientGroup, false)
 		res, err := f(ctx, newMsg("t", "m", 1))
 		if (res == consumer.ConsumeSuccess) != (err == nil) {
@@ -430,7 +471,7 @@ func TestGroupResolution(t *testing.T) {
 
 func TestSuspendBackoff(t *testing.T) {
 	st := newFakeStore(t)
-	f := newListener(st, testGroup, func(context.Context, *primitive.MessageExt) error { return errBusiness },
+	f := newListener(st.DataSource, testGroup, func(context.Context, *primitive.MessageExt) error { return errBusiness },
 		nil, []Option{quiet, WithSuspendBackoff(250 * time.Millisecond)}).consume
 	ctx, oc := clientCtx(testGroup, true)
 	if res, _ := f(ctx, newMsg("t", "m", 1)); res != consumer.SuspendCurrentQueueAMoment || oc.SuspendCurrentQueueTimeMillis != 250 {
@@ -441,7 +482,7 @@ func TestSuspendBackoff(t *testing.T) {
 func TestDeliveryFields(t *testing.T) {
 	st := newFakeStore(t)
 	var d mqdatasource.Delivery
-	f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+	f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 		d, _ = mqdatasource.DeliveryFromContext(ctx)
 		return nil
 	}, nil, []Option{quiet}).consume
@@ -465,7 +506,7 @@ func TestDrain(t *testing.T) {
 		unblock := make(chan struct{})
 		h := commitWith(st)
 		stats := &Stats{}
-		f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 			started <- struct{}{}
 			<-unblock
 			return h(ctx, m)
@@ -525,7 +566,7 @@ func TestDrain(t *testing.T) {
 func TestDrainCancelsHandlers(t *testing.T) {
 	st := newFakeStore(t)
 	g := newGate()
-	f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+	f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}, nil, []Option{quiet, withGate(g)}).consume
@@ -583,7 +624,7 @@ func TestNilMessage(t *testing.T) {
 	modes(t, func(t *testing.T, orderly bool) {
 		st := newFakeStore(t)
 		stats := &Stats{}
-		f := newListener(st, testGroup, commitWith(st), nil, []Option{quiet, WithMetrics(stats)}).consume
+		f := newListener(st.DataSource, testGroup, commitWith(st), nil, []Option{quiet, WithMetrics(stats)}).consume
 		if ok, _ := deliver(t, f, orderly, nil, newMsg("t", "a", 1)); ok {
 			t.Fatal("success with a nil message")
 		}
@@ -627,7 +668,7 @@ func TestLocalRetries(t *testing.T) {
 				stats := &Stats{}
 				var runs atomic.Int64
 				h := commitWith(st)
-				f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+				f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 					if runs.Add(1) <= int64(c.failures) {
 						tx, err := st.BeginTx(ctx, nil) // claim held while failing
 						if err != nil {
@@ -658,7 +699,7 @@ func TestKeyFuncPanic(t *testing.T) {
 		stats := &Stats{}
 		var ran atomic.Int64
 		h := commitWith(st)
-		f := newListener(st, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		f := newListener(st.DataSource, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
 			ran.Add(1)
 			return h(ctx, m)
 		}, nil, []Option{quiet, WithMetrics(stats), WithKeyFunc(func(m *primitive.MessageExt) (string, error) {
@@ -696,7 +737,7 @@ func TestKeyFuncPanic(t *testing.T) {
 func TestDrainOrderlyNoSuspension(t *testing.T) {
 	st := newFakeStore(t)
 	g := newGate()
-	f := newListener(st, testGroup, commitWith(st), nil, []Option{quiet, withGate(g), WithSuspendBackoff(time.Minute)}).consume
+	f := newListener(st.DataSource, testGroup, commitWith(st), nil, []Option{quiet, withGate(g), WithSuspendBackoff(time.Minute)}).consume
 	g.close()
 	g.release()
 	ctx, oc := clientCtx(testGroup, true)

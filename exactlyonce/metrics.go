@@ -14,11 +14,10 @@ const (
 	// OutcomeProcessed: the handler ran and its transaction, holding the
 	// claim, committed. Acknowledged.
 	OutcomeProcessed Outcome = iota
-	// OutcomeUnclaimed: a Handler returned nil without beginning a
-	// transaction that claims the message (it ignored the message, or wrote
-	// outside the DataSource). Acknowledged, logged at Warn; see
-	// WithRequireClaim. (A claim that was begun but not committed is
-	// OutcomeFailed: retried.)
+	// OutcomeUnclaimed: a Handler returned nil without using the
+	// DataSource with its context (it ignored the message, or wrote
+	// elsewhere), so nothing was claimed. Acknowledged, logged at Warn; see
+	// WithRequireClaim.
 	OutcomeUnclaimed
 	// OutcomeSkippedCache: the pre-check found the message id in the
 	// in-memory cache of ids this listener committed. The handler did not
@@ -29,13 +28,14 @@ const (
 	OutcomeSkippedTable
 	// OutcomeDuplicate: the claim insert found the row (another consumer
 	// committed the message between the pre-check and the claim, or the
-	// pre-check was skipped or failed); the transaction rolled back.
-	// Acknowledged.
+	// pre-check was skipped or failed); the delivery's transaction rolled
+	// back, whether the handler returned mqdatasource.ErrAlreadyConsumed or
+	// swallowed it. Acknowledged.
 	OutcomeDuplicate
-	// OutcomeFailed: the handler, the key function, the claim or the commit
-	// returned an error. Not acknowledged: retried. Usually nothing was
-	// committed; if something was (a commit whose outcome was unknown, a
-	// handler that committed and then failed), the redelivery is skipped.
+	// OutcomeFailed: the handler, the claim or the commit returned an
+	// error. Not acknowledged: retried. Nothing was committed, except by a
+	// commit whose outcome was unknown or a partial commit across
+	// databases; the redelivery then finds the record where it committed.
 	OutcomeFailed
 	// OutcomePanic: the handler (or other user code the listener calls,
 	// such as a KeyFunc) panicked; a transaction it left open rolled back.
@@ -45,11 +45,22 @@ const (
 	// message of the same orderly batch failed, or because the consumer is
 	// shutting down. Retried.
 	OutcomeNotRun
+	// OutcomeRolledBack: the handler returned nil after rolling back a
+	// transaction of its delivery (mqdatasource.ErrRollbackOnly): its work
+	// is incomplete, so all of it was rolled back. Retried; a handler bug
+	// or a swallowed error, to alert on.
+	OutcomeRolledBack
+	// OutcomeInvalid: the message cannot be claimed: no dedupe key (the
+	// key function failed) or an invalid delivery
+	// (mqdatasource.ErrInvalidDelivery, e.g. an id too long for the
+	// message_id column). The handler did not run. Retried, and in the
+	// end dead-lettered: to alert on.
+	OutcomeInvalid
 
 	numOutcomes = iota
 )
 
-var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run"}
+var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run", "rolled_back", "invalid"}
 
 // String returns the outcome's metric-friendly name, e.g. "skipped_cache".
 func (o Outcome) String() string {

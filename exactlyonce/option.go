@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
 // Option configures a listener (Listener, TxListener) or a Consumer. Options
@@ -29,6 +31,7 @@ type config struct {
 	txOptions      *sql.TxOptions
 	requireClaim   bool
 	localRetries   int
+	dataSources    []*mqdatasource.DataSource
 
 	// Consumer only.
 	clientOptions []consumer.Option
@@ -200,3 +203,15 @@ func WithPurge(keep, interval time.Duration) Option {
 }
 
 func withGate(g *gate) Option { return optionFunc(func(c *config) { c.gate = g }) }
+
+// WithDataSources names further DataSources (other databases) the handler
+// writes to through its context. The listener then claims the message in
+// its own DataSource and in each of these before the handler runs (see
+// mqdatasource.ClaimIn), and commits them all after it returns nil. If an
+// earlier delivery committed in some of them only (a partial commit,
+// retried as OutcomeFailed), the handler's work is kept only where the
+// message is new, so each database applies it once. A message recorded in
+// all of them is a duplicate, and the handler does not run.
+func WithDataSources(more ...*mqdatasource.DataSource) Option {
+	return optionFunc(func(c *config) { c.dataSources = append(c.dataSources, more...) })
+}

@@ -84,7 +84,7 @@ func run() error {
 		cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of this process to the file")
 		dropIndex  = flag.String("drop-index", "", "drop this index of the claim table after creating it (e.g. load_key, to measure what it costs)")
 		status     = flag.Bool("status", false, "MySQL/MariaDB: also print the server's status counters (SHOW GLOBAL STATUS: Com_*, Handler_*, Innodb_*, bytes) that changed, per transaction of each variant")
-		onlyList   = flag.String("variants", "", "comma-separated variants to run: claim, manual-claim, select-insert (default all; plain always runs)")
+		onlyList   = flag.String("variants", "", "comma-separated variants to run: claim, manual-claim, select-insert, claim-3w, claim-3tx (default all; plain always runs)")
 		recordDDL  = flag.String("record-ddl", "", "create the claim table from this DDL file (its table name transaction_record is replaced) instead of the migration, to measure another schema of the table")
 		floor      = flag.Bool("floor", false, "MySQL/MariaDB: instead of the claim variants, measure what the parts of a claimed transaction cost, on one held connection per worker with autocommit=0, against the same transaction with BEGIN on such a connection (held-plain): no first statement, a no-op statement, an INSERT of one bigint, an INSERT of the message id alone, and the claim INSERT")
 		flushLog   = flag.Int("flush-log-at-trx-commit", -1, "MySQL/MariaDB: set innodb_flush_log_at_trx_commit for the run (1 = durable, the server default; the throwaway server runs with 2) and restore it after")
@@ -379,7 +379,7 @@ type variant struct {
 }
 
 // variantNames are the names of the variants, in the order they run.
-var variantNames = []string{"plain", "claim", "manual-claim", "select-insert"}
+var variantNames = []string{"plain", "claim", "manual-claim", "select-insert", "claim-3w", "claim-3tx"}
 
 func (b *bench) variants() []variant {
 	update := b.q("UPDATE " + accountTable + " SET balance = balance + 1 WHERE id = ?")
@@ -407,8 +407,9 @@ func (b *bench) variants() []variant {
 			return oneTx(ctx, b.plain.BeginTx, account, nil)
 		}},
 		{name: "claim", op: func(ctx context.Context, account int) error {
-			d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: b.key(), Topic: "bench", BrokerName: "broker-a", QueueID: account % 8, QueueOffset: int64(account)}
-			return oneTx(mqdatasource.WithDelivery(ctx, d), b.ds.BeginTx, account, nil)
+			return b.deliver(ctx, account, func(ctx context.Context) error {
+				return oneTx(ctx, b.ds.BeginTx, account, nil)
+			})
 		}},
 		{name: "manual-claim", op: func(ctx context.Context, account int) error {
 			tx, err := b.plain.BeginTx(ctx, nil)
@@ -441,7 +442,44 @@ func (b *bench) variants() []variant {
 				return err
 			})
 		}},
+		// Three writes in one explicit transaction of a delivery, the base
+		// of claim-3tx.
+		{name: "claim-3w", op: func(ctx context.Context, account int) error {
+			return b.deliver(ctx, account, func(ctx context.Context) error {
+				return oneTx(ctx, b.ds.BeginTx, account, func(tx *sql.Tx) error {
+					for range 2 {
+						if _, err := tx.ExecContext(ctx, update, account); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			})
+		}},
+		// The same three writes, each in a transaction of its own, as GORM
+		// runs writes by default: one delivery transaction all the same.
+		{name: "claim-3tx", base: "claim-3w", op: func(ctx context.Context, account int) error {
+			return b.deliver(ctx, account, func(ctx context.Context) error {
+				for range 3 {
+					if err := oneTx(ctx, b.ds.BeginTx, account, nil); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}},
 	}
+}
+
+// deliver runs fn as a delivery of a new message, failing unless it
+// committed.
+func (b *bench) deliver(ctx context.Context, account int, fn func(context.Context) error) error {
+	d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: b.key(), Topic: "bench", BrokerName: "broker-a", QueueID: account % 8, QueueOffset: int64(account)}
+	res, err := mqdatasource.Deliver(ctx, d, fn)
+	if err == nil && res != mqdatasource.Committed {
+		err = fmt.Errorf("delivery %s", res)
+	}
+	return err
 }
 
 // setupFloor creates the one-column tables of -floor.

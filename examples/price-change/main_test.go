@@ -180,17 +180,19 @@ func TestVerifierCatchesMistakes(t *testing.T) {
 	apply := func(i int, v int64, key string) {
 		t.Helper()
 		c := pl.change(i, v)
-		tctx := mqdatasource.WithDelivery(ctx, mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: "t", BrokerName: "b"})
-		tx, err := ds.BeginTx(tctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		if err := applyChange(tctx, tx, ds.Dialect(), c); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
+		d := mqdatasource.Delivery{ConsumerGroup: group, Key: key, Topic: "t", BrokerName: "b"}
+		res, err := ds.Deliver(ctx, d, func(ctx context.Context) error {
+			tx, err := ds.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if err := applyChange(ctx, tx, ds.Dialect(), c); err != nil {
+				return err
+			}
+			return tx.Commit()
+		})
+		if res != mqdatasource.Committed {
+			t.Fatalf("delivery %v: %v", res, err)
 		}
 	}
 	check := func(want int) *Report {
