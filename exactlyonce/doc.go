@@ -21,25 +21,29 @@
 //	c.Subscribe("orders", consumer.MessageSelector{},
 //		exactlyonce.TxListener(ds, "order-service", applyOrder))
 //
-// A Handler opens its own transaction through the DataSource with the
-// context it is given (any ORM on ds.DB() works); a TxHandler is given a
-// *sql.Tx that already holds the claim and the listener commits it. Both
-// work for concurrent and orderly consumers; the listener detects the mode.
+// A Handler does its work through the DataSource with the context it is
+// given (any ORM on ds.DB() works, with or without transactions of its
+// own); a TxHandler is given a *sql.Tx that already holds the claim. Either
+// way all of a message's work runs in one delivery transaction
+// (mqdatasource.Deliver) that the listener commits when the handler returns
+// nil. Both work for concurrent and orderly consumers; the listener detects
+// the mode.
 //
 // # Outcomes
 //
 // For every message of a delivery:
 //
-//	what happened to the message                        acknowledged   Outcome
-//	its transaction committed                           yes            OutcomeProcessed
-//	in the listener's cache (handler not run)           yes            OutcomeSkippedCache
-//	in transaction_record (handler not run)             yes            OutcomeSkippedTable
-//	the claim found the record (ErrAlreadyConsumed)     yes            OutcomeDuplicate
-//	Handler returned nil, began no claiming transaction yes, Warn log  OutcomeUnclaimed
-//	Handler returned nil, its claim did not commit      no, retried    OutcomeFailed
-//	error, commit error, no key, ErrDeliveryReused      no, retried    OutcomeFailed
-//	panic (handler, key function; recovered, logged)    no, retried    OutcomePanic
-//	not attempted (orderly after a failure; shutdown)   no, retried    OutcomeNotRun
+//	what happened to the message                           acknowledged   Outcome
+//	its delivery transaction committed                     yes            OutcomeProcessed
+//	in the listener's cache (handler not run)              yes            OutcomeSkippedCache
+//	in transaction_record (handler not run)                yes            OutcomeSkippedTable
+//	the claim found the record (returned or swallowed)     yes            OutcomeDuplicate
+//	Handler returned nil, never used the DataSource        yes, Warn log  OutcomeUnclaimed
+//	error, commit error, partial commit                    no, retried    OutcomeFailed
+//	panic (handler, key function; recovered, logged)       no, retried    OutcomePanic
+//	not attempted (orderly after a failure; shutdown)      no, retried    OutcomeNotRun
+//	Handler rolled a transaction back and returned nil     no, retried    OutcomeRolledBack
+//	no key, or an id the column cannot hold (not run)      no, retried    OutcomeInvalid
 //
 // Transient database failures (mqdatasource.IsRetryable) are first retried
 // in place (WithLocalRetries). A delivery succeeds (ConsumeSuccess, nil

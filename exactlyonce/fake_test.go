@@ -26,5 +26,5 @@ func newFakeStore(t *testing.T) *fakeStore {
 	return &fakeStore{DataSource: ds, mem: mem}
 }
 
-func (s *fakeStore) markCommitted(id string)     { s.mem.Record(id) }
+func (s *fakeStore) markCommitted(id string)    { s.mem.Record(id) }
 func (s *fakeStore) isCommitted(id string) bool { return s.mem.Recorded(id) }

@@ -14,52 +14,52 @@ import (
 // PushConsumer.Subscribe takes. Listener and TxListener return one.
 type ListenerFunc = func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error)
 
-// Handler processes one message and opens its own transaction through the
-// DataSource (DataSource.DB or BeginTx, with any ORM on top) using ctx, which
-// carries the delivery: the first statement of that transaction claims the
-// message in transaction_record.
+// Handler processes one message through the DataSource (DataSource.DB or
+// BeginTx, with any ORM on top) using ctx, which carries the delivery: all
+// its work through the DataSource with ctx — any number of transactions,
+// statements outside a transaction — runs in one delivery transaction
+// whose first statement claims the message in transaction_record, and
+// which the listener commits when the handler returns nil. A Commit in the
+// handler ends nothing; a Rollback marks the delivery rollback-only.
 //
-//   - It returns nil after its transaction committed: the message is
-//     acknowledged (OutcomeProcessed).
-//   - It returns nil without having begun a transaction with ctx (it ignored
-//     the message): the message is acknowledged as OutcomeUnclaimed and a
-//     warning is logged, or retried under WithRequireClaim.
-//   - It returns nil after a transaction with ctx claimed the message but
-//     none committed (rolled back, a swallowed error, a forgotten Commit):
-//     the work is not applied, so the message is retried (ErrUnclaimed).
-//   - It returns an error wrapping mqdatasource.ErrAlreadyConsumed (from
-//     BeginTx): the message was applied before; it is acknowledged
-//     (OutcomeDuplicate).
-//   - It returns any other error, or panics: the message is retried
-//     (concurrent mode: sent back to the broker's retry queue; orderly mode:
-//     the queue is suspended for the back-off, WithSuspendBackoff), after
-//     up to WithLocalRetries attempts in place if the error is a transient
-//     database error. If its transaction did commit, the redelivery is
-//     skipped as already consumed.
-//   - Beginning a second transaction with ctx fails with
-//     mqdatasource.ErrDeliveryReused; returning that error retries the
-//     message and logs an error: one delivery, one transaction.
+//   - It returns nil: the delivery's transaction commits and the message is
+//     acknowledged (OutcomeProcessed). If the commit fails, the message is
+//     retried; if the commit did land, the redelivery is skipped.
+//   - It returns nil without having used the DataSource with ctx (it
+//     ignored the message): acknowledged as OutcomeUnclaimed with a warning,
+//     or retried under WithRequireClaim.
+//   - The message was already applied: the first BeginTx or statement
+//     fails with mqdatasource.ErrAlreadyConsumed (so do later ones). The
+//     handler may return that error or nil; either way the message is
+//     acknowledged (OutcomeDuplicate).
+//   - It returns nil after rolling back one of its transactions: the work
+//     is incomplete, so all of it is rolled back and the message retried
+//     (OutcomeRolledBack, mqdatasource.ErrRollbackOnly).
+//   - It returns any other error, or panics: everything is rolled back and
+//     the message is retried (concurrent mode: sent back to the broker's
+//     retry queue; orderly mode: the queue is suspended for the back-off,
+//     WithSuspendBackoff), after up to WithLocalRetries attempts in place if
+//     the error is a transient database error.
 //
-// A transaction the handler leaves open when it returns or panics is rolled
-// back: ctx is cancelled when the handler returns. ctx is also cancelled
-// when a Consumer's shutdown grace period ends.
+// ctx is cancelled when the handler returns, and when a Consumer's shutdown
+// grace period ends. Goroutines of the handler may share ctx: their
+// statements are serialised on the delivery's connection.
 type Handler func(ctx context.Context, msg *primitive.MessageExt) error
 
-// TxHandler processes one message inside a transaction the listener began
-// (with WithTxOptions) and whose first statement claimed the message: tx
-// already holds the claim, so every statement run on tx applies exactly once.
-// TxFromContext(ctx) returns the same tx.
+// TxHandler processes one message inside the delivery's transaction, which
+// the listener began (with WithTxOptions) by claiming the message: tx holds
+// the claim, and so does everything else done through the DataSource with
+// ctx. TxFromContext(ctx) returns tx.
 //
-//   - It returns nil: the listener commits tx and acknowledges the message
-//     (OutcomeProcessed). If the commit fails, the message is retried; if the
-//     commit did land, the redelivery is skipped as a duplicate.
-//   - It returns an error, or panics: the listener rolls tx back and the
-//     message is retried, as for Handler (transient database errors first
-//     in place, WithLocalRetries, each time with a new transaction).
+//   - It returns nil: the listener commits and acknowledges the message
+//     (OutcomeProcessed). If the commit fails, the message is retried; if
+//     the commit did land, the redelivery is skipped as a duplicate.
+//   - It returns an error, or panics: the listener rolls back and the
+//     message is retried, as for Handler.
 //   - The message was already applied: the handler is not called.
 //
-// The handler must not call tx.Commit or tx.Rollback itself, nor begin other
-// transactions with ctx (they fail with mqdatasource.ErrDeliveryReused).
+// tx.Commit ends nothing (the listener commits after the handler); do not
+// call tx.Rollback to give up, return an error.
 type TxHandler func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error
 
 type txKey struct{}

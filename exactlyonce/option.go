@@ -154,13 +154,11 @@ func WithTxOptions(o *sql.TxOptions) Option {
 	return optionFunc(func(c *config) { c.txOptions = o })
 }
 
-// WithRequireClaim makes a Handler that returns nil without having begun a
-// transaction that claims the delivery fail (ErrUnclaimed: the message is
-// retried) instead of succeeding with the outcome OutcomeUnclaimed. (A
-// claim begun but not committed is retried with or without this option.)
-// Default: off, so handlers may legitimately ignore a message. Costs nothing
-// (mqdatasource.ClaimCommitted, no query). Ignored for a TxHandler, whose
-// transaction always holds the claim.
+// WithRequireClaim makes a Handler that returns nil without having used the
+// DataSource with its context fail (ErrUnclaimed: the message is retried)
+// instead of succeeding with the outcome OutcomeUnclaimed. Default: off, so
+// handlers may legitimately ignore a message. Costs nothing (no query).
+// Ignored for a TxHandler, whose transaction always holds the claim.
 func WithRequireClaim() Option {
 	return optionFunc(func(c *config) { c.requireClaim = true })
 }

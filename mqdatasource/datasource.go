@@ -95,11 +95,9 @@ func (c *core) validate(d Delivery, id string) error {
 // (connecting included).
 const openCheckTimeout = 30 * time.Second
 
-// DataSource is a *sql.DB whose transactions claim the delivery in their
-// context: BeginTx with a context from WithDelivery inserts the delivery's
-// transaction_record row as the transaction's first statement, so the
-// business writes of the transaction and the record commit or roll back
-// together. See the package documentation.
+// DataSource is a *sql.DB whose work with a delivery's context runs in the
+// delivery's transaction, which begins by claiming the delivery in
+// transaction_record (see Deliver and the package documentation).
 //
 // A DataSource is safe for concurrent use, like the *sql.DB it holds.
 type DataSource struct {
@@ -148,10 +146,14 @@ func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
 		return nil, err
 	}
 	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
-	if cfg.schemaCheck {
+	if cfg.schemaCheck || cfg.migrate {
 		ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
 		defer cancel()
-		if err := ds.CheckSchema(ctx); err != nil {
+		check := ds.CheckSchema
+		if cfg.migrate {
+			check = ds.Migrate
+		}
+		if err := check(ctx); err != nil {
 			_ = ds.db.Close()
 			return nil, err
 		}
@@ -177,14 +179,16 @@ func NewConnector(c driver.Connector, opts ...Option) (driver.Connector, error) 
 // their transactions begun with a delivery context get the claim.
 func (ds *DataSource) DB() *sql.DB { return ds.db }
 
-// BeginTx is ds.DB().BeginTx. With a delivery in ctx (WithDelivery) it runs
-// BEGIN and then inserts the claim row, and returns:
-//   - an error wrapping ErrAlreadyConsumed, after rolling back, when the
-//     delivery's message is already recorded for its consumer group;
-//   - an error wrapping ErrDeliveryReused when another transaction with the
-//     same delivery context is open or has committed;
+// BeginTx is ds.DB().BeginTx. With a delivery's context (inside Deliver)
+// the transaction is the delivery's: its first use of ds claims the
+// delivery, its Commit ends nothing and its Rollback marks the delivery
+// rollback-only. It returns:
+//   - an error wrapping ErrAlreadyConsumed when the delivery's message is
+//     already recorded for its consumer group;
 //   - an error wrapping ErrInvalidDelivery, before any SQL, for a delivery
 //     that cannot be claimed (see ErrInvalidDelivery);
+//   - an error wrapping ErrTxOptions for an isolation level other than the
+//     delivery transaction's;
 //   - otherwise the database's error, unchanged (see IsRetryable).
 func (ds *DataSource) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
 	return ds.db.BeginTx(ctx, opts)

@@ -7,68 +7,72 @@
 //
 // A DataSource wraps the database driver at the database/sql driver level
 // (like XSAM/otelsql), so plain database/sql, sqlx, GORM, bun and ent all go
-// through it unchanged. The delivery of a message (consumer group, dedupe
-// key, topic, broker, queue, offset) travels in the context: the exactlyonce
-// package puts it there, and users of other brokers call WithDelivery.
+// through it unchanged. Deliver runs a handler as one delivery of a message
+// (consumer group, dedupe key, topic, broker, queue, offset) and puts the
+// delivery in the handler's context; the exactlyonce package calls it for
+// every RocketMQ message.
 //
-// When a transaction is begun with a context that carries a delivery,
-// BeginTx inserts the delivery's row into transaction_record as the
-// transaction's first statement (the claim). The row's unique key on
-// message_id ("<key>#<consumer group>", the Java client's format) admits
-// one row per message and group:
+// # The delivery-scoped transaction
+//
+// All work done through a DataSource with a delivery's context runs in one
+// physical transaction, the delivery's, on a connection of its own: every
+// BeginTx/Commit pair (an ORM's per-write transactions included),
+// statements outside a transaction, prepared statements, whichever pooled
+// connection database/sql picks for each call. Its first statement
+// inserts the delivery's row into transaction_record (the claim). The
+// row's unique key on message_id ("<key>#<consumer group>", the Java
+// client's format) admits one row per message and group:
 //
 //   - the first delivery's claim succeeds, the handler's writes follow in
-//     the same transaction, and COMMIT makes the writes and the record
-//     durable together (a rollback undoes both);
+//     the same transaction, and Deliver commits the writes and the record
+//     together after the handler returns nil (a failure rolls back both);
 //   - a concurrent delivery of the same message blocks on the unique key
-//     until the first transaction ends, then fails with ErrAlreadyConsumed
-//     (if it committed) or claims the message (if it rolled back), before
-//     running any business statement;
-//   - a later redelivery fails at once with ErrAlreadyConsumed; the
-//     transaction is rolled back and the message should be acknowledged.
+//     until the first transaction ends, then gets ErrAlreadyConsumed (if it
+//     committed) or claims the message (if it rolled back), before running
+//     any business statement;
+//   - a later redelivery gets ErrAlreadyConsumed at once, from the first
+//     BeginTx or statement and every later one, and Deliver reports
+//     Duplicate, whether the handler returns that error or nil.
+//
+// A Commit inside the handler ends nothing; a Rollback marks the delivery
+// rollback-only (Deliver rolls everything back and fails with
+// ErrRollbackOnly: committing the rest would apply the message in part).
+// This is transaction propagation as in Spring's REQUIRED, at the driver
+// level, so that no user code changes. WithoutDelivery(ctx) opts a
+// statement out, onto a connection of the pool in autocommit.
 //
 // The claim goes first, not at commit as in the Java client: on MariaDB, a
 // claim at commit let two consumers of one message both run the business
 // work and ended in a deadlock; a claim first makes the loser wait on the
 // unique key and get a clean duplicate without running anything.
 //
+// A handler that writes to several databases gets a claim and a delivery
+// transaction in each; Deliver commits them in turn, and a failure after
+// some committed (ErrPartialCommit) is retried: with ClaimIn for every
+// DataSource, the redelivery keeps the work only where the message is new.
+//
 // # The guarantee
 //
 // For one consumer group, the writes that a handler makes through a
-// DataSource inside a transaction begun with the delivery's context are
-// committed at most once per message, and, as long as the message is
-// redelivered until a transaction commits or ErrAlreadyConsumed is returned,
-// exactly once. It does not cover side effects outside that database
-// transaction (HTTP calls, e-mails, writes to a second database), nor
-// statements run outside the transaction. See docs/guarantees.md.
-//
-// # Statements outside a transaction
-//
-// With a delivery in the context, a statement run outside a transaction
-// would not be protected by the claim. Exec (and a prepared statement's
-// Exec) outside a transaction fails with ErrNoTransaction instead of
-// running; Query outside a transaction runs (reads need no protection; a
-// write sent through Query, such as INSERT ... RETURNING, is not
-// protected). WithoutDelivery(ctx) opts out for statements meant to run
-// unprotected. The Java client protected only the first write of such a
-// sequence; this package protects all or refuses.
-//
-// One transaction per delivery: a second transaction begun with the same
-// delivery context, while the first is open or after it committed, fails
-// with ErrDeliveryReused (a programming error, never a duplicate). After a
-// rollback the claim is free again and the handler may retry.
-// ClaimCommitted(ctx) tells, without SQL, whether a transaction begun with
-// the context committed its claim, and ClaimAttempted(ctx) whether one tried
-// to claim it at all.
+// DataSource with the delivery's context are committed at most once per
+// message, and, as long as the message is redelivered until Deliver
+// reports Committed or Duplicate, exactly once. It does not cover side
+// effects outside the database (HTTP calls, e-mails), statements run with
+// WithoutDelivery or on another *sql.DB, nor DDL or other statements with
+// an implicit commit (MySQL commits the delivery's transaction at a CREATE
+// TABLE). See docs/guarantees.md.
 //
 // # Errors
 //
-//	ErrAlreadyConsumed   BeginTx: the message is recorded for the group. Acknowledge it.
-//	ErrDeliveryReused    BeginTx: a second transaction for one delivery. Fix the code; retry the message.
-//	ErrInvalidDelivery   BeginTx, IsConsumed, ValidateDelivery: empty key or group, invalid UTF-8, # in the group, or id too long. No SQL ran.
-//	ErrNoTransaction     Exec outside a transaction with a delivery. Use a transaction or WithoutDelivery.
-//	ErrTxAborted         statement or Commit after the server aborted the transaction. Retry the message.
-//	ErrCommitUnknown     Commit: the connection failed during COMMIT. Retry the message.
+//	ErrAlreadyConsumed   first use of a DataSource in a delivery: the message is recorded for the group. Acknowledge it.
+//	ErrRollbackOnly      Deliver: a transaction of the delivery was rolled back, then the handler returned nil. Retry.
+//	ErrDeliveryBusy      a statement while a Rows of the delivery is open. Close the rows first.
+//	ErrDeliveryDone      a statement with a delivery's context after Deliver returned. Refused.
+//	ErrTxOptions         BeginTx at another isolation level than the delivery's transaction. Nothing committed.
+//	ErrPartialCommit     Deliver: committed in some databases only. Retry the message.
+//	ErrInvalidDelivery   empty key or group, invalid UTF-8, # in the group, or id too long. No SQL ran.
+//	ErrTxAborted         statement or commit after the server aborted the transaction. Retry the message.
+//	ErrCommitUnknown     the connection failed during COMMIT. Retry the message.
 //	ErrInvalidTableName  Open: the table name is not a plain identifier. No SQL ran.
 //	ErrSchema            Open, CheckSchema, Migrate: the table is missing or wrong (*SchemaError).
 //

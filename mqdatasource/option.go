@@ -27,6 +27,7 @@ type config struct {
 	schemaCheck          bool
 	logger               *slog.Logger
 	maxIdleDeliveryConns int
+	migrate              bool
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -119,4 +120,12 @@ func ValidateTableName(name string) error {
 // closed. n < 0 is taken as 0.
 func WithMaxIdleDeliveryConns(n int) Option {
 	return optionFunc(func(c *config) { c.maxIdleDeliveryConns = max(n, 0) })
+}
+
+// WithMigrate makes Open and OpenConnector create the claim table when it
+// does not exist (DataSource.Migrate) before the schema check, so a service
+// starts on an empty database. The default is off: the table is created by
+// your migrations (see the schema package).
+func WithMigrate() Option {
+	return optionFunc(func(c *config) { c.migrate = true })
 }

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Defaults of the delivery connection pool (see WithDeliveryConns).
+// Defaults of the delivery connection pool (see WithMaxIdleDeliveryConns).
 const (
 	// DefaultMaxIdleDeliveryConns is rocketmq-client-go's default number
 	// of consuming goroutines, so a consumer at full speed keeps its

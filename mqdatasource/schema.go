@@ -23,7 +23,7 @@ type SchemaError struct {
 
 func (e *SchemaError) Error() string {
 	if e.missing {
-		return fmt.Sprintf("mqdatasource: claim table %s: %s (create it with %s or DataSource.Migrate)", e.Table, e.Problem, e.Migration)
+		return fmt.Sprintf("mqdatasource: claim table %s: %s (create it with %s, or open with WithMigrate())", e.Table, e.Problem, e.Migration)
 	}
 	return fmt.Sprintf("mqdatasource: claim table %s: %s (alter the table to match %s)", e.Table, e.Problem, e.Migration)
 }
