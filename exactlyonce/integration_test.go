@@ -416,3 +416,73 @@ func TestIntegrationIDTooLongForColumn(t *testing.T) {
 		}
 	})
 }
+
+// A handler that writes to MariaDB and PostgreSQL: each database applies
+// every message once, also after a commit that reached only the first
+// (the second's delivery connection killed before the listener commits).
+func TestIntegrationTwoDatabases(t *testing.T) {
+	envs := dbtest.Envs(t)
+	if len(envs) < 2 {
+		t.Skip("needs MYSQL_DSN and POSTGRES_DSN")
+	}
+	a, b := newFixture(t, envs[0]), newFixture(t, envs[1])
+	if b.Name != "postgres" {
+		t.Fatalf("second database is %s, want postgres", b.Name)
+	}
+	var killed atomic.Bool
+	kill := false
+	stats := &Stats{}
+	runs := map[string]int{}
+	write := func(ctx context.Context, f *fixture, m *primitive.MessageExt) error {
+		_, err := f.ds.DB().ExecContext(ctx, f.Rebind("INSERT INTO "+f.applied+" (grp, k, seq) VALUES (?, ?, ?)"), testGroup, m.MsgId, 1)
+		return err
+	}
+	l := Listener(a.ds, testGroup, func(ctx context.Context, m *primitive.MessageExt) error {
+		runs[m.MsgId]++
+		if err := write(ctx, a, m); err != nil {
+			return err
+		}
+		if err := write(ctx, b, m); err != nil {
+			return err
+		}
+		if kill && !killed.Load() {
+			// End PostgreSQL's delivery connection: the listener's commit
+			// then reaches MariaDB only.
+			var pid int
+			if err := b.ds.DB().QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				return err
+			}
+			if _, err := b.ds.DB().ExecContext(mqdatasource.WithoutDelivery(ctx), "SELECT pg_terminate_backend($1)", pid); err != nil {
+				return err
+			}
+			killed.Store(true)
+		}
+		return nil
+	}, quiet, WithMetrics(stats), WithDataSources(b.ds), WithCacheSize(0), WithTableCheck(false))
+
+	for _, key := range []string{"D1", "D1"} {
+		if ok, err := deliver(t, l, false, newMsg("t", key, 1)); !ok {
+			t.Fatal(err)
+		}
+	}
+	kill = true
+	if ok, err := deliver(t, l, false, newMsg("t", "D2", 2)); !ok {
+		t.Fatalf("after the partial commit, retried in place: %v", err)
+	}
+	if !killed.Load() || runs["D2"] != 2 {
+		t.Fatalf("killed %v, D2 ran %d times; want the partial commit and one retry", killed.Load(), runs["D2"])
+	}
+	if ok, err := deliver(t, l, false, newMsg("t", "D2", 2)); !ok {
+		t.Fatal(err)
+	}
+	for _, f := range []*fixture{a, b} {
+		if rows, distinct := f.appliedCount(t); rows != 2 || distinct != 2 || f.recordCount(t) != 2 {
+			t.Errorf("%s: %d rows (%d distinct), %d records; want 2 messages applied once each", f.Name, rows, distinct, f.recordCount(t))
+		}
+	}
+	// D1, D2 processed (D2 after a failed first attempt, retried in
+	// place); their redeliveries duplicates.
+	if s := stats.Snapshot(); s["processed"] != 2 || s["duplicate"] != 2 || s["failed"] != 0 {
+		t.Fatal(s)
+	}
+}
