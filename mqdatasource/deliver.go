@@ -111,7 +111,8 @@ func Deliver(ctx context.Context, d Delivery, fn func(ctx context.Context) error
 			o.applyDeliver(&cfg)
 		}
 	}
-	s := &scope{d: d, id: d.MessageID(), ctx: ctx}
+	s := newScope(ctx, []Delivery{d})
+	s.batch = nil
 	dctx := context.WithValue(ctx, deliveryKey{}, s)
 	for _, c := range cfg.claims {
 		if _, err := s.join(c.core, c.opts, true); err != nil {
@@ -142,14 +143,25 @@ func (ds *DataSource) Deliver(ctx context.Context, d Delivery, fn func(ctx conte
 // statement made with it: the delivery transactions it joined, one per
 // DataSource. Deliver owns it and ends it.
 type scope struct {
-	d   Delivery
-	id  string
-	ctx context.Context // Deliver's: begins and ends the transactions
+	d     Delivery // the delivery; a batch's first
+	id    string
+	batch []Delivery      // DeliverBatch's deliveries, nil for Deliver
+	ids   []string        // their message ids
+	ctx   context.Context // Deliver's: begins and ends the transactions
 
 	mu    sync.Mutex
 	txs   []*dtx // in the order the DataSources joined
 	ended bool
 	dup   bool // a claim found the record
+}
+
+func newScope(ctx context.Context, batch []Delivery) *scope {
+	s := &scope{d: batch[0], batch: batch, ids: make([]string, len(batch)), ctx: ctx}
+	for i, d := range batch {
+		s.ids[i] = d.MessageID()
+	}
+	s.id = s.ids[0]
+	return s
 }
 
 // join returns the delivery transaction of core, beginning it with the
@@ -169,8 +181,13 @@ func (s *scope) join(co *core, opts driver.TxOptions, eager bool) (*dtx, error) 
 			return t, t.checkOpts(opts)
 		}
 	}
-	if err := co.validate(s.d, s.id); err != nil {
-		return nil, err
+	if s.batch != nil && len(s.txs) > 0 {
+		return nil, ErrBatchScope
+	}
+	for i, id := range s.ids {
+		if err := co.validate(s.deliveryAt(i), id); err != nil {
+			return nil, err
+		}
 	}
 	t := &dtx{s: s, core: co, opts: driver.TxOptions{Isolation: opts.Isolation}}
 	keep := eager || s.anyNewLocked()
@@ -186,6 +203,13 @@ func (s *scope) join(co *core, opts driver.TxOptions, eager bool) (*dtx, error) 
 		}
 	}
 	return t, nil
+}
+
+func (s *scope) deliveryAt(i int) Delivery {
+	if s.batch == nil {
+		return s.d
+	}
+	return s.batch[i]
 }
 
 func (s *scope) anyNew() bool {
@@ -279,6 +303,7 @@ type dtx struct {
 	mu           sync.Mutex // one statement at a time
 	pc           *pconn     // nil once ended
 	dup          bool       // the claim found the record: roll back at the end
+	fresh        []int      // a batch's deliveries that were not recorded
 	rows         *drows     // a Rows left open, nil if none
 	rollbackOnly error      // why the delivery must roll back
 }
@@ -295,7 +320,12 @@ func (t *dtx) begin(keep bool) (dup bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		dup, err = pc.begin(bctx, t.s.d, t.s.id, t.opts)
+		if t.s.batch != nil {
+			t.fresh, err = pc.beginBatch(bctx, t.s.batch, t.s.ids)
+			dup = len(t.fresh) == 0
+		} else {
+			dup, err = pc.begin(bctx, t.s.d, t.s.id, t.opts)
+		}
 		if err == nil {
 			break
 		}

@@ -85,10 +85,10 @@ func truncate(s string, n int) string {
 type deliveryKey struct{}
 
 // DeliveryFromContext returns the delivery that Deliver runs, and false when
-// ctx carries none (WithoutDelivery removes it).
+// ctx carries none (WithoutDelivery removes it) or a batch (DeliverBatch).
 func DeliveryFromContext(ctx context.Context) (Delivery, bool) {
 	s := scopeFromContext(ctx)
-	if s == nil {
+	if s == nil || s.batch != nil {
 		return Delivery{}, false
 	}
 	return s.d, true
