@@ -22,6 +22,7 @@ type listener struct {
 	group string
 	h     Handler
 	txh   TxHandler
+	bh    BatchHandler // set by newBatchListener
 	cfg   config
 	cache *idCache
 }
@@ -86,11 +87,6 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 		}
 		return lb
 	}
-	notRun := func(rest []*primitive.MessageExt) {
-		for _, m := range rest {
-			l.cfg.metrics.MessageDone(labels(m), OutcomeNotRun)
-		}
-	}
 
 	g := l.cfg.gate
 	// held is the result of a call held until the client is shut down:
@@ -104,7 +100,7 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 		return res, err
 	}
 	if !g.enter() {
-		notRun(msgs)
+		l.notRun(msgs, labels)
 		g.hold()
 		return held(ErrShutdown)
 	}
@@ -125,32 +121,11 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 		return retry(groupErr)
 	}
 
-	queue := queueFromContext(ctx)
-	var errs []error
-	shutdown := false
-	for i, m := range msgs {
-		if g.draining() {
-			shutdown = true
-			notRun(msgs[i:])
-			break
-		}
-		o, err := OutcomeFailed, errNilMessage
-		if m != nil {
-			o, err = l.safeOne(ctx, group, m, queue, labels(m))
-		}
-		l.cfg.metrics.MessageDone(labels(m), o)
-		if o.Acked() {
-			continue
-		}
-		errs = append(errs, err)
-		if orderly {
-			// Keep the queue's order: nothing after a failed message.
-			notRun(msgs[i+1:])
-			break
-		}
-		// Concurrent mode: the whole batch is sent back anyway; the rest
-		// commit now and are skipped on redelivery.
+	process := l.each
+	if l.bh != nil {
+		process = l.batch
 	}
+	errs, shutdown := process(ctx, group, msgs, labels, orderly)
 	if len(errs) > 0 && g.draining() {
 		// A message that failed while the consumer is shutting down (its
 		// handler cancelled when the grace period ended, or any other
@@ -176,6 +151,43 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 }
 
 var errNilMessage = errors.New("exactlyonce: nil message")
+
+// each processes the messages of a delivery one by one, each its own
+// delivery transaction, and returns the errors of those not acknowledged
+// and whether it stopped for a shutdown. It records every message's
+// outcome.
+func (l *listener) each(ctx context.Context, group string, msgs []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels, orderly bool) (errs []error, shutdown bool) {
+	queue := queueFromContext(ctx)
+	for i, m := range msgs {
+		if l.cfg.gate.draining() {
+			l.notRun(msgs[i:], labels)
+			return errs, true
+		}
+		o, err := OutcomeFailed, errNilMessage
+		if m != nil {
+			o, err = l.safeOne(ctx, group, m, queue, labels(m))
+		}
+		l.cfg.metrics.MessageDone(labels(m), o)
+		if o.Acked() {
+			continue
+		}
+		errs = append(errs, err)
+		if orderly {
+			// Keep the queue's order: nothing after a failed message.
+			l.notRun(msgs[i+1:], labels)
+			break
+		}
+		// Concurrent mode: the whole batch is sent back anyway; the rest
+		// commit now and are skipped on redelivery.
+	}
+	return errs, false
+}
+
+func (l *listener) notRun(rest []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels) {
+	for _, m := range rest {
+		l.cfg.metrics.MessageDone(labels(m), OutcomeNotRun)
+	}
+}
 
 // resolveGroup returns the group to record deliveries under: the one given to
 // the constructor, checked against the client's, or else the client's.
@@ -319,24 +331,32 @@ func (l *listener) precheck(ctx context.Context, m *primitive.MessageExt, d mqda
 }
 
 // attempts runs the message, then again in place while it fails with a
-// transient database error (deadlock victim, serialization conflict, lost
-// connection, unknown commit outcome) rather than through a send-back or a
-// suspension, unless the consumer is stopping.
+// transient database error (see inPlace).
 func (l *listener) attempts(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
-	o, err := l.attempt(ctx, d, m)
-	for try := 0; o == OutcomeFailed && try < l.cfg.localRetries && mqdatasource.IsRetryable(err); try++ {
+	return inPlace(ctx, l, func() (Outcome, error) { return l.attempt(ctx, d, m) },
+		func(o Outcome, err error) bool { return o == OutcomeFailed && mqdatasource.IsRetryable(err) })
+}
+
+// inPlace calls run, and again, up to WithLocalRetries times, while
+// transient says its failure was a transient database error (deadlock
+// victim, serialization conflict, lost connection, unknown commit outcome):
+// retrying here is cheaper than a send-back or a suspension. It stops when
+// ctx ends or the consumer is draining.
+func inPlace[T any](ctx context.Context, l *listener, run func() (T, error), transient func(T, error) bool) (T, error) {
+	v, err := run()
+	for try := 0; try < l.cfg.localRetries && transient(v, err); try++ {
 		if ctx.Err() != nil || l.cfg.gate.draining() {
 			break
 		}
-		l.log(ctx, slog.LevelDebug, "exactlyonce: transient failure, retrying in place", m, d, slog.Int("try", try+1), slog.Any("error", err))
+		l.cfg.logger.LogAttrs(ctx, slog.LevelDebug, "exactlyonce: transient failure, retrying in place", slog.Int("try", try+1), slog.Any("error", err))
 		backoff := localRetryBackoff << try
 		select {
 		case <-time.After(backoff/2 + rand.N(backoff/2)):
 		case <-ctx.Done():
 		}
-		o, err = l.attempt(ctx, d, m)
+		v, err = run()
 	}
-	return o, err
+	return v, err
 }
 
 // localRetryBackoff bounds the first wait before an in-place retry: the wait

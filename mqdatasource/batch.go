@@ -20,7 +20,8 @@ const MaxBatch = 256
 // recorded are read back only when the INSERT met a duplicate), then fn
 // with the indexes of the deliveries that were not recorded yet (fresh, in
 // order), and one commit. It returns the fresh indexes when that commit
-// succeeded; the other deliveries were duplicates. With every delivery
+// succeeded; the other deliveries were duplicates (a message twice in the
+// batch is fresh at its first delivery only). With every delivery
 // recorded, fn is not called and fresh is empty.
 //
 // Everything fn does through ds with its context runs in the transaction,
@@ -106,9 +107,14 @@ func (pc *pconn) beginBatch(ctx context.Context, batch []Delivery, ids []string)
 func (pc *pconn) claimBatch(ctx context.Context, batch []Delivery, ids []string) ([]int, error) {
 	dl := pc.core.dialect.impl()
 	ctime := time.Now().UnixMilli()
-	todo := make([]int, len(batch))
-	for i := range todo {
-		todo[i] = i
+	// A message twice in one batch is claimed once: its first delivery.
+	todo := make([]int, 0, len(batch))
+	seen := make(map[string]bool, len(batch))
+	for i, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			todo = append(todo, i)
+		}
 	}
 	for range len(batch) + 1 {
 		args := make([]driver.NamedValue, 0, len(todo)*len(claimColumns))

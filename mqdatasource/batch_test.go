@@ -119,3 +119,17 @@ func TestIntegrationDeliverBatchConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// A message twice in one batch is applied once.
+func TestIntegrationDeliverBatchRepeats(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		f := newFixture(t, e, 1)
+		fresh, err := f.ds.DeliverBatch(context.Background(), batchOf("g", "r1", "r2", "r1"), f.applyFresh)
+		if err != nil || !slices.Equal(fresh, []int{0, 1}) {
+			t.Fatalf("DeliverBatch = %v, %v; want fresh [0 1]", fresh, err)
+		}
+		if f.balance(t, 1) != 2 || f.records(t) != 2 {
+			t.Fatalf("balance %d, %d records; want 2 and 2", f.balance(t, 1), f.records(t))
+		}
+	})
+}

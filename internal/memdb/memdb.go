@@ -5,9 +5,10 @@
 // transaction and the listener are tested without a server and without a
 // model of mqdatasource.
 //
-// It understands only the statements the tests send: the claim INSERT
-// (ON CONFLICT DO NOTHING, waiting like PostgreSQL for a transaction that
-// holds the same message id), the record lookup, and a counter table:
+// It understands only the statements the tests send: the claim INSERT of
+// one or more rows (ON CONFLICT DO NOTHING, RETURNING the inserted ids,
+// waiting like PostgreSQL for a transaction that holds the same message
+// id), the record lookups, and a counter table:
 //
 //	UPDATE counter SET n = n + $1 WHERE id = $2
 //	SELECT n FROM counter WHERE id = $1
@@ -27,8 +28,9 @@ import (
 )
 
 const (
-	claimPrefix  = `INSERT INTO "transaction_record"`
-	lookupPrefix = `SELECT 1 FROM "transaction_record"`
+	claimPrefix      = `INSERT INTO "transaction_record"`
+	lookupPrefix     = `SELECT 1 FROM "transaction_record"`
+	lookupManyPrefix = `SELECT "message_id" FROM "transaction_record"`
 	addSQL       = `UPDATE counter SET n = n + $1 WHERE id = $2`
 	readSQL      = `SELECT n FROM counter WHERE id = $1`
 )
@@ -230,7 +232,24 @@ func (c *conn) run(ctx context.Context, q string, args []driver.NamedValue) (int
 	)
 	switch {
 	case strings.HasPrefix(q, claimPrefix):
-		n, err = c.claim(ctx, t, args)
+		var inserted []string
+		inserted, err = c.claim(ctx, t, args)
+		n = int64(len(inserted))
+		if strings.Contains(q, "RETURNING") {
+			r = &rows{cols: []string{"message_id"}}
+			for _, id := range inserted {
+				r.vals = append(r.vals, []driver.Value{id})
+			}
+		}
+	case strings.HasPrefix(q, lookupManyPrefix):
+		if err = db.hit(Lookup); err == nil {
+			r = &rows{cols: []string{"message_id"}}
+			for i := range args {
+				if id := str(args, i); db.records[id] {
+					r.vals = append(r.vals, []driver.Value{id})
+				}
+			}
+		}
 	case strings.HasPrefix(q, lookupPrefix):
 		if err = db.hit(Lookup); err == nil {
 			r = &rows{cols: []string{"1"}}
@@ -264,33 +283,39 @@ func (c *conn) run(ctx context.Context, q string, args []driver.NamedValue) (int
 	return n, r, err
 }
 
-// claim inserts the record of args' message id unless it is recorded,
-// waiting for an open transaction that holds it. db.mu is held.
-func (c *conn) claim(ctx context.Context, t *tx, args []driver.NamedValue) (int64, error) {
+// claimColumns is the number of arguments of one claim row; the message
+// id is the second.
+const claimColumns = 7
+
+// claim inserts the records of the message ids of args' rows that are not
+// recorded, waiting for an open transaction that holds one, and returns
+// the ids it inserted. db.mu is held.
+func (c *conn) claim(ctx context.Context, t *tx, args []driver.NamedValue) ([]string, error) {
 	db := c.db
 	if err := db.hit(Claim); err != nil {
-		return 0, err
+		return nil, err
 	}
-	id := str(args, 1)
-	for {
-		if db.records[id] {
-			return 0, nil
+	var inserted []string
+	for r := 0; r+claimColumns <= len(args); r += claimColumns {
+		id := str(args, r+1)
+		for {
+			holder, held := db.claimed[id]
+			if db.records[id] || !held || holder == t {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			db.ended.Wait()
 		}
-		holder, held := db.claimed[id]
-		if !held || holder == t {
-			break
+		if _, held := db.claimed[id]; held || db.records[id] {
+			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		db.ended.Wait()
+		db.claimed[id] = t
+		t.claims = append(t.claims, id)
+		inserted = append(inserted, id)
 	}
-	if _, mine := db.claimed[id]; mine {
-		return 0, nil
-	}
-	db.claimed[id] = t
-	t.claims = append(t.claims, id)
-	return 1, nil
+	return inserted, nil
 }
 
 func str(args []driver.NamedValue, i int) string {
