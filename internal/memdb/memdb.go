@@ -31,8 +31,8 @@ const (
 	claimPrefix      = `INSERT INTO "transaction_record"`
 	lookupPrefix     = `SELECT 1 FROM "transaction_record"`
 	lookupManyPrefix = `SELECT "message_id" FROM "transaction_record"`
-	addSQL       = `UPDATE counter SET n = n + $1 WHERE id = $2`
-	readSQL      = `SELECT n FROM counter WHERE id = $1`
+	addSQL           = `UPDATE counter SET n = n + $1 WHERE id = $2`
+	readSQL          = `SELECT n FROM counter WHERE id = $1`
 )
 
 // Statement kinds, for Fail and Count.
