@@ -2,10 +2,13 @@ package mqdatasource_test
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
@@ -178,5 +181,69 @@ func redeliver(ctx context.Context, group, key string, apply func(ctx context.Co
 		default:
 			return false, err
 		}
+	}
+}
+
+// update adds delta to account id's balance with ctx, through the pool
+// (and so through the delivery's transaction when ctx carries one).
+func (f *fixture) update(ctx context.Context, id, delta int) error {
+	_, err := f.ds.DB().ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + ? WHERE id = ?"), delta, id)
+	return err
+}
+
+// wantResult fails the test unless Deliver returned want and an error
+// matching wantErr (nil: no error).
+func wantResult(t *testing.T, what string, res mqdatasource.Result, err error, want mqdatasource.Result, wantErr error) {
+	t.Helper()
+	if res != want || (wantErr == nil) != (err == nil) || (wantErr != nil && !errors.Is(err, wantErr)) {
+		t.Fatalf("%s: %v, %v; want %v, %v", what, res, err, want, wantErr)
+	}
+}
+
+// sessionID returns the server's id of the connection that runs ctx's
+// statements (the delivery connection inside a delivery).
+func sessionID(t *testing.T, ctx context.Context, e *dbtest.Env, db *sql.DB) int64 {
+	t.Helper()
+	q := map[string]string{"mysql": "SELECT CONNECTION_ID()", "postgres": "SELECT pg_backend_pid()"}[e.Name]
+	var id int64
+	if err := db.QueryRowContext(ctx, q).Scan(&id); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return id
+}
+
+// killSession ends the server session id from a connection of db's pool
+// outside any delivery (KILL CONNECTION, pg_terminate_backend).
+func killSession(t *testing.T, ctx context.Context, e *dbtest.Env, db *sql.DB, id int64) {
+	t.Helper()
+	ctx = mqdatasource.WithoutDelivery(ctx)
+	switch e.Name {
+	case "mysql":
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+			t.Fatalf("KILL CONNECTION %d: %v", id, err)
+		}
+	default:
+		var ok bool
+		if err := db.QueryRowContext(ctx, "SELECT pg_terminate_backend($1)", id).Scan(&ok); err != nil || !ok {
+			t.Fatalf("pg_terminate_backend(%d): %v, %v", id, ok, err)
+		}
+	}
+}
+
+// waitLockWaiter returns once some session waits for a lock in a
+// statement that mentions table. It polls the server's catalog: the wait
+// is for a state, not for a time.
+func waitLockWaiter(t *testing.T, e *dbtest.Env, table string) {
+	t.Helper()
+	q := map[string]string{
+		"mysql":    "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
+		"postgres": "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE ?",
+	}[e.Name]
+	deadline := time.Now().Add(30 * time.Second)
+	for e.QueryInt(t, q, "%"+table+"%") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no session waits for a lock on %s after 30s", table)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

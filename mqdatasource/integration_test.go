@@ -2,7 +2,6 @@ package mqdatasource_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -58,41 +57,95 @@ func TestConcurrentDeliveriesApplyOnce(t *testing.T) {
 	})
 }
 
-func TestRollbackLeavesNoRecord(t *testing.T) {
+// TestClaimFirstLoserBlocks: two deliveries of one message at once. The
+// claim is the delivery transaction's first statement, so the second
+// blocks on the first's claim and, when the first commits, finds the
+// record without running any business statement (fn is not called); when
+// the first rolls back, the second gets the claim and applies the message.
+func TestClaimFirstLoserBlocks(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		for _, tc := range []struct {
+			name        string
+			firstErr    error // what the first delivery's fn returns
+			wantSecond  mqdatasource.Result
+			wantBalance int64
+		}{
+			{"first commits", nil, mqdatasource.Duplicate, 1},
+			{"first rolls back", errors.New("handler failed"), mqdatasource.Committed, 100},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, e, 1)
+				d := delivery("g", "claim-first")
+				bg := context.Background()
+				holding, release := make(chan struct{}), make(chan struct{})
+				type outcome struct {
+					res mqdatasource.Result
+					err error
+				}
+				first := make(chan outcome, 1)
+				go func() {
+					res, err := f.ds.Deliver(bg, d, func(ctx context.Context) error {
+						if err := f.update(ctx, 1, 1); err != nil {
+							return err
+						}
+						close(holding)
+						<-release
+						return tc.firstErr
+					})
+					first <- outcome{res, err}
+				}()
+				<-holding
+				var secondRan atomic.Bool
+				second := make(chan outcome, 1)
+				go func() {
+					res, err := f.ds.Deliver(bg, d, func(ctx context.Context) error {
+						secondRan.Store(true)
+						return f.update(ctx, 1, 100)
+					})
+					second <- outcome{res, err}
+				}()
+				waitLockWaiter(t, e, f.table) // the second's claim waits for the first's
+				close(release)
+				o1, o2 := <-first, <-second
+				if tc.firstErr == nil {
+					wantResult(t, "first delivery", o1.res, o1.err, mqdatasource.Committed, nil)
+				} else {
+					wantResult(t, "first delivery", o1.res, o1.err, mqdatasource.Failed, tc.firstErr)
+				}
+				wantResult(t, "second delivery", o2.res, o2.err, tc.wantSecond, nil)
+				if ran := secondRan.Load(); ran != (tc.wantSecond == mqdatasource.Committed) {
+					t.Errorf("second delivery's fn ran: %v", ran)
+				}
+				if b, n := f.balance(t, 1), f.records(t); b != tc.wantBalance || n != 1 {
+					t.Fatalf("balance %d, %d records; want %d and 1", b, n, tc.wantBalance)
+				}
+			})
+		}
+	})
+}
+
+// TestFailedDeliveryLeavesNoRecord: a handler error rolls the claim back
+// with the work, and Deliver returns that very error; the redelivery
+// applies the message once.
+func TestFailedDeliveryLeavesNoRecord(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		d := delivery("g", "rolled-back")
-		ctx := mqdatasource.WithDelivery(context.Background(), d)
-		if mqdatasource.ClaimAttempted(ctx) {
-			t.Fatal("ClaimAttempted before any transaction")
-		}
-		tx, err := f.ds.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(); err != nil {
-			t.Fatal(err)
-		}
-		if mqdatasource.ClaimCommitted(ctx) || !mqdatasource.ClaimAttempted(ctx) {
-			t.Fatalf("after rollback: ClaimCommitted %v, ClaimAttempted %v; want false, true",
-				mqdatasource.ClaimCommitted(ctx), mqdatasource.ClaimAttempted(ctx))
-		}
+		errHandler := errors.New("handler failed")
+		res, err := mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error {
+			if err := f.increment(ctx, 1); err != nil {
+				return err
+			}
+			return errHandler
+		})
+		wantResult(t, "failing delivery", res, err, mqdatasource.Failed, errHandler)
 		if f.hasRecord(t, d) || f.balance(t, 1) != 0 {
-			t.Fatalf("after rollback: record=%v balance=%d, want no record and 0", f.hasRecord(t, d), f.balance(t, 1))
+			t.Fatalf("after the failed delivery: record=%v balance=%d, want no record and 0", f.hasRecord(t, d), f.balance(t, 1))
 		}
-		// The handler may retry within the same delivery after a rollback.
-		if err := f.increment(ctx, 1); err != nil {
-			t.Fatalf("retry in the same delivery context: %v", err)
-		}
-		if !mqdatasource.ClaimCommitted(ctx) {
-			t.Fatal("ClaimCommitted false after commit")
-		}
-		// A redelivery is then a duplicate.
-		if applied, err := f.deliver(t, "g", "rolled-back", 1); err != nil || applied {
-			t.Fatalf("redelivery: applied=%v err=%v, want a duplicate", applied, err)
+		for i, want := range []bool{true, false} {
+			if applied, err := f.deliver(t, "g", "rolled-back", 1); err != nil || applied != want {
+				t.Fatalf("redelivery %d: applied=%v err=%v, want applied=%v", i+1, applied, err, want)
+			}
 		}
 		if b := f.balance(t, 1); b != 1 || !f.hasRecord(t, d) {
 			t.Fatalf("balance %d record %v, want 1 and a record", b, f.hasRecord(t, d))
@@ -100,50 +153,64 @@ func TestRollbackLeavesNoRecord(t *testing.T) {
 	})
 }
 
+// TestBusinessUniqueViolationIsNotDuplicate: a business table's unique key
+// violation is the handler's error, neither a duplicate nor retryable. A
+// handler that ignores it and returns nil commits on MySQL (the failed
+// statement alone was undone) and fails on PostgreSQL (the error aborted
+// the transaction); the claim goes with the outcome.
 func TestBusinessUniqueViolationIsNotDuplicate(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 2)
 		e.Exec(t, "UPDATE "+f.account+" SET ref = 'taken' WHERE id = 1")
+		bg := context.Background()
+		violate := func(ctx context.Context) error {
+			_, err := f.ds.DB().ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2)
+			if err == nil {
+				t.Fatal("business unique violation: no error")
+			}
+			if errors.Is(err, mqdatasource.ErrAlreadyConsumed) || mqdatasource.IsRetryable(err) {
+				t.Fatalf("business unique violation classified as duplicate or retryable: %v", err)
+			}
+			return err
+		}
 		d := delivery("g", "unique-violation")
-		ctx := mqdatasource.WithDelivery(context.Background(), d)
-		tx, err := f.ds.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2)
-		if err == nil {
-			t.Fatal("business unique violation: no error")
-		}
-		if errors.Is(err, mqdatasource.ErrAlreadyConsumed) || mqdatasource.IsRetryable(err) {
-			t.Fatalf("business unique violation classified as duplicate or retryable: %v", err)
-		}
-		_ = tx.Rollback()
+		var verr error
+		res, err := mqdatasource.Deliver(bg, d, func(ctx context.Context) error {
+			verr = violate(ctx)
+			return verr
+		})
+		wantResult(t, "delivery returning the violation", res, err, mqdatasource.Failed, verr)
 		if f.hasRecord(t, d) {
-			t.Fatal("record left after the rolled back transaction")
+			t.Fatal("record left after the failed delivery")
 		}
 		// The claim is free again: the delivery can be handled (differently).
-		if err := f.increment(ctx, 2); err != nil {
-			t.Fatal(err)
+		if applied, err := f.deliver(t, "g", "unique-violation", 2); err != nil || !applied {
+			t.Fatalf("redelivery: applied=%v, %v", applied, err)
 		}
 
-		// PostgreSQL: the failed statement aborted the transaction, so a
-		// Commit that ignores it commits nothing, claim included.
-		if e.Name == "postgres" {
-			d := delivery("g", "ignored-error")
-			ctx := mqdatasource.WithDelivery(context.Background(), d)
-			tx, err := f.ds.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
+		// A handler that ignores the error and goes on.
+		d = delivery("g", "ignored-error")
+		res, err = mqdatasource.Deliver(bg, d, func(ctx context.Context) error {
+			_ = violate(ctx)
+			_ = f.update(ctx, 1, 10)
+			return nil
+		})
+		switch e.Name {
+		case "mysql":
+			wantResult(t, "delivery ignoring the violation", res, err, mqdatasource.Committed, nil)
+			if b := f.balance(t, 1); b != 10 || !f.hasRecord(t, d) {
+				t.Fatalf("balance %d, record %v; want 10 and a record", b, f.hasRecord(t, d))
 			}
-			if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET ref = 'taken' WHERE id = ?"), 2); err == nil {
-				t.Fatal("no error")
+		default:
+			if res != mqdatasource.Failed || err == nil {
+				t.Fatalf("delivery ignoring the violation: %v, %v; want failed", res, err)
 			}
-			if err := tx.Commit(); err == nil || mqdatasource.ClaimCommitted(ctx) {
-				t.Fatalf("Commit after a failed statement: %v, claim committed %v; want an error and no claim", err, mqdatasource.ClaimCommitted(ctx))
+			if b := f.balance(t, 1); b != 0 || f.hasRecord(t, d) {
+				t.Fatalf("balance %d, record %v; want 0 and no record", b, f.hasRecord(t, d))
 			}
-			if f.hasRecord(t, d) {
-				t.Fatal("record committed with a failed transaction")
-			}
+		}
+		if b := f.balance(t, 2); b != 1 {
+			t.Fatalf("account 2 balance %d, want 1", b)
 		}
 	})
 }
@@ -167,75 +234,101 @@ func TestTwoConsumerGroupsEachApplyOnce(t *testing.T) {
 	})
 }
 
-func TestDeliveryReused(t *testing.T) {
-	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		f := newFixture(t, e, 1)
-		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "reused"))
-
-		tx1, err := f.ds.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A second transaction while the first is open.
-		if _, err := f.ds.BeginTx(ctx, nil); !errors.Is(err, mqdatasource.ErrDeliveryReused) || errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("second BeginTx while the first is open: %v, want ErrDeliveryReused", err)
-		}
-		if err := tx1.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		// And after it committed (GORM's per-write default transactions
-		// would end up here).
-		_, err = f.ds.BeginTx(ctx, nil)
-		if !errors.Is(err, mqdatasource.ErrDeliveryReused) || errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("BeginTx after commit: %v, want ErrDeliveryReused", err)
-		}
-		// A fresh delivery of the same message is a duplicate, not misuse.
-		_, err = f.ds.BeginTx(mqdatasource.WithDelivery(context.Background(), delivery("g", "reused")), nil)
-		if !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("redelivery: %v, want ErrAlreadyConsumed", err)
-		}
-	})
-}
-
+// TestStatementsOutsideTransaction: statements made with the delivery's
+// context outside any transaction (Exec, a statement prepared inside or
+// outside the delivery, Query) run in the delivery's transaction and share
+// its outcome; WithoutDelivery runs outside it and survives its rollback.
 func TestStatementsOutsideTransaction(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		f := newFixture(t, e, 1)
-		d := delivery("g", "outside")
-		ctx := mqdatasource.WithDelivery(context.Background(), d)
-		update := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
-
-		if _, err := f.ds.DB().ExecContext(ctx, update, 1); !errors.Is(err, mqdatasource.ErrNoTransaction) {
-			t.Fatalf("Exec outside a transaction: %v, want ErrNoTransaction", err)
-		}
-		stmt, err := f.ds.DB().PrepareContext(ctx, update)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stmt.Close()
-		if _, err := stmt.ExecContext(ctx, 1); !errors.Is(err, mqdatasource.ErrNoTransaction) {
-			t.Fatalf("prepared Exec outside a transaction: %v, want ErrNoTransaction", err)
-		}
-		if b := f.balance(t, 1); b != 0 {
-			t.Fatalf("balance %d after refused writes, want 0", b)
-		}
-		var n int
-		if err := f.ds.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+f.account).Scan(&n); err != nil || n != 1 {
-			t.Fatalf("Query outside a transaction: n=%d err=%v, want it to pass through", n, err)
-		}
-		if _, err := f.ds.DB().ExecContext(mqdatasource.WithoutDelivery(ctx), update, 1); err != nil {
-			t.Fatalf("Exec with WithoutDelivery: %v", err)
-		}
-		if b := f.balance(t, 1); b != 1 || f.hasRecord(t, d) {
-			t.Fatalf("balance %d record %v, want 1 and no record", b, f.hasRecord(t, d))
+		for _, tc := range []struct {
+			name        string
+			fnErr       error
+			wantBalance int64 // of account 1; account 2 gets the WithoutDelivery update
+		}{
+			{"committed", nil, 3},
+			{"rolled back", errors.New("handler failed"), 0},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, e, 2)
+				bg := context.Background()
+				d := delivery("g", "outside")
+				update := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
+				outside, err := f.ds.DB().PrepareContext(bg, update) // prepared without a delivery
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer outside.Close()
+				res, err := mqdatasource.Deliver(bg, d, func(ctx context.Context) error {
+					if _, err := f.ds.DB().ExecContext(ctx, update, 1); err != nil {
+						return err
+					}
+					inside, err := f.ds.DB().PrepareContext(ctx, update)
+					if err != nil {
+						return err
+					}
+					defer inside.Close()
+					if _, err := inside.ExecContext(ctx, 1); err != nil {
+						return err
+					}
+					if _, err := outside.ExecContext(ctx, 1); err != nil {
+						return err
+					}
+					var b int64
+					if err := f.ds.DB().QueryRowContext(ctx, f.Rebind("SELECT balance FROM "+f.account+" WHERE id = ?"), 1).Scan(&b); err != nil {
+						return err
+					}
+					if b != 3 {
+						t.Errorf("the delivery reads balance %d, want its own 3", b)
+					}
+					if _, err := f.ds.DB().ExecContext(mqdatasource.WithoutDelivery(ctx), update, 2); err != nil {
+						return err
+					}
+					if b := f.balance(t, 2); b != 1 {
+						t.Errorf("WithoutDelivery update not committed at once: balance %d", b)
+					}
+					return tc.fnErr
+				})
+				if tc.fnErr == nil {
+					wantResult(t, "Deliver", res, err, mqdatasource.Committed, nil)
+				} else {
+					wantResult(t, "Deliver", res, err, mqdatasource.Failed, tc.fnErr)
+				}
+				if b1, b2, rec := f.balance(t, 1), f.balance(t, 2), f.hasRecord(t, d); b1 != tc.wantBalance || b2 != 1 || rec != (tc.fnErr == nil) {
+					t.Fatalf("balances %d %d, record %v; want %d 1 %v", b1, b2, rec, tc.wantBalance, tc.fnErr == nil)
+				}
+			})
 		}
 	})
 }
 
+// TestInvalidDelivery: a delivery that cannot be claimed is refused before
+// any SQL, by ClaimIn (fn is not called) and by the first statement.
 func TestInvalidDelivery(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
-		if err := f.ds.CheckSchema(context.Background()); err != nil {
+		bg := context.Background()
+		if err := f.ds.CheckSchema(bg); err != nil {
 			t.Fatal(err)
+		}
+		refused := func(t *testing.T, ds *mqdatasource.DataSource, d mqdatasource.Delivery) {
+			t.Helper()
+			called := false
+			res, err := ds.Deliver(bg, d, func(context.Context) error { called = true; return nil })
+			wantResult(t, "ds.Deliver", res, err, mqdatasource.Failed, mqdatasource.ErrInvalidDelivery)
+			if called {
+				t.Error("fn called for an invalid delivery")
+			}
+			res, err = mqdatasource.Deliver(bg, d, func(ctx context.Context) error {
+				_, err := ds.DB().ExecContext(ctx, "UPDATE "+f.account+" SET balance = balance + 1")
+				if !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+					t.Errorf("statement: %v, want ErrInvalidDelivery", err)
+				}
+				return err
+			})
+			wantResult(t, "Deliver", res, err, mqdatasource.Failed, mqdatasource.ErrInvalidDelivery)
+			if _, err := ds.IsConsumed(bg, d); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
+				t.Fatalf("IsConsumed: %v, want ErrInvalidDelivery", err)
+			}
 		}
 		for _, tc := range []struct {
 			name string
@@ -243,22 +336,14 @@ func TestInvalidDelivery(t *testing.T) {
 		}{
 			{"empty key", delivery("g", "")},
 			{"empty group", delivery("", "k")},
+			{"group with #", delivery("g#h", "k")},
 			{"too long", delivery("g", strings.Repeat("k", mqdatasource.MaxMessageIDLen))},
 			{"invalid utf8", delivery("g", "k\xff")},
 		} {
-			t.Run(tc.name, func(t *testing.T) {
-				ctx := mqdatasource.WithDelivery(context.Background(), tc.d)
-				_, err := f.ds.BeginTx(ctx, nil)
-				if !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
-					t.Fatalf("BeginTx: %v, want ErrInvalidDelivery", err)
-				}
-				if _, err := f.ds.IsConsumed(context.Background(), tc.d); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
-					t.Fatalf("IsConsumed: %v, want ErrInvalidDelivery", err)
-				}
-			})
+			t.Run(tc.name, func(t *testing.T) { refused(t, f.ds, tc.d) })
 		}
-		if n := f.records(t); n != 0 {
-			t.Fatalf("%d records, want 0", n)
+		if n, b := f.records(t), f.balance(t, 1); n != 0 || b != 0 {
+			t.Fatalf("%d records, balance %d; want 0 and 0", n, b)
 		}
 
 		// A message_id column shorter than MaxMessageIDLen: the length
@@ -275,12 +360,7 @@ func TestInvalidDelivery(t *testing.T) {
 			if err := d.Validate(); err != nil {
 				t.Fatalf("Validate: %v, want nil (the id fits MaxMessageIDLen)", err)
 			}
-			if _, err := ds.BeginTx(mqdatasource.WithDelivery(context.Background(), d), nil); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
-				t.Fatalf("BeginTx: %v, want ErrInvalidDelivery", err)
-			}
-			if _, err := ds.IsConsumed(context.Background(), d); !errors.Is(err, mqdatasource.ErrInvalidDelivery) {
-				t.Fatalf("IsConsumed: %v, want ErrInvalidDelivery", err)
-			}
+			refused(t, ds, d)
 			if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+table); n != 0 {
 				t.Fatalf("%d records, want 0", n)
 			}
@@ -415,11 +495,7 @@ func TestSchemaCheckSearchPath(t *testing.T) {
 		}
 		defer ds.Close()
 		d := delivery("g", "search-path")
-		tx, err := ds.BeginTx(mqdatasource.WithDelivery(ctx, d), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
+		if err := claimOnly(ds, d); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+second+".transaction_record WHERE message_id = $1", d.MessageID()); n != 1 {
@@ -436,7 +512,7 @@ func TestSchemaCheckSearchPath(t *testing.T) {
 		if n := e.QueryInt(t, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1", first); n != 0 {
 			t.Fatalf("Migrate created %d tables in %s, want 0", n, first)
 		}
-		if _, err := ds.BeginTx(mqdatasource.WithDelivery(ctx, d), nil); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
+		if err := claimOnly(ds, d); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
 			t.Fatalf("second delivery after Migrate: %v, want ErrAlreadyConsumed", err)
 		}
 
@@ -510,20 +586,28 @@ func TestIsConsumedAndPurge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, tc := range []struct {
-			d    mqdatasource.Delivery
-			want bool
-		}{
-			{delivery("g", "p-0"), true},
-			{delivery("other", "p-0"), false},
-			{delivery("g", "P-0"), false}, // case-sensitive
-			{delivery("g", "never"), false},
-		} {
-			// A delivery in ctx must not matter.
-			got, err := f.ds.IsConsumed(mqdatasource.WithDelivery(ctx, tc.d), tc.d)
-			if err != nil || got != tc.want {
-				t.Errorf("IsConsumed(%s) = %v, %v; want %v", tc.d.MessageID(), got, err, tc.want)
+		// Inside a delivery, IsConsumed neither joins nor claims it.
+		res, err := mqdatasource.Deliver(ctx, delivery("g", "probe"), func(ctx context.Context) error {
+			for _, tc := range []struct {
+				d    mqdatasource.Delivery
+				want bool
+			}{
+				{delivery("g", "p-0"), true},
+				{delivery("other", "p-0"), false},
+				{delivery("g", "P-0"), false}, // case-sensitive
+				{delivery("g", "never"), false},
+				{delivery("g", "probe"), false},
+			} {
+				got, err := f.ds.IsConsumed(ctx, tc.d)
+				if err != nil || got != tc.want {
+					t.Errorf("IsConsumed(%s) = %v, %v; want %v", tc.d.MessageID(), got, err, tc.want)
+				}
 			}
+			return nil
+		})
+		wantResult(t, "delivery that only calls IsConsumed", res, err, mqdatasource.Unclaimed, nil)
+		if got := f.records(t); got != n {
+			t.Fatalf("%d records, want %d", got, n)
 		}
 		if got, err := f.ds.Purge(ctx, time.UnixMilli(0)); err != nil || got != 0 {
 			t.Fatalf("Purge(epoch) = %d, %v; want 0", got, err)
@@ -546,132 +630,148 @@ func TestIsConsumedAndPurge(t *testing.T) {
 		if got, left := total.Load(), f.records(t); got != n || left != 0 {
 			t.Fatalf("purged %d, %d left; want %d and 0", got, left, n)
 		}
+		// A purged record no longer stops a duplicate.
+		if applied, err := f.deliver(t, "g", "p-0", 1); err != nil || !applied {
+			t.Fatalf("delivery after purge: applied=%v, %v", applied, err)
+		}
 	})
 }
 
-// TestDeadlockAbortsTransaction: after a deadlock the server has rolled
-// the victim back; a later statement on it must not run (MySQL would run it
-// in autocommit) and Commit must report ErrTxAborted.
+// TestDeadlockAbortsTransaction: two deliveries deadlock. The server has
+// rolled the victim back; a later statement of the victim must not run
+// (MySQL would run it in autocommit) and, although its handler ignores the
+// errors and returns nil, Deliver fails with a retryable ErrTxAborted.
 func TestDeadlockAbortsTransaction(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 3)
-		upd := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
-		ctxA := mqdatasource.WithDelivery(context.Background(), delivery("g", "dl-a"))
-		ctxB := mqdatasource.WithDelivery(context.Background(), delivery("g", "dl-b"))
-		txA, err := f.ds.BeginTx(ctxA, nil)
-		if err != nil {
-			t.Fatal(err)
+		type outcome struct {
+			key               string
+			res               mqdatasource.Result
+			err               error
+			stmtErr, afterErr error
 		}
-		txB, err := f.ds.BeginTx(ctxB, nil)
-		if err != nil {
-			t.Fatal(err)
+		locked := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+		out := make(chan outcome, 2)
+		for i, key := range []string{"dl-a", "dl-b"} {
+			go func() {
+				o := outcome{key: key}
+				o.res, o.err = f.ds.Deliver(context.Background(), delivery("g", key), func(ctx context.Context) error {
+					if err := f.update(ctx, 1+i, 1); err != nil {
+						return err
+					}
+					close(locked[i])
+					<-locked[1-i]
+					if o.stmtErr = f.update(ctx, 2-i, 1); o.stmtErr != nil {
+						o.afterErr = f.update(ctx, 3, 100)
+					}
+					return nil // a handler that ignores its errors
+				})
+				out <- o
+			}()
 		}
-		mustExec(t, txA, ctxA, upd, 1)
-		mustExec(t, txB, ctxB, upd, 2)
-		errA := make(chan error, 1)
-		go func() {
-			_, err := txA.ExecContext(ctxA, upd, 2)
-			errA <- err
-		}()
-		_, errB := txB.ExecContext(ctxB, upd, 1)
-		var victim *sql.Tx
-		var vctx context.Context
-		var vkey string
-		var verr error
-		if errB != nil {
-			victim, vctx, vkey, verr = txB, ctxB, "dl-b", errB
-			if err := <-errA; err != nil {
-				t.Fatalf("both failed: %v / %v", err, errB)
-			}
-			if err := txA.Commit(); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			victim, vctx, vkey, verr = txA, ctxA, "dl-a", <-errA
-			if verr == nil {
-				t.Fatal("no deadlock")
-			}
-			if err := txB.Commit(); err != nil {
-				t.Fatal(err)
-			}
+		o1, o2 := <-out, <-out
+		victim, survivor := o1, o2
+		if o1.stmtErr == nil {
+			victim, survivor = o2, o1
 		}
-		if !mqdatasource.IsRetryable(verr) {
-			t.Fatalf("deadlock error %v is not retryable", verr)
+		if victim.stmtErr == nil || survivor.stmtErr != nil {
+			t.Fatalf("statement errors %v / %v, want exactly one deadlock", o1.stmtErr, o2.stmtErr)
 		}
-		_, err = victim.ExecContext(vctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 100 WHERE id = ?"), 3)
-		if !errors.Is(err, mqdatasource.ErrTxAborted) {
-			t.Fatalf("statement after the deadlock: %v, want ErrTxAborted", err)
+		if !mqdatasource.IsRetryable(victim.stmtErr) {
+			t.Fatalf("deadlock error %v is not retryable", victim.stmtErr)
 		}
-		if err := victim.Commit(); !errors.Is(err, mqdatasource.ErrTxAborted) || !mqdatasource.IsRetryable(err) {
-			t.Fatalf("Commit after the deadlock: %v, want retryable ErrTxAborted", err)
+		if !errors.Is(victim.afterErr, mqdatasource.ErrTxAborted) {
+			t.Fatalf("statement after the deadlock: %v, want ErrTxAborted", victim.afterErr)
 		}
-		if b := f.balance(t, 3); b != 0 {
-			t.Fatalf("account 3 balance %d: a statement ran outside the aborted transaction", b)
+		wantResult(t, "victim", victim.res, victim.err, mqdatasource.Failed, mqdatasource.ErrTxAborted)
+		if !mqdatasource.IsRetryable(victim.err) {
+			t.Fatalf("victim's Deliver error %v is not retryable", victim.err)
+		}
+		wantResult(t, "survivor", survivor.res, survivor.err, mqdatasource.Committed, nil)
+		if b := f.balance(t, 3); b != 0 || f.hasRecord(t, delivery("g", victim.key)) {
+			t.Fatalf("account 3 balance %d, victim record %v: a statement ran outside the aborted transaction", b, f.hasRecord(t, delivery("g", victim.key)))
 		}
 		// The redelivery applies the victim's message.
-		if applied, err := f.deliver(t, "g", vkey, 3); err != nil || !applied {
+		if applied, err := f.deliver(t, "g", victim.key, 3); err != nil || !applied {
 			t.Fatalf("redelivery: applied=%v err=%v", applied, err)
 		}
 		if b1, b2, b3 := f.balance(t, 1), f.balance(t, 2), f.balance(t, 3); b1+b2 != 2 || b3 != 1 {
 			t.Fatalf("balances %d %d %d, want the survivor's two updates and one redelivered", b1, b2, b3)
 		}
+		if n := f.records(t); n != 2 {
+			t.Fatalf("%d records, want 2", n)
+		}
 	})
 }
 
-func mustExec(t *testing.T, tx *sql.Tx, ctx context.Context, q string, args ...any) {
-	t.Helper()
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-}
-
-// TestConnectionKilledMidTransaction: the server session is killed from
-// another session while the transaction is open.
-func TestConnectionKilledMidTransaction(t *testing.T) {
+// TestConnectionKilled: the server session of the delivery connection is
+// killed from another session (through the same DataSource, outside the
+// delivery) while the delivery runs: after a statement of the handler, or
+// after its Commit call and before Deliver commits. Deliver fails with a
+// retryable error even when the handler ignores its errors; the
+// redelivery applies the message exactly once.
+func TestConnectionKilled(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		f := newFixture(t, e, 1)
-		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "killed"))
-		tx, err := f.ds.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec(t, tx, ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
-		var id int64
-		idQuery := map[string]string{"mysql": "SELECT CONNECTION_ID()", "postgres": "SELECT pg_backend_pid()"}[e.Name]
-		if err := tx.QueryRowContext(ctx, idQuery).Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		switch e.Name {
-		case "mysql":
-			e.Exec(t, fmt.Sprintf("KILL %d", id))
-		default:
-			var ok bool
-			if err := e.Admin.QueryRow("SELECT pg_terminate_backend($1)", id).Scan(&ok); err != nil || !ok {
-				t.Fatalf("pg_terminate_backend: %v %v", ok, err)
-			}
-		}
-		_, err = tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
-		if err == nil || !mqdatasource.IsRetryable(err) {
-			t.Fatalf("statement on the killed connection: %v, want a retryable error", err)
-		}
-		cerr := tx.Commit()
-		if cerr == nil || !mqdatasource.IsRetryable(cerr) {
-			t.Fatalf("Commit on the killed connection: %v, want a retryable error", cerr)
-		}
-		t.Logf("statement: %v; commit: %v", err, cerr)
-		if applied, err := f.deliver(t, "g", "killed", 1); err != nil || !applied {
-			t.Fatalf("redelivery: applied=%v err=%v", applied, err)
-		}
-		if b := f.balance(t, 1); b != 1 {
-			t.Fatalf("balance %d, want 1", b)
+		for _, tc := range []struct {
+			name     string
+			stmtThen bool // a statement after the kill
+		}{
+			{"then a statement", true},
+			{"after the handler's commit call", false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				f := newFixture(t, e, 1)
+				bg := context.Background()
+				var stmtErr error
+				res, err := mqdatasource.Deliver(bg, delivery("g", "killed"), func(ctx context.Context) error {
+					tx, err := f.ds.BeginTx(ctx, nil)
+					if err != nil {
+						return err
+					}
+					if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1); err != nil {
+						return err
+					}
+					id := sessionID(t, ctx, e, f.ds.DB())
+					if tc.stmtThen {
+						killSession(t, ctx, e, f.ds.DB(), id)
+						_, stmtErr = tx.ExecContext(ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
+						_ = tx.Commit()
+						return nil // ignores the error
+					}
+					if err := tx.Commit(); err != nil {
+						return err
+					}
+					killSession(t, ctx, e, f.ds.DB(), id)
+					return nil
+				})
+				if tc.stmtThen && (stmtErr == nil || !mqdatasource.IsRetryable(stmtErr)) {
+					t.Fatalf("statement on the killed connection: %v, want a retryable error", stmtErr)
+				}
+				if res != mqdatasource.Failed || err == nil || !mqdatasource.IsRetryable(err) {
+					t.Fatalf("Deliver: %v, %v; want failed, retryable", res, err)
+				}
+				t.Logf("statement: %v; Deliver: %v", stmtErr, err)
+				if b, n := f.balance(t, 1), f.records(t); b != 0 || n != 0 {
+					t.Fatalf("balance %d, %d records after the kill; want 0 and 0", b, n)
+				}
+				for i, want := range []bool{true, false} {
+					if applied, err := f.deliver(t, "g", "killed", 1); err != nil || applied != want {
+						t.Fatalf("redelivery %d: applied=%v err=%v, want %v", i+1, applied, err, want)
+					}
+				}
+				if b, n := f.balance(t, 1), f.records(t); b != 1 || n != 1 {
+					t.Fatalf("balance %d, %d records; want 1 and 1", b, n)
+				}
+			})
 		}
 	})
 }
 
-// TestConnectionLostAroundCommit: a proxy drops the connection right when
-// COMMIT passes, before or after the server ran it. The client cannot know
-// the outcome: Commit returns ErrCommitUnknown, and the redelivery applies
-// the message only if the first commit did not land.
+// TestConnectionLostAroundCommit: a proxy drops the delivery connection
+// right when Deliver's COMMIT passes, before or after the server ran it.
+// The client cannot know the outcome: Deliver fails with a retryable
+// ErrCommitUnknown, and the redelivery applies the message only if the
+// first commit did not land.
 func TestConnectionLostAroundCommit(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		for _, tc := range []struct {
@@ -685,19 +785,19 @@ func TestConnectionLostAroundCommit(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				p := newProxy(t, serverAddr(t, e))
 				f := newFixtureVia(t, e, p.addr(), 1)
-				ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "commit-cut"))
-				tx, err := f.ds.BeginTx(ctx, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				mustExec(t, tx, ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
-				p.armCommitCut(tc.mode)
-				err = tx.Commit()
+				res, err := mqdatasource.Deliver(context.Background(), delivery("g", "commit-cut"), func(ctx context.Context) error {
+					if err := f.increment(ctx, 1); err != nil {
+						return err
+					}
+					p.armCommitCut(tc.mode) // the handler's Commit is behind it
+					return nil
+				})
 				<-p.cut
-				if !errors.Is(err, mqdatasource.ErrCommitUnknown) || !mqdatasource.IsRetryable(err) {
-					t.Fatalf("Commit: %v, want retryable ErrCommitUnknown", err)
+				wantResult(t, "Deliver", res, err, mqdatasource.Failed, mqdatasource.ErrCommitUnknown)
+				if !mqdatasource.IsRetryable(err) {
+					t.Fatalf("Deliver: %v is not retryable", err)
 				}
-				t.Logf("Commit: %v", err)
+				t.Logf("Deliver: %v", err)
 				applied, err := f.deliver(t, "g", "commit-cut", 1)
 				if err != nil || applied != tc.redelivery {
 					t.Fatalf("redelivery: applied=%v err=%v, want applied=%v", applied, err, tc.redelivery)
@@ -713,13 +813,13 @@ func TestConnectionLostAroundCommit(t *testing.T) {
 	})
 }
 
-// TestSessionStateBetweenTransactions: on one pooled connection, claimed
-// transactions (which MySQL begins without START TRANSACTION, see
-// beginImplicit), plain transactions and statements outside any
-// transaction alternate; every statement outside a transaction is committed
-// on its own at once (visible from another session), and the session
-// reports autocommit on.
-func TestSessionStateBetweenTransactions(t *testing.T) {
+// TestSessionStateBetweenDeliveries: deliveries (committed, failed,
+// duplicate) alternate with statements outside any delivery on a pool of
+// one connection; delivery transactions run on delivery connections of
+// their own (which on MySQL run with autocommit=0), so every statement
+// outside a delivery is committed on its own at once (visible from another
+// session), and the pool's session reports autocommit on.
+func TestSessionStateBetweenDeliveries(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 1)
 		f.ds.DB().SetMaxOpenConns(1)
@@ -731,7 +831,7 @@ func TestSessionStateBetweenTransactions(t *testing.T) {
 				t.Fatal(err)
 			}
 			if b := f.balance(t, 1); b != want {
-				t.Fatalf("balance %d seen from another session, want %d: a statement outside a transaction was not committed", b, want)
+				t.Fatalf("balance %d seen from another session, want %d: a statement outside a delivery was not committed", b, want)
 			}
 			if e.Name == "mysql" {
 				var ac int
@@ -740,147 +840,167 @@ func TestSessionStateBetweenTransactions(t *testing.T) {
 				}
 			}
 		}
-		if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", "s1")), 1); err != nil {
-			t.Fatal(err)
+		deliver := func(key string, fnErr error, want mqdatasource.Result) {
+			t.Helper()
+			res, err := mqdatasource.Deliver(bg, delivery("g", key), func(ctx context.Context) error {
+				if err := f.increment(ctx, 1); err != nil {
+					return err
+				}
+				return fnErr
+			})
+			if res != want || (want == mqdatasource.Failed) != (err != nil) {
+				t.Fatalf("delivery %s: %v, %v; want %v", key, res, err, want)
+			}
 		}
+		errFail := errors.New("handler failed")
+		deliver("s1", nil, mqdatasource.Committed)
 		outside(2)
-		if err := f.increment(bg, 1); err != nil { // plain transaction
+		if err := f.increment(bg, 1); err != nil { // a transaction outside any delivery
 			t.Fatal(err)
 		}
 		outside(4)
-		ctx := mqdatasource.WithDelivery(bg, delivery("g", "s2"))
-		tx, err := f.ds.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec(t, tx, ctx, update, 1)
-		if err := tx.Rollback(); err != nil {
-			t.Fatal(err)
-		}
+		deliver("s2", errFail, mqdatasource.Failed)
 		outside(5)
-		// A duplicate leaves the session clean too.
-		if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", "s1")), 1); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("duplicate: %v", err)
-		}
+		deliver("s1", nil, mqdatasource.Duplicate)
 		outside(6)
-		// Claimed transactions back to back, then a plain one.
-		for _, k := range []string{"s3", "s4"} {
-			if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", k)), 1); err != nil {
-				t.Fatal(err)
-			}
-		}
+		deliver("s3", nil, mqdatasource.Committed)
+		deliver("s4", nil, mqdatasource.Committed)
 		if err := f.increment(bg, 1); err != nil {
 			t.Fatal(err)
 		}
 		outside(10)
-		// A run of claims, the last rolled back, then a duplicate.
-		for _, k := range []string{"s5", "s6"} {
-			if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", k)), 1); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ctx = mqdatasource.WithDelivery(bg, delivery("g", "s7"))
-		tx, err = f.ds.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustExec(t, tx, ctx, update, 1)
-		if err := tx.Rollback(); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.increment(mqdatasource.WithDelivery(bg, delivery("g", "s6")), 1); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("duplicate: %v", err)
-		}
-		outside(13)
-		if n := f.records(t); n != 5 {
-			t.Fatalf("%d records, want 5", n)
+		deliver("s5", nil, mqdatasource.Committed)
+		deliver("s6", errFail, mqdatasource.Failed)
+		deliver("s5", nil, mqdatasource.Duplicate)
+		outside(12)
+		if n := f.records(t); n != 4 {
+			t.Fatalf("%d records, want 4", n)
 		}
 	})
 }
 
-// TestContextCancelledMidTransaction: database/sql rolls back a transaction
-// whose context ends; the claim goes with it (the redelivery is not blocked
-// by a claim left open, and applies).
-func TestContextCancelledMidTransaction(t *testing.T) {
+// TestContextCancelledMidStatement: a statement of the delivery whose
+// context (derived from fn's, a request timeout) ends while it waits for a
+// lock: the driver may have cut it off mid-way, so the delivery's
+// transaction is refused from then on, and Deliver fails, retryably, even
+// though the handler ignores the error; the redelivery applies.
+func TestContextCancelledMidStatement(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		f := newFixture(t, e, 1)
-		f.ds.DB().SetMaxOpenConns(1)
-		// A claim first, so that on MySQL the next claim is begun without
-		// START TRANSACTION (the implicit-transaction path).
-		if _, err := f.deliver(t, "g", "before", 1); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(mqdatasource.WithDelivery(context.Background(), delivery("g", "cancelled")))
-		tx, err := f.ds.BeginTx(ctx, nil)
+		f := newFixture(t, e, 2)
+		bg := context.Background()
+		// Another session holds account 1's row.
+		holder, err := e.Admin.BeginTx(bg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, tx, ctx, f.Rebind("UPDATE "+f.account+" SET balance = balance + 1 WHERE id = ?"), 1)
-		cancel()
-		if err := tx.Commit(); err == nil {
-			t.Fatal("Commit after cancel succeeded")
+		defer holder.Rollback()
+		if _, err := holder.ExecContext(bg, e.Rebind("UPDATE "+f.account+" SET balance = balance WHERE id = ?"), 1); err != nil {
+			t.Fatal(err)
 		}
-		if mqdatasource.ClaimCommitted(ctx) {
-			t.Fatal("ClaimCommitted after cancel")
+		var stmtErr, afterErr error
+		res, err := mqdatasource.Deliver(bg, delivery("g", "cancelled"), func(ctx context.Context) error {
+			if err := f.update(ctx, 2, 1); err != nil {
+				return err
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				waitLockWaiter(t, e, f.account)
+				cancel()
+			}()
+			stmtErr = f.update(sctx, 1, 1)
+			<-done
+			afterErr = f.update(ctx, 2, 1)
+			return nil
+		})
+		if err := holder.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(stmtErr, context.Canceled) {
+			t.Fatalf("cancelled statement: %v, want context.Canceled", stmtErr)
+		}
+		if afterErr == nil {
+			t.Fatal("statement after the cancelled one ran")
+		}
+		if res != mqdatasource.Failed || !mqdatasource.IsRetryable(err) {
+			t.Fatalf("Deliver: %v, %v; want failed, retryable", res, err)
+		}
+		t.Logf("after: %v; Deliver: %v", afterErr, err)
+		if b1, b2, n := f.balance(t, 1), f.balance(t, 2), f.records(t); b1 != 0 || b2 != 0 || n != 0 {
+			t.Fatalf("balances %d %d, %d records; want nothing committed", b1, b2, n)
 		}
 		if applied, err := f.deliver(t, "g", "cancelled", 1); err != nil || !applied {
 			t.Fatalf("redelivery: applied=%v err=%v", applied, err)
 		}
-		if b := f.balance(t, 1); b != 2 {
-			t.Fatalf("balance %d, want 2", b)
+		if b, n := f.balance(t, 1), f.records(t); b != 1 || n != 1 {
+			t.Fatalf("balance %d, %d records; want 1 and 1", b, n)
 		}
 	})
 }
 
 // TestLockTimeout: a lock wait timeout is retryable. MySQL (with the default
 // innodb_rollback_on_timeout=OFF) fails only the statement, so the
-// transaction goes on; PostgreSQL aborts the transaction, so it is refused.
+// delivery goes on and commits; PostgreSQL aborts the transaction, so its
+// next statement is refused and Deliver fails.
 func TestLockTimeout(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 2)
-		upd := f.Rebind("UPDATE " + f.account + " SET balance = balance + 1 WHERE id = ?")
-		ctxA := mqdatasource.WithDelivery(context.Background(), delivery("g", "holder"))
-		txA, err := f.ds.BeginTx(ctxA, nil)
-		if err != nil {
+		bg := context.Background()
+		holding, release, holderDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+		go func() {
+			res, err := f.ds.Deliver(bg, delivery("g", "holder"), func(ctx context.Context) error {
+				if err := f.update(ctx, 1, 1); err != nil {
+					return err
+				}
+				close(holding)
+				<-release
+				return nil
+			})
+			if res != mqdatasource.Committed {
+				err = fmt.Errorf("holder: %v, %w", res, err)
+			}
+			holderDone <- err
+		}()
+		<-holding
+		var timeoutErr, nextErr error
+		res, err := f.ds.Deliver(bg, delivery("g", "waiter"), func(ctx context.Context) error {
+			setTimeout := map[string]string{"mysql": "SET SESSION innodb_lock_wait_timeout = 1", "postgres": "SET LOCAL lock_timeout = '100ms'"}[e.Name]
+			if _, err := f.ds.DB().ExecContext(ctx, setTimeout); err != nil {
+				return err
+			}
+			timeoutErr = f.update(ctx, 1, 1)
+			nextErr = f.update(ctx, 2, 1)
+			if e.Name == "mysql" {
+				// The delivery connection is reused: leave its session as found.
+				if _, err := f.ds.DB().ExecContext(ctx, "SET SESSION innodb_lock_wait_timeout = DEFAULT"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		close(release)
+		if err := <-holderDone; err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, txA, ctxA, upd, 1)
-
-		ctxB := mqdatasource.WithDelivery(context.Background(), delivery("g", "waiter"))
-		txB, err := f.ds.BeginTx(ctxB, nil)
-		if err != nil {
-			t.Fatal(err)
+		if timeoutErr == nil || !mqdatasource.IsRetryable(timeoutErr) {
+			t.Fatalf("update of a locked row: %v, want a retryable lock timeout", timeoutErr)
 		}
-		setTimeout := map[string]string{"mysql": "SET SESSION innodb_lock_wait_timeout = 1", "postgres": "SET LOCAL lock_timeout = '100ms'"}[e.Name]
-		mustExec(t, txB, ctxB, setTimeout)
-		_, err = txB.ExecContext(ctxB, upd, 1)
-		if err == nil || !mqdatasource.IsRetryable(err) {
-			t.Fatalf("update of a locked row: %v, want a retryable lock timeout", err)
-		}
-		_, err = txB.ExecContext(ctxB, upd, 2)
 		switch e.Name {
 		case "mysql":
-			if err != nil {
-				t.Fatalf("statement after 1205 (rollback_on_timeout OFF): %v", err)
+			if nextErr != nil {
+				t.Fatalf("statement after 1205 (rollback_on_timeout OFF): %v", nextErr)
 			}
-			mustExec(t, txB, ctxB, "SET SESSION innodb_lock_wait_timeout = DEFAULT")
-			if err := txB.Commit(); err != nil {
-				t.Fatal(err)
-			}
+			wantResult(t, "waiter", res, err, mqdatasource.Committed, nil)
 		default:
-			if !errors.Is(err, mqdatasource.ErrTxAborted) {
-				t.Fatalf("statement after 55P03: %v, want ErrTxAborted", err)
+			if !errors.Is(nextErr, mqdatasource.ErrTxAborted) {
+				t.Fatalf("statement after 55P03: %v, want ErrTxAborted", nextErr)
 			}
-			if err := txB.Commit(); !errors.Is(err, mqdatasource.ErrTxAborted) {
-				t.Fatalf("Commit after 55P03: %v, want ErrTxAborted", err)
-			}
-		}
-		if err := txA.Commit(); err != nil {
-			t.Fatal(err)
+			wantResult(t, "waiter", res, err, mqdatasource.Failed, mqdatasource.ErrTxAborted)
 		}
 		wantB := map[string]int64{"mysql": 1, "postgres": 0}[e.Name]
-		if b := f.balance(t, 2); b != wantB {
-			t.Fatalf("account 2 balance %d, want %d", b, wantB)
+		if b1, b2 := f.balance(t, 1), f.balance(t, 2); b1 != 1 || b2 != wantB {
+			t.Fatalf("balances %d %d, want 1 %d", b1, b2, wantB)
 		}
 		if got := f.hasRecord(t, delivery("g", "waiter")); got != (wantB == 1) {
 			t.Fatalf("waiter record %v", got)
@@ -895,9 +1015,8 @@ func TestRecordColumns(t *testing.T) {
 		f := newFixture(t, e, 1)
 		d := mqdatasource.Delivery{ConsumerGroup: "grp", Key: "7F0000010001B4AAC6DC3E4D0B2E0000", Topic: "price", BrokerName: "broker-b", QueueID: 7, QueueOffset: 1 << 40}
 		before := time.Now().UnixMilli()
-		if err := f.increment(mqdatasource.WithDelivery(context.Background(), d), 1); err != nil {
-			t.Fatal(err)
-		}
+		res, err := mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error { return f.increment(ctx, 1) })
+		wantResult(t, "Deliver", res, err, mqdatasource.Committed, nil)
 		after := time.Now().UnixMilli()
 		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.Name]
 		var (
@@ -905,7 +1024,7 @@ func TestRecordColumns(t *testing.T) {
 			ctime, off               int64
 			queue                    int
 		)
-		err := e.Admin.QueryRow("SELECT consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name FROM "+f.table).
+		err = e.Admin.QueryRow("SELECT consumer_group, message_id, topic_name, ctime, queue_id, "+offset+", broker_name FROM "+f.table).
 			Scan(&group, &id, &topic, &ctime, &queue, &off, &broker)
 		if err != nil {
 			t.Fatal(err)

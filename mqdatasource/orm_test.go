@@ -2,7 +2,7 @@ package mqdatasource_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
@@ -30,37 +30,33 @@ func TestGORM(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		handler := func(ctx context.Context) error {
-			return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-				return tx.Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 1)).Error
-			})
-		}
 		d := delivery("g", "gorm")
-		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); err != nil {
-			t.Fatal(err)
-		}
-		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("redelivery through GORM: %v, want ErrAlreadyConsumed", err)
+		for i, want := range []mqdatasource.Result{mqdatasource.Committed, mqdatasource.Duplicate} {
+			res, err := mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error {
+				return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+					return tx.Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 1)).Error
+				})
+			})
+			wantResult(t, fmt.Sprintf("delivery %d", i+1), res, err, want, nil)
 		}
 		if b := f.balance(t, 1); b != 1 || !f.hasRecord(t, d) {
 			t.Fatalf("balance %d record %v, want 1 and a record", b, f.hasRecord(t, d))
 		}
 
 		// Without Transaction, each GORM write runs in its own default
-		// transaction: the first claims the delivery, the second is a
-		// misuse, reported as such (never as a duplicate).
-		ctx := mqdatasource.WithDelivery(context.Background(), delivery("g", "gorm-default-tx"))
-		write := func() error {
-			return db.WithContext(ctx).Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 1)).Error
+		// transaction: both join the delivery's transaction.
+		d = delivery("g", "gorm-default-tx")
+		for i, want := range []mqdatasource.Result{mqdatasource.Committed, mqdatasource.Duplicate} {
+			res, err := mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error {
+				if err := db.WithContext(ctx).Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 5)).Error; err != nil {
+					return err
+				}
+				return db.WithContext(ctx).Table(f.account).Where("id = ?", 1).Update("balance", gorm.Expr("balance + ?", 7)).Error
+			})
+			wantResult(t, fmt.Sprintf("delivery %d", i+1), res, err, want, nil)
 		}
-		if err := write(); err != nil {
-			t.Fatal(err)
-		}
-		if err := write(); !errors.Is(err, mqdatasource.ErrDeliveryReused) {
-			t.Fatalf("second default-transaction write: %v, want ErrDeliveryReused", err)
-		}
-		if b := f.balance(t, 1); b != 2 {
-			t.Fatalf("balance %d, want 2", b)
+		if b := f.balance(t, 1); b != 13 || !f.hasRecord(t, d) {
+			t.Fatalf("balance %d record %v, want 13 and a record", b, f.hasRecord(t, d))
 		}
 	})
 }
@@ -82,11 +78,9 @@ func TestSqlx(t *testing.T) {
 			return tx.Commit()
 		}
 		d := delivery("g", "sqlx")
-		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); err != nil {
-			t.Fatal(err)
-		}
-		if err := handler(mqdatasource.WithDelivery(context.Background(), d)); !errors.Is(err, mqdatasource.ErrAlreadyConsumed) {
-			t.Fatalf("redelivery through sqlx: %v, want ErrAlreadyConsumed", err)
+		for i, want := range []mqdatasource.Result{mqdatasource.Committed, mqdatasource.Duplicate} {
+			res, err := mqdatasource.Deliver(context.Background(), d, handler)
+			wantResult(t, fmt.Sprintf("delivery %d", i+1), res, err, want, nil)
 		}
 		if b := f.balance(t, 1); b != 1 {
 			t.Fatalf("balance %d, want 1", b)

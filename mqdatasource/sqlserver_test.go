@@ -3,6 +3,7 @@ package mqdatasource_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -76,13 +77,15 @@ func TestSQLServer(t *testing.T) {
 	}
 
 	// Rollback leaves no record.
-	rctx := mqdatasource.WithDelivery(ctx, delivery("g", "rolled-back"))
-	tx, err := ds.BeginTx(rctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rollback(); err != nil {
-		t.Fatal(err)
+	errFail := errors.New("handler failed")
+	res, err := ds.Deliver(ctx, delivery("g", "rolled-back"), func(ctx context.Context) error {
+		if err := increment(ctx, 1); err != nil {
+			return err
+		}
+		return errFail
+	})
+	if res != mqdatasource.Failed || !errors.Is(err, errFail) {
+		t.Fatalf("failing delivery: %v, %v; want failed with the handler's error", res, err)
 	}
 	if ok, err := ds.IsConsumed(ctx, delivery("g", "rolled-back")); err != nil || ok {
 		t.Fatalf("IsConsumed after rollback = %v, %v", ok, err)
