@@ -42,7 +42,7 @@ func TestCheckTable(t *testing.T) {
 		warning string
 	}{
 		{name: "missing table", d: mysqlDialect, ti: tableInfo{columns: map[string]columnInfo{}},
-			problem: "table does not exist", advice: "(create it with schema/transaction_record.sql or DataSource.Migrate)"},
+			problem: "table does not exist", advice: "(create it with schema/transaction_record.sql, or open with WithMigrate())"},
 		{name: "mysql ok", d: mysqlDialect, ti: tableInfo{columns: claimTable("varchar", 255, "utf8mb4_bin"), uniques: uk},
 			uk: "uk", idLen: 255},
 		{name: "missing column", d: mysqlDialect, ti: tableInfo{columns: without(claimTable("varchar", 255, ""), "broker_name"), uniques: uk},
