@@ -40,7 +40,11 @@ const (
 type Broker struct {
 	nameServer string
 	addr       string // the broker's
+	version    string
 }
+
+// Version returns the broker's release, as "5.3.3".
+func (b *Broker) Version() string { return b.version }
 
 // NameServer returns the name server's address, host:port.
 func (b *Broker) NameServer() string { return b.nameServer }
@@ -83,6 +87,11 @@ func Apache(t testing.TB) *Broker {
 		t.Fatalf("%s=%s: no master broker in the route %s", EnvNameServer, ns, route)
 	}
 	b := &Broker{nameServer: ns, addr: string(m[1])}
+	v, err := remoting.BrokerVersion(ctx, b.addr)
+	if err != nil {
+		t.Fatalf("broker %s: %v", b.addr, err)
+	}
+	b.version = strings.ReplaceAll(strings.TrimPrefix(v, "V"), "_", ".")
 	cached[ns] = b
 	return b
 }
@@ -167,7 +176,9 @@ func (b *Broker) SetOffset(t testing.TB, group, topic string, queue int, offset 
 }
 
 // MaxOffset returns the offset past the last message of queue of topic, 0
-// for a topic the broker does not have.
+// for a topic the broker does not have. It lags a moment behind the sends
+// the broker has answered: the queue index is built from the commit log
+// asynchronously.
 func (b *Broker) MaxOffset(t testing.TB, topic string, queue int) int64 {
 	t.Helper()
 	return call(t, "get max offset", func(ctx context.Context) (int64, error) {
@@ -180,5 +191,15 @@ func (b *Broker) ConsumerIDs(t testing.TB, group string) []string {
 	t.Helper()
 	return call(t, "get consumer list", func(ctx context.Context) ([]string, error) {
 		return remoting.ConsumerIDs(ctx, b.addr, group)
+	})
+}
+
+// ResetOffsets rewinds group's offsets of topic to the first message stored
+// at or after ts, as mqadmin resetOffsetByTime does: the broker stores the
+// new offsets and tells the group's running consumers to take them.
+func (b *Broker) ResetOffsets(t testing.TB, group, topic string, ts time.Time) {
+	t.Helper()
+	call(t, "reset offsets", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, remoting.ResetOffsets(ctx, b.addr, group, topic, ts)
 	})
 }

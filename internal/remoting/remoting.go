@@ -26,6 +26,7 @@ const (
 	QueryConsumerOffset     = 14
 	UpdateConsumerOffset    = 15
 	UpdateAndCreateTopic    = 17
+	GetBrokerRuntimeInfo    = 28
 	GetMaxOffset            = 30
 	GetConsumerListByGroup  = 38
 	GetRouteInfoByTopic     = 105
@@ -240,4 +241,24 @@ func ResetOffsets(ctx context.Context, brokerAddr, group, topic string, ts time.
 		"isForce":   "true",
 	}, nil, Success)
 	return err
+}
+
+// BrokerVersion returns the release of the broker at brokerAddr as it
+// reports it ("V5_3_3").
+func BrokerVersion(ctx context.Context, brokerAddr string) (string, error) {
+	r, err := Expect(ctx, brokerAddr, GetBrokerRuntimeInfo, nil, nil, Success)
+	if err != nil {
+		return "", err
+	}
+	var body struct {
+		Table map[string]string `json:"table"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		return "", fmt.Errorf("remoting: runtime info of %s: %w", brokerAddr, err)
+	}
+	v, ok := body.Table["brokerVersionDesc"]
+	if !ok {
+		return "", fmt.Errorf("remoting: runtime info of %s has no brokerVersionDesc", brokerAddr)
+	}
+	return v, nil
 }
