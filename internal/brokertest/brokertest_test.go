@@ -17,6 +17,10 @@ import (
 // The helpers against the real broker: what they report is what a client
 // does to it.
 func TestApache(t *testing.T) {
+	if raceEnabled {
+		// scripts/test.sh runs it again without -race.
+		t.Skip("skipped under -race: rocketmq-client-go v2.1.2 has data races of its own")
+	}
 	rlog.SetLogLevel("error")
 	b := Apache(t)
 	if Apache(t) != b {
