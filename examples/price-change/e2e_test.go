@@ -122,8 +122,6 @@ func TestKillConsumer(t *testing.T) {
 }
 
 func testKillConsumer(t *testing.T, broker, kind, style string) {
-	db := newTestDB(t, kind)
-	bin := programBinary(t)
 	// The example's topic and group on a broker of its own; names of the
 	// test's own on the shared one.
 	nameServer, topic, group := "", "price-change", "product-service"
@@ -133,6 +131,8 @@ func testKillConsumer(t *testing.T, broker, kind, style string) {
 	} else {
 		nameServer = startBroker(t)
 	}
+	db := newTestDB(t, kind)
+	bin := programBinary(t)
 	const products, changes = 30, 60
 	total := int64(products * changes)
 	plan := []string{"-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
