@@ -114,6 +114,7 @@ func TestKillConsumer(t *testing.T) {
 			} {
 				t.Run(tc.db+"-"+tc.style, func(t *testing.T) {
 					t.Parallel()
+					e2eSuite.Record(t, broker)
 					testKillConsumer(t, broker, tc.db, tc.style)
 				})
 			}
