@@ -162,6 +162,13 @@ func ApacheRocketMQ(ctx context.Context) (_ *RocketMQ, err error) {
 		// 18 levels, as the client expects, of 1 s each: a sent-back
 		// message returns in about a second at any reconsume count.
 		"messageDelayLevel", strings.TrimSpace(strings.Repeat("1s ", 18)),
+		// A loaded 2-core machine makes the broker shed load: sends that
+		// waited more than 200 ms in its queue are refused with "broker
+		// busy" (fast failure), and every request while a commit log
+		// write has held its lock for 1 s. Tests want slowness, not
+		// refusals.
+		"brokerFastFailureEnable", "false",
+		"osPageCacheBusyTimeOutMills", "10000",
 	); err != nil {
 		return nil, err
 	}
