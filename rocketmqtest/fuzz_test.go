@@ -88,6 +88,7 @@ func FuzzJSONHeader(f *testing.F) {
 	}
 	f.Add([]byte(`{"code":10,"language":"GO","version":317,"opaque":1,"flag":0,"remark":"","extFields":{"properties":"UNIQ_KEY\u0001A\u0002","x":"\"\\\/\b\f\n\r\t\u00e9"}}`))
 	f.Add([]byte(` { "code" : -1 , "extFields" : { } } `))
+	f.Add([]byte(`{"code":310,"extFields":{"e":1,"g":1234567890123,"k":false,"m":true,"x":1.50e-7,"y":null,"z":{"a":[1]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := parseJSONHeader(data)
 		slow, err := decodeJSONHeaderSlow(data)
