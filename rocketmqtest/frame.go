@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Frame layout of the remoting protocol, both directions:
@@ -71,6 +72,11 @@ func (c *Command) IsResponse() bool { return c.Flag&flagResponse != 0 }
 
 // ext returns an extension field.
 func (c *Command) ext(key string) string { return c.ExtFields[key] }
+
+// extBool reads an extension field holding a Java boolean as
+// Boolean.parseBoolean does: "true" in any case is true, anything else,
+// a missing field included, false.
+func (c *Command) extBool(key string) bool { return strings.EqualFold(c.ExtFields[key], "true") }
 
 // extInt returns an extension field holding a Java long.
 func (c *Command) extInt(key string) (int64, error) {
