@@ -94,7 +94,11 @@ func TestClaimFirstLoserBlocks(t *testing.T) {
 					})
 					first <- outcome{res, err}
 				}()
-				<-holding
+				select {
+				case <-holding:
+				case o := <-first:
+					t.Fatalf("first delivery ended before holding its claim: %v, %v", o.res, o.err)
+				}
 				var secondRan atomic.Bool
 				second := make(chan outcome, 1)
 				go func() {
