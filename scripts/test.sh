@@ -14,6 +14,8 @@
 #    (The example's end-to-end tests run the client in subprocesses built
 #    without -race, so step 2 runs them.)
 #
+# 4. The tests of the nested modules (see nested_modules).
+#
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
 # starts a further pair of servers.
 #
@@ -22,6 +24,11 @@
 # MYSQL_DSN / POSTGRES_DSN, when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Modules nested in this repository, with a go.mod of their own so that the
+# library's go.mod does not require what they use; each is vetted, checked
+# and tested like the root module.
+nested_modules="schema/migrationtest"
 
 staticcheck_version=v0.8.2 # honnef.co/go/tools
 govulncheck_version=v1.9.0 # golang.org/x/vuln
@@ -73,9 +80,15 @@ if [ -z "${TESTDB_STARTED:-}" ]; then
 	bin/tools/staticcheck ./...
 	# The race build tag selects other files (see race_on_test.go).
 	bin/tools/staticcheck -tags race ./...
+	for m in $nested_modules; do
+		(cd "$m" && go vet ./... && "$OLDPWD/bin/tools/staticcheck" ./...)
+	done
 	vulncheck
 	TESTDB_STARTED=1 exec scripts/testdb.sh "$0" "$@"
 fi
 
 THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./...
 go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/...
+for m in $nested_modules; do
+	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
+done
