@@ -208,3 +208,14 @@ func ExampleConsumer_ReadyHandler() {
 	fmt.Print(rec.Code, " ", rec.Body.String())
 	// Output: 503 exactlyonce: consumer not started
 }
+
+// MultiMetrics (or several sinks given to WithMetrics) sends every count to
+// each sink: here two Stats, in a service Stats and a Prometheus adapter.
+func ExampleMultiMetrics() {
+	a, b := &exactlyonce.Stats{}, &exactlyonce.Stats{}
+	m := exactlyonce.MultiMetrics(a, nil, b)
+	m.MessageDone(exactlyonce.Labels{Group: "stock-service", Topic: "orders"}, exactlyonce.OutcomeProcessed)
+	m.HandlerDone(exactlyonce.Labels{Group: "stock-service", Topic: "orders"}, exactlyonce.OutcomeProcessed, 3*time.Millisecond)
+	fmt.Println(a.Count(exactlyonce.OutcomeProcessed), b.Count(exactlyonce.OutcomeProcessed), b.Snapshot()["handler_ms_total"])
+	// Output: 1 1 3
+}
