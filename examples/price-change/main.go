@@ -17,6 +17,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce/rlogslog"
 )
 
 const usage = `price-change: price changes applied exactly once from RocketMQ to a database.
@@ -173,15 +174,17 @@ func (f *flags) plan() (plan, error) {
 	return plan{Products: f.products, Changes: f.changes, Seed: f.seed, Resend: f.resend}, nil
 }
 
-// logger sets the RocketMQ client's log level and returns the listeners'
-// logger: errors only, unless -v.
+// logger returns the listeners' logger, errors only unless -v, and routes
+// the RocketMQ client's logs (logrus by default) through the same handler.
 func (f *flags) logger(stderr io.Writer) *slog.Logger {
 	level, clientLevel := slog.LevelError, "error"
 	if f.verbose {
 		level, clientLevel = slog.LevelInfo, "info"
 	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	rlogslog.SetDefault(logger.With("component", "rocketmq"))
 	rlog.SetLogLevel(clientLevel)
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return logger
 }
 
 func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
