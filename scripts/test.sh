@@ -38,8 +38,8 @@ govulncheck_version=v1.9.0 # golang.org/x/vuln
 # answer on every run. Move the version forward to see newer reports.
 vulndb_version=v0.0.0-20261105234957-e22db6528018
 
-# vulncheck runs govulncheck and fails on a vulnerable function of a
-# required module that the code calls. Findings in the standard library are
+# vulncheck runs govulncheck on every module and fails on a vulnerable
+# function of a required module that the code calls. Findings in the standard library are
 # printed but do not fail: they belong to the Go release that builds the
 # binary (fixed by building with the release named), not to this module.
 vulncheck() {
@@ -52,9 +52,12 @@ vulncheck() {
 		mv "$db.tmp" "$db"
 	fi
 	command -v jq >/dev/null || apt-get install -y -qq jq >/dev/null
-	local out=bin/govulncheck.json
+	local out=bin/govulncheck.json m
+	: >"$out"
 	# Exit status 3 only says that something was found; the findings decide.
-	bin/tools/govulncheck -db "file://$db" -format json ./... >"$out" || [ $? -eq 3 ]
+	for m in . $nested_modules; do
+		(cd "$m" && "$OLDPWD/bin/tools/govulncheck" -db "file://$db" -format json ./...) >>"$out" || [ $? -eq 3 ]
+	done
 	# A finding whose first frame names a function is one the code calls.
 	local called='select(.finding and .finding.trace[0].function) | .finding'
 	jq -r "$called"' | select(.trace[0].module == "stdlib") |
