@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ type Consumer struct {
 	// failed start, since a push consumer's Start runs only once.
 	newClient func() (rocketmq.PushConsumer, error)
 
+	// startMu serialises starts; mu guards the state below and is never
+	// held while a start waits, so Ready, Client and Shutdown answer at once.
+	startMu    sync.Mutex
 	mu         sync.Mutex
 	client     rocketmq.PushConsumer
 	subs       []subscription // replayed on a rebuilt client
@@ -172,12 +176,15 @@ func (c *Consumer) Start() error {
 // record table, an authentication failure, invalid client options, a group
 // already started in this process.
 func (c *Consumer) StartContext(ctx context.Context) error {
+	c.startMu.Lock()
+	defer c.startMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
+	stopped, started := c.stopped, c.started
+	c.mu.Unlock()
+	if stopped {
 		return ErrShutdown
 	}
-	if c.started {
+	if started {
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -202,6 +209,14 @@ func (c *Consumer) StartContext(ctx context.Context) error {
 	if err := backoff.Retry(ctx, "starting the client", isTransientStart, c.startClient, logRetry("broker")); err != nil {
 		return fmt.Errorf("exactlyonce: %w", err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		// Shutdown ran while the client was starting and, finding the
+		// Consumer not started, left the client alone: stop it here.
+		_ = c.client.Shutdown()
+		return ErrShutdown
+	}
 	c.started = true
 	if c.cfg.purgeEvery > 0 && c.cfg.purgeKeep > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -219,12 +234,17 @@ var errNoRetry = errors.New("not retried")
 // does so when a topic has no route) and cannot be started again, so a new
 // one with the same subscriptions takes its place for the next attempt.
 func (c *Consumer) startClient(context.Context) error {
+	// Only a start replaces the client, and starts are serialised
+	// (startMu): reading it unlocked here is safe.
 	err := c.client.Start()
 	if err == nil || !isTransientStart(err) {
 		return err
 	}
+	c.mu.Lock()
+	subs := slices.Clone(c.subs)
+	c.mu.Unlock()
 	nc, nerr := c.newClient()
-	for _, s := range c.subs {
+	for _, s := range subs {
 		if nerr != nil {
 			break
 		}
@@ -233,7 +253,9 @@ func (c *Consumer) startClient(context.Context) error {
 	if nerr != nil {
 		return fmt.Errorf("%w (rebuilding the client for the next attempt: %w: %w)", err, errNoRetry, nerr)
 	}
+	c.mu.Lock()
 	c.client = nc
+	c.mu.Unlock()
 	return err
 }
 

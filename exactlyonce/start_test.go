@@ -107,8 +107,8 @@ func TestE2EStartWaitsForBroker(t *testing.T) {
 }
 
 // TestE2EStartGivesUp: with no name server, StartContext gives up when its
-// context ends, naming the client's last error; Shutdown ends a Start that
-// is still retrying at once.
+// context ends, naming the client's last error; Ready answers during the
+// retries; Shutdown ends a Start that is still retrying at once.
 func TestE2EStartGivesUp(t *testing.T) {
 	skipIfRace(t)
 	f := newFixture(t, oneDB(t))
@@ -131,6 +131,12 @@ func TestE2EStartGivesUp(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { errc <- c.StartContext(context.Background()) }()
 		time.Sleep(500 * time.Millisecond)
+		// The retrying start holds no lock that Ready needs: a probe
+		// answers at once.
+		asked := time.Now()
+		if err := c.Ready(context.Background()); !errors.Is(err, ErrNotStarted) || time.Since(asked) > 100*time.Millisecond {
+			t.Errorf("Ready during the start: %v after %v, want ErrNotStarted at once", err, time.Since(asked))
+		}
 		begun := time.Now()
 		if err := c.Shutdown(context.Background()); err != nil {
 			t.Errorf("Shutdown: %v", err)
