@@ -101,6 +101,43 @@ type Metrics interface {
 	HandlerDone(l Labels, o Outcome, d time.Duration)
 }
 
+// MultiMetrics returns a Metrics that passes every call to each of ms, in
+// order, like io.MultiWriter. Nil entries are left out; with none left it is
+// a no-op, and with one it is that one.
+func MultiMetrics(ms ...Metrics) Metrics {
+	var all multiMetrics
+	for _, m := range ms {
+		switch m := m.(type) {
+		case nil, nopMetrics:
+		case multiMetrics: // flattened, so nesting costs no extra calls
+			all = append(all, m...)
+		default:
+			all = append(all, m)
+		}
+	}
+	switch len(all) {
+	case 0:
+		return nopMetrics{}
+	case 1:
+		return all[0]
+	}
+	return all
+}
+
+type multiMetrics []Metrics
+
+func (ms multiMetrics) MessageDone(l Labels, o Outcome) {
+	for _, m := range ms {
+		m.MessageDone(l, o)
+	}
+}
+
+func (ms multiMetrics) HandlerDone(l Labels, o Outcome, d time.Duration) {
+	for _, m := range ms {
+		m.HandlerDone(l, o, d)
+	}
+}
+
 type nopMetrics struct{}
 
 func (nopMetrics) MessageDone(Labels, Outcome)                {}

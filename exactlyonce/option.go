@@ -76,15 +76,14 @@ func WithLogger(l *slog.Logger) Option {
 	})
 }
 
-// WithMetrics sets the sink for counters and the handler-time histogram.
-// Default: none (a no-op). Stats is a ready in-memory implementation.
-func WithMetrics(m Metrics) Option {
-	return optionFunc(func(c *config) {
-		if m == nil {
-			m = nopMetrics{}
-		}
-		c.metrics = m
-	})
+// WithMetrics sets the sinks for counters and the handler-time histogram:
+// every call goes to each of ms, in order (see MultiMetrics), so Stats and a
+// Prometheus or OpenTelemetry adapter can be given together. Nil sinks are
+// ignored. Default: none (a no-op). Stats is a ready in-memory
+// implementation.
+func WithMetrics(ms ...Metrics) Option {
+	m := MultiMetrics(ms...)
+	return optionFunc(func(c *config) { c.metrics = m })
 }
 
 // WithKeyFunc sets how a message's dedupe key is derived. Default:

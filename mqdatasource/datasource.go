@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/backoff"
 )
 
 // core is the configuration shared by a connector and every connection it
@@ -92,7 +94,7 @@ func (c *core) validate(d Delivery, id string) error {
 }
 
 // openCheckTimeout bounds the schema check of Open and OpenConnector
-// (connecting included).
+// (connecting and retrying included).
 const openCheckTimeout = 30 * time.Second
 
 // DataSource is a *sql.DB whose work with a delivery's context runs in the
@@ -105,15 +107,29 @@ type DataSource struct {
 	core *core
 }
 
-// Open opens a DataSource like sql.Open: driverName is "mysql"
+// Open is OpenContext with a context that ends after 30 seconds.
+func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
+	defer cancel()
+	return OpenContext(ctx, driverName, dsn, opts...)
+}
+
+// OpenContext opens a DataSource like sql.Open: driverName is "mysql"
 // (go-sql-driver/mysql), "sqlserver" or "mssql" (microsoft/go-mssqldb), or
 // "pgx" (jackc/pgx/v5/stdlib); these drivers are registered by this package.
 // Other registered drivers work with WithDialect. Unless
-// WithSchemaCheck(false) is given, Open connects and runs CheckSchema, and
-// fails if the claim table is missing or has the wrong shape; connecting and
-// checking are bounded by 30 seconds. To bound them by a context of your
-// own, pass WithSchemaCheck(false) and call CheckSchema(ctx).
-func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
+// WithSchemaCheck(false) is given, it connects and runs CheckSchema (or
+// Migrate, with WithMigrate), and fails if the claim table is missing or has
+// the wrong shape.
+//
+// A transient failure (see IsTransient: the server refuses connections, is
+// starting up, or the connection drops) is retried with capped exponential
+// back-off (0.1 s doubling to 5 s) until ctx ends; OpenContext then fails
+// with an error that wraps ctx's cause and the last failure. A permanent
+// failure (a malformed DSN, an authentication failure, an unknown database,
+// a missing or malformed table) fails at once. Each retry is logged at Warn
+// through WithLogger's logger. The DataSource does not keep ctx.
+func OpenContext(ctx context.Context, driverName, dsn string, opts ...Option) (*DataSource, error) {
 	probe, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, err
@@ -128,15 +144,23 @@ func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
 	} else {
 		c = dsnConnector{dsn: dsn, drv: drv}
 	}
-	return OpenConnector(c, opts...)
+	return OpenConnectorContext(ctx, c, opts...)
 }
 
-// OpenConnector opens a DataSource on a connector of the database driver
-// (mysql.NewConnector, mssql.NewConnector, pgx stdlib.GetConnector). If c
-// implements io.Closer, Close closes it. Unless WithSchemaCheck(false) is
-// given, it connects and runs CheckSchema, and fails if the claim table is
-// missing or has the wrong shape.
+// OpenConnector is OpenConnectorContext with a context that ends after 30
+// seconds.
 func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
+	defer cancel()
+	return OpenConnectorContext(ctx, c, opts...)
+}
+
+// OpenConnectorContext opens a DataSource on a connector of the database
+// driver (mysql.NewConnector, mssql.NewConnector, pgx stdlib.GetConnector).
+// If c implements io.Closer, Close closes it. Unless WithSchemaCheck(false)
+// is given, it connects and runs CheckSchema (or Migrate), retrying
+// transient failures until ctx ends, as OpenContext does.
+func OpenConnectorContext(ctx context.Context, c driver.Connector, opts ...Option) (*DataSource, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
@@ -147,13 +171,16 @@ func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
 	}
 	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
 	if cfg.schemaCheck || cfg.migrate {
-		ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
-		defer cancel()
 		check := ds.CheckSchema
 		if cfg.migrate {
 			check = ds.Migrate
 		}
-		if err := check(ctx); err != nil {
+		err := backoff.Retry(ctx, "mqdatasource: open", IsTransient, check,
+			func(attempt int, wait time.Duration, err error) {
+				cfg.logger.LogAttrs(ctx, slog.LevelWarn, "mqdatasource: database not ready, retrying",
+					slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("error", err))
+			})
+		if err != nil {
 			_ = ds.db.Close()
 			return nil, err
 		}

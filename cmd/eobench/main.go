@@ -51,7 +51,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
+	"github.com/jmoiron/sqlx"
+
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -295,7 +296,7 @@ func (b *bench) setFlushLog(n int) (restore func(), err error) {
 }
 
 // q turns the ? placeholders of s into the database's form.
-func (b *bench) q(s string) string { return sqlplace.Rebind(b.ds.Dialect().Name(), s) }
+func (b *bench) q(s string) string { return sqlx.Rebind(sqlx.BindType(b.ds.Dialect().Name()), s) }
 
 func setup(driverName, dsn string, accounts int) (_ *bench, err error) {
 	ctx := context.Background()

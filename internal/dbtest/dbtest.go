@@ -14,8 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"   // also registers the "mysql" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
+	"github.com/jmoiron/sqlx"
 )
 
 // Env is one real database the tests run against.
@@ -81,7 +80,7 @@ func UniqueName(t testing.TB, prefix string) string {
 }
 
 // Rebind turns the ? placeholders of q into the database's form.
-func (e *Env) Rebind(q string) string { return sqlplace.Rebind(e.Name, q) }
+func (e *Env) Rebind(q string) string { return sqlx.Rebind(sqlx.BindType(e.Name), q) }
 
 // Exec runs q (with ? placeholders) on Admin and fails the test on an error.
 func (e *Env) Exec(t testing.TB, q string, args ...any) {
