@@ -53,14 +53,28 @@ const (
 	// OutcomeInvalid: the message cannot be claimed: no dedupe key (the
 	// key function failed) or an invalid delivery
 	// (mqdatasource.ErrInvalidDelivery, e.g. an id too long for the
-	// message_id column). The handler did not run. Retried, and in the
-	// end dead-lettered: to alert on.
+	// message_id column, or with a character the column's character set
+	// cannot store, mqdatasource.ErrUnstorableKey). The handler did not
+	// run. Retried, and in the end dead-lettered: to alert on.
 	OutcomeInvalid
+	// OutcomeKeyCollision: the claim met the record of another message
+	// whose id the message_id column takes for this one's (a
+	// case-insensitive collation; mqdatasource.ErrKeyCollision). The
+	// message was not applied and is not a duplicate: acknowledging it
+	// would lose it. Retried, and in the end dead-lettered, where it can
+	// be replayed once the column is fixed: to alert on.
+	OutcomeKeyCollision
+	// OutcomeUnstamped: WithRequireProducerKey is set and the message has
+	// no producer-stamped key (no EXTEND_UNIQ_INFO property): its key
+	// would be a client-generated UNIQ_KEY, which two producers can share.
+	// The handler did not run. Retried, and in the end dead-lettered: to
+	// alert on (a producer that does not stamp its messages).
+	OutcomeUnstamped
 
 	numOutcomes = iota
 )
 
-var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run", "rolled_back", "invalid"}
+var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run", "rolled_back", "invalid", "key_collision", "unstamped"}
 
 // String returns the outcome's metric-friendly name, e.g. "skipped_cache".
 func (o Outcome) String() string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -27,8 +26,12 @@ type core struct {
 	// Learned by CheckSchema; read by every connection. uniqueKey starts
 	// as the migration file's name (newCore), so that the claim path does
 	// not build it for every duplicate.
-	uniqueKey atomic.Pointer[string]
-	idLen     atomic.Int64
+	uniqueKey       atomic.Pointer[string]
+	idLen           atomic.Int64
+	charsetWarnOnly bool // WithCharsetWarnOnly
+	// keyColumn is message_id's character set and collation; nil until a
+	// schema check ran (every key is then accepted).
+	keyColumn atomic.Pointer[keyColumn]
 	// rollbackOnTimeoutVar caches MySQL's innodb_rollback_on_timeout:
 	// 0 unknown, 1 OFF, 2 ON.
 	rollbackOnTimeoutVar atomic.Int32
@@ -53,6 +56,8 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		table:   cfg.table,
 		dialect: d,
 		logger:  cfg.logger,
+
+		charsetWarnOnly: cfg.charsetWarnOnly,
 	}
 	c.claimSQL = d.impl().claimSQL(c.table)
 	c.lookupSQL = d.impl().lookupSQL(c.table)
@@ -71,7 +76,10 @@ func (c *core) uk() string { return *c.uniqueKey.Load() }
 // admits longer ids; a column of unlimited length (-1, varchar(max)) has no
 // limit. When it is unknown (no schema check ran, or the catalog gives none:
 // PostgreSQL text) it is MaxMessageIDLen, so an id the migration file's
-// column cannot hold is refused here rather than by the server.
+// column cannot hold is refused here rather than by the server. An id with
+// a character the column's character set cannot store (as CheckSchema
+// learned it) is refused with ErrUnstorableKey: the server would replace
+// it by '?' or fail the claim.
 func (c *core) validate(d Delivery, id string) error {
 	if err := d.validateShape(); err != nil {
 		return err
@@ -90,7 +98,7 @@ func (c *core) validate(d Delivery, id string) error {
 	case limit > 0 && n > limit:
 		return fmt.Errorf("%w: message id %q is %d %s, column %s.message_id holds %d", ErrInvalidDelivery, truncate(id, 40), n, unit, c.table, limit)
 	}
-	return nil
+	return c.keyColumn.Load().checkFits(c.table, id)
 }
 
 // openCheckTimeout bounds the schema check of Open and OpenConnector
@@ -235,15 +243,19 @@ func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 // the checks of Delivery.Validate, but with the message id's length held to
 // the message_id column as the schema check found it (in bytes on SQL
 // Server; MaxMessageIDLen when no check ran, no limit for varchar(max)), so
-// a wider column admits ids longer than MaxMessageIDLen.
-// The error wraps ErrInvalidDelivery. Consumers call it before running a
+// a wider column admits ids longer than MaxMessageIDLen, and an id with a
+// character the column's character set cannot store is refused (the error
+// then wraps ErrUnstorableKey too). The error wraps ErrInvalidDelivery. Consumers call it before running a
 // handler whose transaction could only fail.
 func (ds *DataSource) ValidateDelivery(d Delivery) error {
 	return ds.core.validate(d, d.MessageID())
 }
 
 // IsConsumed reports whether d's message is recorded as consumed by its
-// consumer group: a committed claim exists. It is a pre-check, for skipping
+// consumer group: a committed claim exists whose message_id is d's byte for
+// byte. A record that the column only takes for d's (a case-insensitive
+// collation) is not d's: IsConsumed then returns false and a
+// *KeyCollisionError (ErrKeyCollision). It is a pre-check, for skipping
 // work that needs no transaction; the claim in BeginTx remains the guard.
 // It runs outside any transaction and ignores a delivery in ctx. It reads
 // at the pool's isolation level: under READ UNCOMMITTED (MySQL, SQL
@@ -254,15 +266,29 @@ func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) 
 	if err := ds.core.validate(d, id); err != nil {
 		return false, err
 	}
-	var one int
-	err := ds.db.QueryRowContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id)).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, nil
-	case err != nil:
+	rows, err := ds.db.QueryContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id))
+	if err != nil {
 		return false, err
 	}
-	return true, nil
+	defer rows.Close()
+	other := ""
+	for rows.Next() {
+		var stored string
+		if err := rows.Scan(&stored); err != nil {
+			return false, err
+		}
+		if stored == id {
+			return true, nil
+		}
+		other = stored
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	if other != "" {
+		return false, ds.core.collision(id, other)
+	}
+	return false, nil
 }
 
 // Purge deletes the claim records older than before (by ctime, the claim
