@@ -9,7 +9,8 @@
 # 3. The packages whose tests drive the real rocketmq-client-go consumer in
 #    process, again without the race detector: v2.1.2 has data races of its
 #    own (see docs/consumer.md), so those tests are left out under -race
-#    (rocketmqtest's by a !race build tag, exactlyonce's E2E tests by a skip).
+#    (rocketmqtest's by a !race build tag, exactlyonce's E2E tests and
+#    internal/brokertest's by a skip).
 #    Their other tests run again too, which costs a few seconds.
 #    (The example's end-to-end tests run the client in subprocesses built
 #    without -race, so step 2 runs them.)
@@ -17,11 +18,14 @@
 # 4. The tests of the nested modules (see nested_modules).
 #
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
-# starts a further pair of servers.
+# starts a further pair of database servers and a further Apache RocketMQ.
 #
-# All of it runs against a throwaway MariaDB and PostgreSQL that
-# scripts/testdb.sh installs, starts and removes (or the servers named by
-# MYSQL_DSN / POSTGRES_DSN, when set).
+# All of it runs against a throwaway MariaDB, PostgreSQL and Apache RocketMQ
+# that scripts/testdb.sh installs, starts and removes (or the servers named
+# by MYSQL_DSN / POSTGRES_DSN / ROCKETMQ_NAMESRV, when set). The end-to-end
+# tests run on Apache RocketMQ as well as on rocketmqtest; here a missing
+# Apache RocketMQ fails them (REQUIRE_APACHE_ROCKETMQ=1) instead of skipping
+# them, as a plain go test does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,8 +94,9 @@ if [ -z "${TESTDB_STARTED:-}" ]; then
 	TESTDB_STARTED=1 exec scripts/testdb.sh "$0" "$@"
 fi
 
+export REQUIRE_APACHE_ROCKETMQ=1
 THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./...
-go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/...
+go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done
