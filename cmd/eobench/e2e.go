@@ -35,15 +35,16 @@ import (
 // e2eConfig is what -mode e2e runs with.
 type e2eConfig struct {
 	driver, dsn string
-	messages    int    // preloaded into the topic; every variant consumes all of them
-	bodySize    int    // bytes per message body
-	queues      int    // queues of the topic (in-process broker)
-	accounts    int    // business rows per variant and round
-	rounds      int    // each round runs every variant once, with fresh groups
-	namesrv     string // "" starts an in-process rocketmqtest broker
-	prefix      string // of the tables' names
-	flushLog    int    // MySQL/MariaDB innodb_flush_log_at_trx_commit for the run; -1 leaves it
-	stall       time.Duration
+	messages    int           // preloaded into the topic; every variant consumes all of them
+	bodySize    int           // bytes per message body
+	queues      int           // queues of the topic (in-process broker)
+	accounts    int           // business rows per variant and round
+	rounds      int           // each round runs every variant once, with fresh groups
+	namesrv     string        // "" starts an in-process rocketmqtest broker
+	prefix      string        // of the tables' names
+	flushLog    int           // MySQL/MariaDB innodb_flush_log_at_trx_commit for the run; -1 leaves it
+	stall       time.Duration // fail when consumption makes no progress for this long
+	pgStatWait  time.Duration // PostgreSQL: wait before reading the statistics, for the backends to report theirs
 	out         io.Writer
 }
 
@@ -512,6 +513,10 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 	}
 	fmt.Fprintf(out, "%-21s %9s %8s %12s %12s  %-36s %s\n", "storm", "dups/s", "seconds", "client µs/m", "server µs/m", "outcomes", counters)
 	var results []e2eResult
+	c0, err := e.dbCounters(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for _, base := range []struct {
 		variant string
 		batch   int
@@ -543,10 +548,6 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 			}
 			before := counts()
 			skipped := acked(stats)
-			c0, err := e.dbCounters(ctx)
-			if err != nil {
-				return results, err
-			}
 			m, err := e.consume(ctx, group, base.batch, l, func() int64 { return acked(stats) - skipped })
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", name, err)
@@ -565,6 +566,7 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 			for _, k := range slices.Sorted(maps.Keys(c1)) {
 				cs = append(cs, fmt.Sprintf("%s %.3f", k, (c1[k]-c0[k])/dups))
 			}
+			c0 = c1
 			fmt.Fprintf(out, "%-21s %9.0f %8.2f %12.1f %12.1f  %-36s %s\n", name, dups/m.wall.Seconds(), m.wall.Seconds(),
 				perMsg(m.client, e.cfg.messages), perMsg(m.server, e.cfg.messages), outcomes, strings.Join(cs, ", "))
 			// The storm must have changed nothing.
@@ -584,8 +586,14 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 // shared server they include the other clients' work.
 func (e *e2e) dbCounters(ctx context.Context) (map[string]float64, error) {
 	if e.cfg.driver == "pgx" {
-		// A backend reports its counters when idle, at most once a second.
-		time.Sleep(1500 * time.Millisecond)
+		// A PostgreSQL 15 backend reports its counters at most once a
+		// second at the end of a transaction, and what is left when it
+		// goes idle 10 s later (PGSTAT_IDLE_INTERVAL).
+		select {
+		case <-time.After(e.cfg.pgStatWait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		var commits, rollbacks float64
 		err := e.plain.QueryRowContext(ctx, "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()").Scan(&commits, &rollbacks)
 		return map[string]float64{"xact": commits + rollbacks}, err

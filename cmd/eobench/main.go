@@ -148,7 +148,7 @@ func run() error {
 		_, err := runE2E(ctx, e2eConfig{
 			driver: *driverName, dsn: *dsn, messages: *messages, bodySize: *bodySize, queues: *queues,
 			accounts: *accounts, rounds: *rounds, namesrv: *namesrv, prefix: "eobench_e2e",
-			flushLog: *flushLog, stall: time.Minute, out: os.Stdout,
+			flushLog: *flushLog, stall: time.Minute, pgStatWait: 11 * time.Second, out: os.Stdout,
 		})
 		return err
 	default:
