@@ -140,7 +140,10 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 	fmt.Fprintf(out, "preloaded %d messages in %.1f s\n\n", cfg.messages, time.Since(start).Seconds())
 
 	vs := e.variants()
-	fmt.Fprintf(out, "%-5s %-16s %9s %8s %12s %12s %9s %9s\n", "round", "variant", "msgs/s", "seconds", "client µs/m", "server µs/m", "RSS MiB", "peak MiB")
+	fmt.Fprintf(out, "%-5s %-16s %9s %8s %12s %12s %9s %9s %9s\n", "round", "variant", "msgs/s", "seconds", "client µs/m", "server µs/m", "trips/m", "RSS MiB", "peak MiB")
+	if cfg.driver == "mysql" {
+		fmt.Fprintln(out, "(trips/m: database round trips per message, from the server's Questions + Com_stmt_prepare: on a shared server, with the other clients')")
+	}
 	var results []e2eResult
 	walls := map[string][]time.Duration{}
 	last := map[string]consumed{} // by variant: its last run
@@ -152,9 +155,23 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 				return results, err
 			}
 			l, done := v.listener(group, slot)
+			trips := "-" // PostgreSQL: not counted, as reading its counters takes seconds
+			var c0 map[string]float64
+			if cfg.driver == "mysql" {
+				if c0, err = e.dbCounters(ctx); err != nil {
+					return results, err
+				}
+			}
 			m, err := e.consume(ctx, group, v.batch, l, done)
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", v.name, err)
+			}
+			if c0 != nil {
+				c1, err := e.dbCounters(ctx)
+				if err != nil {
+					return results, err
+				}
+				trips = fmt.Sprintf("%.2f", (c1[roundTrips]-c0[roundTrips])/float64(cfg.messages))
 			}
 			res, err := e.check(ctx, v.name, group, slot)
 			results = append(results, res)
@@ -163,8 +180,8 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 			}
 			walls[v.name] = append(walls[v.name], m.wall)
 			last[v.name] = consumed{group, slot}
-			fmt.Fprintf(out, "%-5d %-16s %9.0f %8.2f %12.1f %12.1f %9.1f %9.1f\n", r+1, v.name,
-				float64(cfg.messages)/m.wall.Seconds(), m.wall.Seconds(), perMsg(m.client, cfg.messages), perMsg(m.server, cfg.messages), mib(m.rss), mib(m.peakRSS))
+			fmt.Fprintf(out, "%-5d %-16s %9.0f %8.2f %12.1f %12.1f %9s %9.1f %9.1f\n", r+1, v.name,
+				float64(cfg.messages)/m.wall.Seconds(), m.wall.Seconds(), perMsg(m.client, cfg.messages), perMsg(m.server, cfg.messages), trips, mib(m.rss), mib(m.peakRSS))
 		}
 	}
 	fmt.Fprintln(out)
@@ -348,11 +365,14 @@ func (e *e2e) variants() []e2eVariant {
 			}, n.Load
 		}
 	}
-	perMessage := func(group string, slot int) (exactlyonce.ListenerFunc, func() int64) {
-		stats := new(exactlyonce.Stats)
-		return exactlyonce.TxListener(e.ds, group, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
-			return e.apply(ctx, tx, group, slot, m)
-		}, exactlyonce.WithMetrics(stats), exactlyonce.WithLogger(nil)), func() int64 { return acked(stats) }
+	perMessage := func(opts ...exactlyonce.Option) func(string, int) (exactlyonce.ListenerFunc, func() int64) {
+		return func(group string, slot int) (exactlyonce.ListenerFunc, func() int64) {
+			stats := new(exactlyonce.Stats)
+			opts := append([]exactlyonce.Option{exactlyonce.WithMetrics(stats), exactlyonce.WithLogger(nil)}, opts...)
+			return exactlyonce.TxListener(e.ds, group, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+				return e.apply(ctx, tx, group, slot, m)
+			}, opts...), func() int64 { return acked(stats) }
+		}
 	}
 	batch := func(group string, slot int) (exactlyonce.ListenerFunc, func() int64) {
 		stats := new(exactlyonce.Stats)
@@ -391,7 +411,8 @@ func (e *e2e) variants() []e2eVariant {
 				return err
 			})
 		})},
-		{name: "eo", batch: 1, listener: perMessage},
+		{name: "eo", batch: 1, listener: perMessage()},
+		{name: "eo-nocheck", batch: 1, listener: perMessage(exactlyonce.WithTableCheck(false))},
 		{name: "eo-batch8", batch: 8, listener: batch},
 		{name: "eo-batch32", batch: 32, listener: batch},
 	}
@@ -542,7 +563,9 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 		}
 		for _, pass := range []string{"table", "cache"} {
 			name := "storm-" + base.variant + "-" + pass
-			e.broker.RewindOffsets(group, e.topic)
+			if err := e.rewind(ctx, group); err != nil {
+				return results, fmt.Errorf("%s: %w", name, err)
+			}
 			counts := func() [3]int64 {
 				return [3]int64{stats.Count(exactlyonce.OutcomeSkippedCache), stats.Count(exactlyonce.OutcomeSkippedTable), stats.Count(exactlyonce.OutcomeDuplicate)}
 			}
@@ -580,6 +603,27 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 	return results, nil
 }
 
+// rewind sets group's offsets of the topic back to 0 on the in-process
+// broker, once the group's last consumer is gone: the client persists its
+// offsets at shutdown in one-way requests, which would otherwise overwrite
+// the rewind when they arrive after it. The broker handles a connection's
+// requests in order, so once its connection is closed they all landed.
+func (e *e2e) rewind(ctx context.Context, group string) error {
+	deadline := time.Now().Add(e.cfg.stall)
+	for slices.ContainsFunc(e.broker.Clients(), func(c rocketmqtest.ClientInfo) bool { return slices.Contains(c.ConsumerGroups, group) }) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("a consumer of %s still connected after %v", group, e.cfg.stall)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	e.broker.RewindOffsets(group, e.topic)
+	return nil
+}
+
 // dbCounters reads the server's counters of statements (MySQL/MariaDB:
 // round trips, as Questions does not count prepares) or transactions
 // (PostgreSQL, where every statement outside a transaction is one). On a
@@ -602,8 +646,11 @@ func (e *e2e) dbCounters(ctx context.Context) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]float64{"round trips": st["Questions"] + st["Com_stmt_prepare"], "Com_select": st["Com_select"]}, nil
+	return map[string]float64{roundTrips: st["Questions"] + st["Com_stmt_prepare"], "Com_select": st["Com_select"]}, nil
 }
+
+// roundTrips is dbCounters' count of MySQL/MariaDB round trips.
+const roundTrips = "round trips"
 
 // medianRatio is the median over rounds of base[i]/v[i]: v's throughput
 // relative to base's in the same round.

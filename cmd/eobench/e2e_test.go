@@ -32,7 +32,7 @@ func TestE2E(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"at-least-once", "select-insert", "eo", "eo-batch8", "eo-batch32",
+		want := []string{"at-least-once", "select-insert", "eo", "eo-nocheck", "eo-batch8", "eo-batch32",
 			"storm-eo-table", "storm-eo-cache", "storm-eo-batch32-table", "storm-eo-batch32-cache"}
 		var got []string
 		for _, r := range results {
