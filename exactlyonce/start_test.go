@@ -102,7 +102,7 @@ func TestE2EStartWaitsForBroker(t *testing.T) {
 	if retries.Load() == 0 {
 		t.Error("no retry logged before the broker appeared")
 	}
-	send(t, newProducer(t, b), messages(topic, "m", 3)...)
+	send(t, newProducer(t, fakeBroker{b}), messages(topic, "m", 3)...)
 	f.eventuallyApplied(t, 30*time.Second, "the messages sent after the late start", 3)
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/jmoiron/sqlx"
 	"hash/fnv"
 	"io"
 	"maps"
@@ -27,7 +28,6 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
@@ -234,7 +234,7 @@ func (e *e2e) open(ctx context.Context) (err error) {
 			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	q := func(s string) string { return sqlplace.Rebind(e.ds.Dialect().Name(), s) }
+	q := func(s string) string { return sqlx.Rebind(sqlx.BindType(e.ds.Dialect().Name()), s) }
 	e.update = q("UPDATE " + e.account + " SET balance = balance + 1 WHERE id = ?")
 	e.insertLedger = q("INSERT INTO " + e.ledger + " (consumer_group, message_id, account, amount) VALUES (?, ?, ?, 1)")
 	e.selectDedupe = q("SELECT 1 FROM " + e.dedupe + " WHERE consumer_group = ? AND message_id = ?")
@@ -502,7 +502,7 @@ func (e *e2e) consume(ctx context.Context, group string, batch int, l exactlyonc
 // every message was applied exactly once.
 func (e *e2e) check(ctx context.Context, variant, group string, slot int) (e2eResult, error) {
 	r := e2eResult{variant: variant, group: group}
-	q := func(s string) string { return sqlplace.Rebind(e.ds.Dialect().Name(), s) }
+	q := func(s string) string { return sqlx.Rebind(sqlx.BindType(e.ds.Dialect().Name()), s) }
 	if err := e.plain.QueryRowContext(ctx, q("SELECT COUNT(*) FROM "+e.ledger+" WHERE consumer_group = ?"), group).Scan(&r.rows); err != nil {
 		return r, err
 	}
