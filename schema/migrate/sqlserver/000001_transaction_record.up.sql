@@ -7,7 +7,7 @@ BEGIN
   CREATE TABLE [transaction_record] (
     [id]             bigint       IDENTITY(1, 1) NOT NULL,
     [consumer_group] varchar(255) NOT NULL,
-    [message_id]     varchar(255) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    [message_id]     nvarchar(255) COLLATE Latin1_General_100_BIN2 NOT NULL,
     [topic_name]     varchar(255) NOT NULL,
     [ctime]          bigint       NOT NULL,
     [queue_id]       int          NOT NULL,
