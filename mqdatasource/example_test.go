@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"net"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -51,6 +55,27 @@ func ExampleIsRetryable() {
 	fmt.Println(mqdatasource.IsRetryable(mqdatasource.ErrAlreadyConsumed))
 	// Output:
 	// true
+	// true
+	// false
+}
+
+// OpenContext waits for a database that is not up yet, within the
+// caller's deadline; here nothing ever listens, so it gives up, naming the
+// last error.
+func ExampleOpenContext() {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := mqdatasource.OpenContext(ctx, "mysql", "app@tcp(127.0.0.1:1)/shop",
+		mqdatasource.WithLogger(slog.New(slog.DiscardHandler))) // quiet retries
+	fmt.Println(errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "connection refused"))
+	// Output: true true
+}
+
+func ExampleIsTransient() {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	fmt.Println(mqdatasource.IsTransient(refused))
+	fmt.Println(mqdatasource.IsTransient(&mysql.MySQLError{Number: 1045, Message: "Access denied for user 'app'"}))
+	// Output:
 	// true
 	// false
 }

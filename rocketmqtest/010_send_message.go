@@ -65,7 +65,7 @@ func parseSendFields(c *Command, f *sendFields) (*sendHeader, error) {
 		producerGroup: c.ext(f.producerGroup),
 		topic:         c.ext(f.topic),
 		properties:    c.ext(f.properties),
-		batch:         c.ext(f.batch) == "true",
+		batch:         c.extBool(f.batch),
 	}
 	named := func(java string, err error) error {
 		if err != nil && f != &sendFieldsV1 {

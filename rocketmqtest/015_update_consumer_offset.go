@@ -2,10 +2,15 @@ package rocketmqtest
 
 // UPDATE_CONSUMER_OFFSET (15), as ConsumerManageProcessor.updateConsumerOffset.
 //
-// Implemented: the offset is stored as given (no monotonic check, like the
-// Java ConsumerOffsetManager). rocketmq-client-go sends it one-way, so there
-// is usually no response. The DropOffsetCommits and DelayOffsetCommits faults
-// apply here and to the commit offset carried by PULL_MESSAGE.
+// Implemented: the offset is stored as given, a negative one included (no
+// check at all, like the Java ConsumerOffsetManager); QUERY_CONSUMER_OFFSET
+// then answers as if there were none. rocketmq-client-go sends it one-way, so
+// there is usually no response; a one-way request with a malformed field is
+// logged. The DropOffsetCommits and DelayOffsetCommits faults apply here and
+// to the commit offset carried by PULL_MESSAGE.
+//
+// Not implemented: the Java broker's SUBSCRIPTION_GROUP_NOT_EXIST and
+// TOPIC_NOT_EXIST answers for a group or topic it does not know.
 
 func init() { handlers[CodeUpdateConsumerOffset] = handleUpdateConsumerOffset }
 

@@ -135,8 +135,8 @@ func TestOffsetRequests(t *testing.T) {
 		return resp
 	}
 	q := map[string]string{"consumerGroup": "g", "topic": "o", "queueId": "0"}
-	if off := call(rocketmqtest.CodeQueryConsumerOffset, q).ExtFields["offset"]; off != "0" {
-		t.Errorf("new group offset %s, want 0", off)
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeQueryConsumerOffset, ExtFields: q}); err != nil || resp.Code != 22 {
+		t.Errorf("new group, empty queue: %v %+v, want QUERY_NOT_FOUND", err, resp)
 	}
 	before := time.Now().UnixMilli()
 	for i := range 4 {

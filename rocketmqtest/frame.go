@@ -1,12 +1,14 @@
 package rocketmqtest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Frame layout of the remoting protocol, both directions:
@@ -70,6 +72,11 @@ func (c *Command) IsResponse() bool { return c.Flag&flagResponse != 0 }
 
 // ext returns an extension field.
 func (c *Command) ext(key string) string { return c.ExtFields[key] }
+
+// extBool reads an extension field holding a Java boolean as
+// Boolean.parseBoolean does: "true" in any case is true, anything else,
+// a missing field included, false.
+func (c *Command) extBool(key string) bool { return strings.EqualFold(c.ExtFields[key], "true") }
 
 // extInt returns an extension field holding a Java long.
 func (c *Command) extInt(key string) (int64, error) {
@@ -162,13 +169,13 @@ func DecodeFrame(data []byte) (*Command, error) {
 // jsonHeader is the JSON header as both Java (fastjson) and Go clients write
 // it, for encoding/json; see jsonheader.go for the fast path.
 type jsonHeader struct {
-	Code      int16             `json:"code"`
-	Language  json.RawMessage   `json:"language,omitempty"`
-	Version   int16             `json:"version"`
-	Opaque    int32             `json:"opaque"`
-	Flag      int32             `json:"flag"`
-	Remark    string            `json:"remark,omitempty"`
-	ExtFields map[string]string `json:"extFields,omitempty"`
+	Code      int16                      `json:"code"`
+	Language  json.RawMessage            `json:"language,omitempty"`
+	Version   int16                      `json:"version"`
+	Opaque    int32                      `json:"opaque"`
+	Flag      int32                      `json:"flag"`
+	Remark    string                     `json:"remark,omitempty"`
+	ExtFields map[string]json.RawMessage `json:"extFields,omitempty"`
 }
 
 func decodeJSONHeader(b []byte) (*Command, error) {
@@ -190,16 +197,48 @@ func decodeJSONHeaderSlow(b []byte) (*Command, error) {
 		Opaque:    h.Opaque,
 		Flag:      h.Flag,
 		Remark:    h.Remark,
-		ExtFields: h.ExtFields,
+		ExtFields: make(map[string]string, len(h.ExtFields)),
 	}
 	var lang string
 	if json.Unmarshal(h.Language, &lang) == nil {
 		cmd.Language = lang
 	}
-	if cmd.ExtFields == nil {
-		cmd.ExtFields = map[string]string{}
+	for k, raw := range h.ExtFields {
+		v, ok, err := extText(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: extFields %q: %v", errFrame, k, err)
+		}
+		if ok {
+			cmd.ExtFields[k] = v
+		}
 	}
 	return cmd, nil
+}
+
+// extText returns the text the Java broker reads from one extFields value,
+// and false for null, which the Java broker treats as a missing field.
+// fastjson reads extFields as a HashMap<String, String> and turns any other
+// value into text: a number as javaNumberText says, a boolean as "true" or
+// "false", an object or array as its JSON text (compacted here; fastjson
+// writes it out again, maybe with its keys in another order).
+func extText(raw json.RawMessage) (string, bool, error) {
+	switch raw[0] {
+	case '"':
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, true, err
+	case 'n':
+		return "", false, nil
+	case 't', 'f':
+		return string(raw), true, nil
+	case '{', '[':
+		var b bytes.Buffer
+		err := json.Compact(&b, raw)
+		return b.String(), true, err
+	default:
+		s, err := javaNumberText(string(raw))
+		return s, true, err
+	}
 }
 
 func decodeBinaryHeader(b []byte) (*Command, error) {

@@ -22,8 +22,14 @@ func seedFrames() [][]byte {
 			"maxMsgNums": "32", "sysFlag": "2", "commitOffset": "0", "suspendTimeoutMillis": "20000"}})
 	heartbeat := EncodeFrame(&Command{Code: CodeHeartbeat, Opaque: 3,
 		Body: []byte(`{"clientID":"c","producerDataSet":[],"consumerDataSet":[{"groupName":"g","subscriptionDataSet":[{"topic":"t","subString":"a||b"}]}]}`)})
+	// An independent client's SEND_MESSAGE_V2: numbers and booleans in
+	// extFields, which EncodeFrame cannot write.
+	numericHeader := `{"code":310,"language":"OTHER","version":401,"opaque":4,"flag":0,` +
+		`"extFields":{"a":"p","b":"t","e":1,"f":0,"g":1700000000000,"h":0,"i":"","j":0,"k":false,"m":false,"x":null}}`
+	numericSend := append(binary.BigEndian.AppendUint32(nil, uint32(len(numericHeader))), numericHeader...)
+	numericSend = append(numericSend, "hello"...)
 	return [][]byte{
-		strip(goSend), strip(binaryPull), strip(heartbeat),
+		strip(goSend), strip(binaryPull), strip(heartbeat), numericSend,
 		strip(goSend)[:20], strip(binaryPull)[:30],
 		{0, 0, 0, 0},
 		{1, 0, 0, 21, 0, 10, 9, 1, 61, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
@@ -88,6 +94,7 @@ func FuzzJSONHeader(f *testing.F) {
 	}
 	f.Add([]byte(`{"code":10,"language":"GO","version":317,"opaque":1,"flag":0,"remark":"","extFields":{"properties":"UNIQ_KEY\u0001A\u0002","x":"\"\\\/\b\f\n\r\t\u00e9"}}`))
 	f.Add([]byte(` { "code" : -1 , "extFields" : { } } `))
+	f.Add([]byte(`{"code":310,"extFields":{"e":1,"g":1234567890123,"k":false,"m":true,"x":1.50e-7,"y":null,"z":{"a":[1]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := parseJSONHeader(data)
 		slow, err := decodeJSONHeaderSlow(data)

@@ -1,16 +1,20 @@
 package rocketmqtest
 
 import (
+	"bytes"
+	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
 // A hand-written parser and encoder for the JSON remoting header, because
 // encoding/json costs more than everything else a send or pull does. The
 // parser handles the shape clients write — the known keys with integer and
-// string values and an object of strings — and reports false for anything
-// else, which then goes through encoding/json; FuzzDecodeFrame checks that
-// both agree whenever the fast path accepts.
+// string values and an object of scalar values — and reports false for
+// anything else, which then goes through encoding/json; FuzzJSONHeader checks
+// that both agree whenever the fast path accepts.
 
 // parseJSONHeader is the fast path of decodeJSONHeader.
 func parseJSONHeader(b []byte) (*Command, bool) {
@@ -244,7 +248,9 @@ func (p *jsonParser) escaped(start int) (string, bool) {
 	return "", false
 }
 
-// object parses an object of string values.
+// object parses extFields whose values are strings, numbers, booleans or
+// null, converted as extText does; an object or array value is left to
+// encoding/json.
 func (p *jsonParser) object() (map[string]string, bool) {
 	if !p.byte('{') {
 		return nil, false
@@ -264,11 +270,35 @@ func (p *jsonParser) object() (map[string]string, bool) {
 			return nil, false
 		}
 		p.ws()
-		v, ok := p.str()
-		if !ok {
-			return nil, false
+		switch p.peek() {
+		case '"':
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			m[k] = v
+		case 't', 'f':
+			v, ok := p.boolean()
+			if !ok {
+				return nil, false
+			}
+			m[k] = v
+		case 'n':
+			if !p.literal("null") {
+				return nil, false
+			}
+			delete(m, k) // a later null overrides an earlier value, as in a HashMap
+		default:
+			lit, ok := p.number()
+			if !ok {
+				return nil, false
+			}
+			v, err := javaNumberText(lit)
+			if err != nil {
+				return nil, false // encoding/json reports it
+			}
+			m[k] = v
 		}
-		m[k] = v
 		p.ws()
 		if p.byte(',') {
 			p.ws()
@@ -279,6 +309,121 @@ func (p *jsonParser) object() (map[string]string, bool) {
 		}
 		return nil, false
 	}
+}
+
+// literal consumes lit if it comes next.
+func (p *jsonParser) literal(lit string) bool {
+	if !bytes.HasPrefix(p.b[p.i:], []byte(lit)) {
+		return false
+	}
+	p.i += len(lit)
+	return true
+}
+
+// boolean parses true or false and returns its text.
+func (p *jsonParser) boolean() (string, bool) {
+	for _, lit := range []string{"true", "false"} {
+		if p.literal(lit) {
+			return lit, true
+		}
+	}
+	return "", false
+}
+
+// number scans a JSON number and returns its text.
+func (p *jsonParser) number() (string, bool) {
+	start := p.i
+	p.byte('-')
+	if !p.byte('0') && !p.digits() {
+		return "", false
+	}
+	if p.byte('.') && !p.digits() {
+		return "", false
+	}
+	if p.byte('e') || p.byte('E') {
+		if !p.byte('+') {
+			p.byte('-')
+		}
+		if !p.digits() {
+			return "", false
+		}
+	}
+	return string(p.b[start:p.i]), true
+}
+
+// digits consumes a run of decimal digits and reports whether there was one.
+func (p *jsonParser) digits() bool {
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+	}
+	return p.i > start
+}
+
+// javaNumberText returns the text the Java broker makes of a JSON number in
+// extFields. fastjson decodes extFields as a HashMap<String, String>
+// (RemotingCommand.extFields): an integer keeps its literal text
+// (StringCodec takes the token's text, so 1234567890123 stays exact), a number
+// with a fraction or exponent becomes a BigDecimal (fastjson's default
+// UseBigDecimal) and then its toString, so 1.0 stays "1.0" but 1e3 becomes
+// "1E+3" and -0.0 becomes "0.0". A scale outside the Java int range is an
+// error, as BigDecimal refuses it and the broker then drops the connection.
+func javaNumberText(lit string) (string, error) {
+	if !strings.ContainsAny(lit, ".eE") {
+		return lit, nil
+	}
+	abs, neg := strings.CutPrefix(lit, "-")
+	mant, exp, _ := strings.Cut(strings.ToLower(abs), "e")
+	whole, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(whole+frac, "0")
+	if digits == "" {
+		digits, neg = "0", false // BigDecimal has no negative zero
+	}
+	var e int64
+	if exp != "" {
+		var err error
+		if e, err = strconv.ParseInt(exp, 10, 64); err != nil {
+			return "", fmt.Errorf("number %s: exponent out of range", lit)
+		}
+	}
+	scale := int64(len(frac)) - e
+	if scale < math.MinInt32 || scale > math.MaxInt32 {
+		return "", fmt.Errorf("number %s: scale out of range", lit)
+	}
+	// BigDecimal.toString: plain notation when the scale is not negative
+	// and the adjusted exponent is at least -6, else scientific.
+	adjusted := -scale + int64(len(digits)-1)
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	switch {
+	case scale == 0:
+		b.WriteString(digits)
+	case scale > 0 && adjusted >= -6:
+		if pad := int(scale) - len(digits); pad >= 0 {
+			b.WriteString("0.")
+			b.WriteString(strings.Repeat("0", pad))
+			b.WriteString(digits)
+		} else {
+			point := len(digits) - int(scale)
+			b.WriteString(digits[:point])
+			b.WriteByte('.')
+			b.WriteString(digits[point:])
+		}
+	default:
+		b.WriteByte(digits[0])
+		if len(digits) > 1 {
+			b.WriteByte('.')
+			b.WriteString(digits[1:])
+		}
+		b.WriteByte('E')
+		if adjusted > 0 {
+			b.WriteByte('+')
+		}
+		b.WriteString(strconv.FormatInt(adjusted, 10))
+	}
+	return b.String(), nil
 }
 
 // appendJSONHeader encodes a header as the Java broker's fastjson does

@@ -20,6 +20,8 @@ type rawClient struct {
 	nc    net.Conn
 	r     *bufio.Reader
 	notes []*rocketmqtest.Command // broker-to-client requests read by roundTrip
+
+	opaque int32 // the last one send used
 }
 
 func dial(t testing.TB, b *rocketmqtest.Broker) *rawClient {

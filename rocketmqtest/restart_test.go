@@ -113,3 +113,30 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestConsumerAfterNegativeCommitMissesNothing is the skip an independent
+// client hit: it committed -1 for a still empty queue, messages were sent,
+// and a consumer of the group started with ConsumeFromLastOffset. The Java
+// broker never answers a stored -1 (it answers 0 while the queue's first
+// message is in memory), so rocketmq-client-go starts at 0 and gets every
+// message; answering -1 made it start at the max offset and skip them all.
+func TestConsumerAfterNegativeCommitMissesNothing(t *testing.T) {
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("late", 2))
+	c := dial(t, b)
+	for q := range 2 {
+		c.send(rocketmqtest.CodeUpdateConsumerOffset, true,
+			fmt.Sprintf(`{"consumerGroup":"late","topic":"late","queueId":%d,"commitOffset":-1}`, q), nil)
+	}
+	// Handled in order: the one-way commits are stored before this answer.
+	if resp := c.send(rocketmqtest.CodeQueryConsumerOffset, false, `{"consumerGroup":"late","topic":"late","queueId":0}`, nil); resp.Code != 22 {
+		t.Fatalf("empty queue after a -1 commit: %+v, want QUERY_NOT_FOUND", resp)
+	}
+	send(t, newProducer(t, b), "late", seq("m", 0, 6)...)
+
+	got := consumeAll(t, b, "late", "late", consumer.MessageSelector{},
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset))
+	eventually(t, 15*time.Second, "the 6 messages sent after the -1 commit", func() bool { return got.len() >= 6 })
+	if g := bodies(got.snapshot()); fmt.Sprint(g) != fmt.Sprint(seq("m", 0, 6)) {
+		t.Errorf("consumed %v", g)
+	}
+}

@@ -234,12 +234,18 @@ func (s *state) handle(in *inbound) {
 	}
 }
 
-// reply sends a response unless the request was one-way.
+// reply sends a response unless the request was one-way. A one-way request
+// that failed is logged instead, since its sender never learns of it (an
+// UPDATE_CONSUMER_OFFSET with a malformed field would otherwise vanish).
 func (s *state) reply(in *inbound, resp *Command) {
-	if in.cmd.Oneway() {
+	if !in.cmd.Oneway() {
+		s.write(in, resp)
 		return
 	}
-	s.write(in, resp)
+	if resp.Code != codeSuccess {
+		s.cfg.logger.Warn("rocketmqtest: one-way request failed", "code", in.cmd.Code,
+			"remote", in.c.remote.String(), "response", resp.Code, "remark", resp.Remark)
+	}
 }
 
 func (s *state) write(in *inbound, resp *Command) {
