@@ -14,6 +14,7 @@ import (
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -130,6 +131,33 @@ func ExampleNewConsumer() {
 		log.Print(err) // some handlers were cancelled; their messages are redelivered
 	}
 	log.Print(stats.Snapshot())
+}
+
+// WrapProducer stamps every message the producer sends (batch members
+// included) with an EXTEND_UNIQ_INFO key that another producer process
+// cannot issue; consumers whose producers are all wrapped can then refuse
+// unstamped messages.
+func ExampleWrapProducer() {
+	p, err := rocketmq.NewProducer(producer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:9876"}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	p = exactlyonce.WrapProducer(p) // or exactlyonce.NewProducer(opts...)
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Shutdown()
+	batch := []*primitive.Message{
+		primitive.NewMessage("orders", []byte("order-1")),
+		primitive.NewMessage("orders", []byte("order-2")),
+	}
+	if _, err := p.SendSync(context.Background(), batch...); err != nil {
+		log.Print(err) // resending batch keeps its keys
+	}
+	fmt.Println(len(batch[0].GetProperty(exactlyonce.PropertyExtendUniqInfo)))
+
+	// On the consumer side:
+	_ = exactlyonce.WithRequireProducerKey()
 }
 
 // StampKey gives messages a dedupe key that survives the application
