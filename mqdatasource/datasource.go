@@ -216,8 +216,9 @@ func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 // the checks of Delivery.Validate, but with the message id's length held to
 // the message_id column as the schema check found it (in bytes on SQL
 // Server; MaxMessageIDLen when no check ran, no limit for varchar(max)), so
-// a wider column admits ids longer than MaxMessageIDLen.
-// The error wraps ErrInvalidDelivery. Consumers call it before running a
+// a wider column admits ids longer than MaxMessageIDLen, and an id with a
+// character the column's character set cannot store is refused (the error
+// then wraps ErrUnstorableKey too). The error wraps ErrInvalidDelivery. Consumers call it before running a
 // handler whose transaction could only fail.
 func (ds *DataSource) ValidateDelivery(d Delivery) error {
 	return ds.core.validate(d, d.MessageID())
