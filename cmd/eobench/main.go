@@ -29,6 +29,23 @@
 // or any server: go run ./cmd/eobench -driver mysql -dsn 'user@tcp(host:3306)/db'.
 // It creates and drops the tables eobench_record, eobench_account and
 // eobench_dedupe.
+//
+// With -mode e2e it measures instead the consumers users would pick, end to
+// end: it preloads -messages messages into a topic (on an in-process
+// rocketmqtest broker, or the broker of -namesrv) and consumes all of them
+// with rocketmq-client-go's PushConsumer once per variant, each in its own
+// consumer group, to committed rows: at-least-once (no dedupe),
+// select-insert (hand-written dedupe), eo and eo-nocheck
+// (exactlyonce.TxListener with and without its pre-check lookup),
+// eo-batch8 and eo-batch32 (exactlyonce.BatchListener); then a redelivery
+// storm replays every message to the eo and eo-batch32 groups, rewound to
+// offset 0, found first in the claim table and then in the listener's
+// cache. It prints messages/s, CPU per message, RSS and the ratios to
+// at-least-once, and fails unless every variant applied every message
+// exactly once. Its tables are named eobench_e2e_*. docs/benchmarks.md
+// ("End to end") has the details and figures:
+//
+//	TESTDB_ONLY=mysql scripts/testdb.sh go run ./cmd/eobench -mode e2e
 package main
 
 import (
