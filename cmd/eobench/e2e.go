@@ -193,6 +193,9 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 		fmt.Fprintln(out, "(msgs/s per variant: higher is faster; each ratio is the median over the rounds of the variant's throughput over at-least-once's in the same round)")
 	}
 
+	if err := e.ceiling(ctx); err != nil {
+		return results, err
+	}
 	storm, err := e.storms(ctx, last)
 	return append(results, storm...), err
 }
@@ -514,6 +517,30 @@ func (e *e2e) check(ctx context.Context, variant, group string, slot int) (e2eRe
 		return r, fmt.Errorf("%s (group %s): %d ledger rows and balance %d, want %d of each", variant, group, r.rows, r.balance, want)
 	}
 	return r, nil
+}
+
+// ceiling consumes the topic with listeners that do nothing, one message
+// and 32 messages per call: the most the client and the broker deliver,
+// which bounds every variant and the storms.
+func (e *e2e) ceiling(ctx context.Context) error {
+	fmt.Fprintf(e.cfg.out, "\nceiling: a listener that does nothing\n%-16s %9s %8s %12s\n", "variant", "msgs/s", "seconds", "client µs/m")
+	for _, batch := range []int{1, 32} {
+		name := "noop"
+		if batch > 1 {
+			name += "-batch" + strconv.Itoa(batch)
+		}
+		var n atomic.Int64
+		l := func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			n.Add(int64(len(msgs)))
+			return consumer.ConsumeSuccess, nil
+		}
+		m, err := e.consume(ctx, fmt.Sprintf("%s_%s_%s", e.cfg.prefix, e.run, name), batch, l, n.Load)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(e.cfg.out, "%-16s %9.0f %8.2f %12.1f\n", name, float64(e.cfg.messages)/m.wall.Seconds(), m.wall.Seconds(), perMsg(m.client, e.cfg.messages))
+	}
+	return nil
 }
 
 // storms redelivers every message, already applied, to the exactly-once
