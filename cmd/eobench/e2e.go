@@ -132,7 +132,9 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 	if e.serverPID == 0 {
 		fmt.Fprintln(out, "(server CPU unknown: not a local MySQL/MariaDB; its column shows 0)")
 	}
-	fmt.Fprintln(out, "(client CPU is this process's: with the in-process broker it includes the broker's)")
+	if e.broker != nil {
+		fmt.Fprintln(out, "(client CPU and RSS are this process's: they include the in-process broker's)")
+	}
 	start := time.Now()
 	if err := e.preload(ctx); err != nil {
 		return nil, fmt.Errorf("preload: %w", err)
