@@ -13,6 +13,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,7 +166,7 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 					return results, err
 				}
 			}
-			m, err := e.consume(ctx, group, v.batch, l, done)
+			m, err := e.consume(ctx, v.name, group, v.batch, l, done)
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", v.name, err)
 			}
@@ -447,10 +448,10 @@ type e2eSample struct {
 }
 
 // consume starts a push consumer of group on the topic from its first
-// offset, with l as its listener, and measures from its first delivery
+// offset, with l as its listener (the variant name), and measures from its first delivery
 // until done reaches the number of messages (CPU time from its start). It
 // fails when done stops moving for cfg.stall.
-func (e *e2e) consume(ctx context.Context, group string, batch int, l exactlyonce.ListenerFunc, done func() int64) (e2eSample, error) {
+func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exactlyonce.ListenerFunc, done func() int64) (e2eSample, error) {
 	pc, err := rocketmq.NewPushConsumer(
 		consumer.WithNameServer(primitive.NamesrvAddr{e.namesrv}),
 		consumer.WithGroupName(group),
@@ -469,7 +470,12 @@ func (e *e2e) consume(ctx context.Context, group string, batch int, l exactlyonc
 			now := time.Now()
 			first.CompareAndSwap(nil, &now)
 		}
-		return l(ctx, msgs...)
+		// Labelled, so that a -cpuprofile splits by variant:
+		// go tool pprof -tagfocus variant=eo ...
+		var res consumer.ConsumeResult
+		var err error
+		pprof.Do(ctx, pprof.Labels("variant", name), func(ctx context.Context) { res, err = l(ctx, msgs...) })
+		return res, err
 	}
 	if err := pc.Subscribe(e.topic, consumer.MessageSelector{}, timed); err != nil {
 		return e2eSample{}, err
@@ -543,7 +549,7 @@ func (e *e2e) ceiling(ctx context.Context) error {
 			n.Add(int64(len(msgs)))
 			return consumer.ConsumeSuccess, nil
 		}
-		m, err := e.consume(ctx, fmt.Sprintf("%s_%s_%s", e.cfg.prefix, e.run, name), batch, l, n.Load)
+		m, err := e.consume(ctx, name, fmt.Sprintf("%s_%s_%s", e.cfg.prefix, e.run, name), batch, l, n.Load)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -607,7 +613,7 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 			}
 			before := counts()
 			skipped := acked(stats)
-			m, err := e.consume(ctx, group, base.batch, l, func() int64 { return acked(stats) - skipped })
+			m, err := e.consume(ctx, name, group, base.batch, l, func() int64 { return acked(stats) - skipped })
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", name, err)
 			}
