@@ -448,9 +448,9 @@ type e2eSample struct {
 }
 
 // consume starts a push consumer of group on the topic from its first
-// offset, with l as its listener (the variant name), and measures from its first delivery
-// until done reaches the number of messages (CPU time from its start). It
-// fails when done stops moving for cfg.stall.
+// offset, with l, the listener of the variant name, and measures from its
+// first delivery until done reaches the number of messages (CPU time from
+// its start). It fails when done stops moving for cfg.stall.
 func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exactlyonce.ListenerFunc, done func() int64) (e2eSample, error) {
 	pc, err := rocketmq.NewPushConsumer(
 		consumer.WithNameServer(primitive.NamesrvAddr{e.namesrv}),
