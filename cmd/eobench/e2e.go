@@ -95,7 +95,7 @@ type e2eVariant struct {
 
 // runE2E runs -mode e2e and returns what every consumption run left in the
 // database; it fails unless each left exactly cfg.messages rows and balance.
-func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
+func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	rlog.SetLogLevel("error") // the client logs every rebalance at info
 	e := &e2e{cfg: cfg, run: randomHex(4)}
 	e.record, e.account, e.ledger, e.dedupe = cfg.prefix+"_record", cfg.prefix+"_account", cfg.prefix+"_ledger", cfg.prefix+"_dedupe"
@@ -112,6 +112,9 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 		defer restore()
 	}
 	if cfg.namesrv == "" {
+		// Retries, if any, come back after milliseconds instead of the
+		// 10 s of the first delay level, so a failure shows as a slow run
+		// rather than a stall.
 		b, err := rocketmqtest.New(rocketmqtest.WithDelayScale(time.Millisecond))
 		if err != nil {
 			return nil, err
