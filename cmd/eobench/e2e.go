@@ -134,7 +134,7 @@ func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	fmt.Fprintf(out, "eobench e2e: driver %s, %s, topic %s, %d messages of %d bytes, %d round(s), %d business rows per variant\n",
 		cfg.driver, where, e.topic, cfg.messages, cfg.bodySize, cfg.rounds, cfg.accounts)
 	if e.serverPID == 0 {
-		fmt.Fprintln(out, "(server CPU unknown: not a local MySQL/MariaDB; its column shows 0)")
+		fmt.Fprintln(out, "(server CPU unknown: not a local server, or PostgreSQL's data_directory not readable; its column shows 0)")
 	}
 	if e.broker != nil {
 		fmt.Fprintln(out, "(client CPU and RSS are this process's: they include the in-process broker's)")
@@ -236,6 +236,8 @@ func (e *e2e) open(ctx context.Context) (err error) {
 	e.ds.DB().SetMaxIdleConns(32)
 	if cfg.driver == "mysql" {
 		e.serverPID = findServerPID(e.plain)
+	} else {
+		e.serverPID = findPostgresPID(e.plain)
 	}
 	id := "id bigint AUTO_INCREMENT PRIMARY KEY"
 	if cfg.driver == "pgx" {
@@ -483,7 +485,7 @@ func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exac
 	if err := pc.Subscribe(e.topic, consumer.MessageSelector{}, timed); err != nil {
 		return e2eSample{}, err
 	}
-	cpu0, _ := readCPU(e.serverPID)
+	cpu0, _ := readCPU(e.serverPID, e.cfg.driver == "pgx")
 	if err := pc.Start(); err != nil {
 		return e2eSample{}, err
 	}
@@ -511,7 +513,7 @@ func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exac
 		}
 	}
 	s := e2eSample{wall: time.Since(*first.Load())}
-	if cpu1, ok := readCPU(e.serverPID); ok {
+	if cpu1, ok := readCPU(e.serverPID, e.cfg.driver == "pgx"); ok {
 		total, client := cpu1.since(cpu0)
 		s.client, s.server = client, total-client
 	}
