@@ -449,10 +449,18 @@ func (l *listener) call(ctx context.Context, m *primitive.MessageExt) error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil && !errors.Is(err, sql.ErrTxDone) {
-		return fmt.Errorf("exactlyonce: commit: %w", err)
+	err = tx.Commit()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil:
+		// database/sql ended tx because ctx ended, and its rollback may
+		// reach the delivery only after Deliver commits: fail now instead.
+		return fmt.Errorf("exactlyonce: handler context ended before commit: %w", context.Cause(ctx))
+	case errors.Is(err, sql.ErrTxDone):
+		return nil // the handler ended tx itself
 	}
-	return nil
+	return fmt.Errorf("exactlyonce: commit: %w", err)
 }
 
 // report logs the outcome of an attempted message and caches a committed id.

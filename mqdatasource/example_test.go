@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -67,7 +66,8 @@ func ExampleOpenContext() {
 	defer cancel()
 	_, err := mqdatasource.OpenContext(ctx, "mysql", "app@tcp(127.0.0.1:1)/shop",
 		mqdatasource.WithLogger(slog.New(slog.DiscardHandler))) // quiet retries
-	fmt.Println(errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "connection refused"))
+	var last net.Error // the last attempt's: connection refused
+	fmt.Println(errors.Is(err, context.DeadlineExceeded), errors.As(err, &last))
 	// Output: true true
 }
 

@@ -141,7 +141,7 @@ func checkTable(d *dialect, table string, ti *tableInfo, charsetWarnOnly bool) (
 		facts.narrowCharset = problem
 	}
 	var warnings []string
-	if coll := ti.columns["message_id"].collation; coll != "" && (strings.HasSuffix(coll, "_ci") || strings.Contains(coll, "_ci_")) {
+	if coll := ti.columns["message_id"].collation; coll != "" && (strings.HasSuffix(coll, "_ci") || strings.Contains(coll, "_ci_") || strings.HasSuffix(coll, "(nondeterministic)")) {
 		warnings = append(warnings, fmt.Sprintf("column message_id has the case-insensitive collation %s: keys that differ only in case are one value to the unique key, and the second of two such messages fails with ErrKeyCollision until the column has a binary collation, as in %s", coll, d.migration))
 	}
 	return facts, warnings, nil

@@ -31,7 +31,7 @@ func Retry(ctx context.Context, what string, transient func(error) bool, op func
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ended(ctx) {
 			// op failed because ctx ended, or ctx ended while it failed
 			// for another reason: either way there is no further attempt.
 			return giveUp(ctx, what, attempt, start, err)
@@ -53,7 +53,19 @@ func Retry(ctx context.Context, what string, transient func(error) bool, op func
 	}
 }
 
+// ended reports whether ctx is done or its deadline has passed: an
+// operation cut by the deadline (a dial, say) can return a moment before
+// ctx itself reports it.
+func ended(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ctx.Err() != nil || (ok && !time.Now().Before(d))
+}
+
 func giveUp(ctx context.Context, what string, attempts int, start time.Time, last error) error {
+	cause := context.Cause(ctx)
+	if cause == nil { // the deadline passed, ctx has not said so yet
+		cause = context.DeadlineExceeded
+	}
 	return fmt.Errorf("%s: gave up after %d attempts in %v (%w); last error: %w",
-		what, attempts, time.Since(start).Round(time.Millisecond), context.Cause(ctx), last)
+		what, attempts, time.Since(start).Round(time.Millisecond), cause, last)
 }

@@ -40,6 +40,21 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("err %v after %d attempts, want errPermanent unwrapped after 1", err, n)
 		}
 	})
+	t.Run("deadline passed before ctx says so", func(t *testing.T) {
+		// The op returns at the deadline with an error that is not
+		// transient (a dial cut by it): Retry gives up, naming the
+		// deadline, rather than returning the error as permanent.
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(50*time.Millisecond))
+		defer cancel()
+		d, _ := ctx.Deadline()
+		err := Retry(ctx, "op", isTransient, func(context.Context) error {
+			time.Sleep(time.Until(d))
+			return errPermanent
+		}, nil)
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errPermanent) {
+			t.Fatalf("%v: want the deadline and the op's error", err)
+		}
+	})
 	t.Run("context ends", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 350*time.Millisecond)
 		defer cancel()
