@@ -89,7 +89,7 @@ type deliverFunc func(ctx context.Context, ds *mqdatasource.DataSource, d mqdata
 // once applied: account m's balance and the ledger rows per message.
 type handlerCase struct {
 	name        string
-	handler     func(t *testing.T, f *fixture) func(ctx context.Context, m int) error
+	handler     func(f *fixture) func(ctx context.Context, m int) error
 	wantBalance int64
 	wantLedger  int64
 }
@@ -105,7 +105,7 @@ func runCases(t *testing.T, e *dbtest.Env, cases []handlerCase) {
 			for _, mode := range claimModes {
 				t.Run(mode.name, func(t *testing.T) {
 					f := newFixture(t, e)
-					apply := tc.handler(t, f)
+					apply := tc.handler(f)
 					deliver := func(m int) (bool, error) {
 						return redeliver(f.ds, mode.deliver, fmt.Sprintf("orm-%d", m), func(ctx context.Context) error { return apply(ctx, m) })
 					}

@@ -3,6 +3,7 @@ module github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/ormtest
 go 1.25.0
 
 require (
+	entgo.io/ent v0.14.5
 	github.com/b74fc070/rocketmq-exactlyonce v0.0.0
 	github.com/uptrace/bun v1.3.0
 	github.com/uptrace/bun/dialect/mysqldialect v1.3.0
