@@ -619,15 +619,17 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 			before := counts()
 			skipped := acked(stats)
 			m, err := e.consume(ctx, name, group, base.batch, l, func() int64 { return acked(stats) - skipped })
+			// A handler that ran failed its messages, which then stall
+			// the pass: report the cause rather than the stall.
+			if n := ran.Load(); n > 0 {
+				return results, fmt.Errorf("%s: the handler ran for %d applied messages", name, n)
+			}
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", name, err)
 			}
 			c1, err := e.dbCounters(ctx)
 			if err != nil {
 				return results, err
-			}
-			if n := ran.Load(); n > 0 {
-				return results, fmt.Errorf("%s: the handler ran for %d applied messages", name, n)
 			}
 			dups := float64(e.cfg.messages)
 			after := counts()
