@@ -37,7 +37,8 @@
 // consumer group, to committed rows: at-least-once (no dedupe),
 // select-insert (hand-written dedupe), eo and eo-nocheck
 // (exactlyonce.TxListener with and without its pre-check lookup),
-// eo-batch8 and eo-batch32 (exactlyonce.BatchListener); then a redelivery
+// eo-batch8 and eo-batch32 (exactlyonce.BatchListener), and listeners that
+// do nothing (the ceiling of the client and the broker); then a redelivery
 // storm replays every message to the eo and eo-batch32 groups, rewound to
 // offset 0, found first in the claim table and then in the listener's
 // cache. It prints messages/s, CPU per message, RSS and the ratios to
