@@ -203,6 +203,7 @@ func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 		for _, v := range vs[1:] {
 			fmt.Fprintf(out, "cpu-ratio %s/at-least-once %.2f\n", v.name, medianRatio(cpus[vs[0].name], cpus[v.name]))
 		}
+		fmt.Fprintf(out, "cpu-ratio eo-batch32/eo %.2f\n", medianRatio(cpus["eo"], cpus["eo-batch32"]))
 	}
 	fmt.Fprintln(out, "(ratio: the variant's messages/s over at-least-once's; cpu-ratio: at-least-once's client+server CPU per message over the variant's; higher is better; with -rounds, the median of the rounds' ratios)")
 
