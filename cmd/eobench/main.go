@@ -37,7 +37,8 @@
 // consumer group, to committed rows: at-least-once (no dedupe),
 // select-insert (hand-written dedupe), eo and eo-nocheck
 // (exactlyonce.TxListener with and without its pre-check lookup),
-// eo-batch8 and eo-batch32 (exactlyonce.BatchListener); then a redelivery
+// eo-batch8 and eo-batch32 (exactlyonce.BatchListener), and listeners that
+// do nothing (the ceiling of the client and the broker); then a redelivery
 // storm replays every message to the eo and eo-batch32 groups, rewound to
 // offset 0, found first in the claim table and then in the listener's
 // cache. It prints messages/s, CPU per message, RSS and the ratios to
@@ -135,16 +136,6 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	switch *mode {
 	case "tx":
 		for _, name := range e2eFlags {
@@ -164,7 +155,12 @@ func run() error {
 		if *messages < 1 || *bodySize < 1 || *queues < 1 || *rounds < 1 || *accounts < 1 {
 			return errors.New("-messages, -body-size, -queues, -rounds and -accounts must be at least 1")
 		}
-		_, err := runE2E(ctx, e2eConfig{
+		stopProfile, err := startProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+		_, err = runE2E(ctx, e2eConfig{
 			driver: *driverName, dsn: *dsn, messages: *messages, bodySize: *bodySize, queues: *queues,
 			accounts: *accounts, rounds: *rounds, namesrv: *namesrv, prefix: "eobench_e2e",
 			flushLog: *flushLog, stall: time.Minute, pgStatWait: 11 * time.Second, out: os.Stdout,
@@ -207,6 +203,11 @@ func run() error {
 		}
 	}
 
+	stopProfile, err := startProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	b, err := setup(*driverName, *dsn, *accounts)
 	if err != nil {
 		return err
@@ -247,6 +248,26 @@ func run() error {
 		fmt.Println("eobench: note: the server has no mysql.table_stats (a datadir without the system schema): MariaDB then tries to open its statistics tables at every statement that opens a table, which inflates the cost of each statement alike")
 	}
 	return b.run(ctx, workers, *ops, *rounds)
+}
+
+// startProfile starts a CPU profile into the file named path ("": none)
+// and returns what stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // txFlags and e2eFlags are the flags of only one -mode.
