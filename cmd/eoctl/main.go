@@ -43,11 +43,11 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"  // registers "mysql"
-	_ "github.com/jackc/pgx/v5/stdlib"  // registers "pgx"
-	_ "github.com/microsoft/go-mssqldb" // registers "sqlserver"
-
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+	// The drivers, and what mqdatasource needs to know about them.
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mssqldriver" // "sqlserver"
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mysqldriver" // "mysql"
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/pgxdriver"   // "pgx"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
