@@ -66,8 +66,19 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 	}
 	queue := queueFromContext(ctx)
 	done := make([]bool, len(msgs))
+	// Every message gets its span now: its phases are the batch's, shared
+	// with the others, so none are reported.
+	endSpan := make([]func(Outcome, error), len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			_, endSpan[i] = l.cfg.tracer.StartMessage(ctx, labels(m), m)
+		}
+	}
 	finish := func(i int, o Outcome, err error) {
 		done[i] = true
+		if endSpan[i] != nil {
+			endSpan[i](o, err)
+		}
 		l.cfg.metrics.MessageDone(labels(msgs[i]), o)
 		if !o.Acked() {
 			errs = append(errs, err)

@@ -44,11 +44,14 @@ func (p Phase) String() string {
 // and a child per Phase. It is defined here, and called by the listener,
 // so that this package imports no tracing library: the nested module
 // exactlyonce/eotel implements it with OpenTelemetry. Implementations must
-// be safe for concurrent use. The messages of a BatchListener are not
-// traced.
+// be safe for concurrent use. A BatchListener starts the span of every
+// message of a delivery when the delivery arrives and ends each with its
+// outcome, and reports no phases: its transaction is shared by the
+// batch.
 type Tracer interface {
 	// StartMessage is called when the listener starts on message m (after
-	// the delivery passed its group check; not for messages not run) and
+	// the delivery passed its group check; not for messages not run, except
+	// in a BatchListener, see above) and
 	// returns the context for the work on m, given to StartPhase and, through
 	// it, to the handler, and a function the listener calls once with m's
 	// outcome and error when it is done with m. In-place retries

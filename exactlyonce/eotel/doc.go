@@ -34,5 +34,6 @@
 // gets, so spans of the handler's own work nest under it) and
 // exactlyonce.commit. A message whose properties carry a W3C trace context
 // (the traceparent property, set by Inject on the producer side) gets the
-// producer's span as its parent.
+// producer's span as its parent. A BatchListener's messages get their spans
+// without phase children: their transaction is the batch's.
 package eotel

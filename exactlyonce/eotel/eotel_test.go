@@ -270,3 +270,45 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("a failed handler's commit was timed %d times", n)
 	}
 }
+
+// TestBatchSpans: a BatchListener gives every message its span, parented
+// from its properties, with its own outcome, and no phase spans.
+func TestBatchSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ds := openMem(t)
+	pctx, send := tp.Tracer("producer").Start(context.Background(), "send orders")
+	first := message("orders", "k1")
+	eotel.Inject(pctx, &first.Message)
+	send.End()
+	l := exactlyonce.BatchListener(ds, group, func(ctx context.Context, msgs []*primitive.MessageExt) error {
+		_, err := ds.DB().ExecContext(ctx, "UPDATE counter SET n = n + $1 WHERE id = $2", len(msgs), 1)
+		return err
+	}, exactlyonce.WithTracer(eotel.NewTracer(eotel.WithTracerProvider(tp))), quiet)
+	if _, err := l(clientCtx(), first, message("orders", "k2")); err != nil {
+		t.Fatal(err)
+	}
+	var processed []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "send orders" {
+			continue
+		}
+		if s.Name() != "process orders" {
+			t.Errorf("unexpected span %q", s.Name())
+			continue
+		}
+		processed = append(processed, s)
+		if got := attr(s, "exactlyonce.outcome").AsString(); got != "processed" {
+			t.Errorf("span of %s: outcome %q", attr(s, "messaging.message.id").AsString(), got)
+		}
+	}
+	if len(processed) != 2 {
+		t.Fatalf("%d message spans, want 2", len(processed))
+	}
+	for _, s := range processed {
+		fromProducer := s.Parent().SpanID() == send.SpanContext().SpanID()
+		if want := attr(s, "messaging.message.id").AsString() == "k1"; fromProducer != want {
+			t.Errorf("span of %s: parent is the producer's %v, want %v", attr(s, "messaging.message.id").AsString(), fromProducer, want)
+		}
+	}
+}
