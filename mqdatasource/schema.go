@@ -31,6 +31,10 @@ func (e *SchemaError) Error() string {
 // Unwrap returns ErrSchema.
 func (e *SchemaError) Unwrap() error { return ErrSchema }
 
+// Missing reports whether the table does not exist, rather than having the
+// wrong shape: Migrate creates a missing table, and alters no other.
+func (e *SchemaError) Missing() bool { return e.missing }
+
 type columnInfo struct {
 	dataType  string
 	length    int64
