@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -121,11 +120,13 @@ type DataSource struct {
 	// database). Executing the query text on the pool would cost, with
 	// go-sql-driver/mysql's default DSN, a prepare and a close per call;
 	// a *sql.Stmt is prepared once per pool connection, as database/sql
-	// re-prepares it on each connection it runs on. lookupMu serialises
-	// its creation with Close, so that no statement is prepared after
-	// Close and left open.
-	lookupMu sync.Mutex
-	lookup   atomic.Pointer[sql.Stmt]
+	// re-prepares it on each connection it runs on. lookupLock, a
+	// semaphore of one, serialises its creation with Close, so that no
+	// statement is prepared after Close and left open; unlike a mutex, a
+	// caller waiting for another's prepare gives up when its own context
+	// ends.
+	lookupLock chan struct{}
+	lookup     atomic.Pointer[sql.Stmt]
 }
 
 // Open is OpenContext with a context that ends after 30 seconds.
@@ -190,7 +191,7 @@ func OpenConnectorContext(ctx context.Context, c driver.Connector, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
+	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core, lookupLock: make(chan struct{}, 1)}
 	if cfg.schemaCheck || cfg.migrate {
 		check := ds.CheckSchema
 		if cfg.migrate {
@@ -245,8 +246,8 @@ func (ds *DataSource) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx
 // Close closes the statements the DataSource prepared and the *sql.DB (and
 // the driver's connector if it is an io.Closer).
 func (ds *DataSource) Close() error {
-	ds.lookupMu.Lock()
-	defer ds.lookupMu.Unlock()
+	ds.lookupLock <- struct{}{}
+	defer func() { <-ds.lookupLock }()
 	var err error
 	if s := ds.lookup.Load(); s != nil {
 		err = s.Close()
@@ -328,8 +329,12 @@ func (ds *DataSource) lookupStmt(ctx context.Context) (*sql.Stmt, error) {
 	if s := ds.lookup.Load(); s != nil {
 		return s, nil
 	}
-	ds.lookupMu.Lock()
-	defer ds.lookupMu.Unlock()
+	select {
+	case ds.lookupLock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-ds.lookupLock }()
 	if s := ds.lookup.Load(); s != nil {
 		return s, nil
 	}

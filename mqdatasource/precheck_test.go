@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -146,6 +147,27 @@ func TestIsConsumedPreparedInDelivery(t *testing.T) {
 		wantResult(t, "delivery", res, err, mqdatasource.Committed, nil)
 		if got, err := ds.IsConsumed(context.Background(), d); !got || err != nil {
 			t.Fatalf("after the commit: IsConsumed = %v, %v; want true, nil", got, err)
+		}
+	})
+}
+
+// TestIsConsumedWaitsForPrepareWithinCtx: a call that finds another's
+// prepare of the lookup under way waits for it no longer than its own
+// context, and the lookup is prepared once that prepare is over.
+func TestIsConsumedWaitsForPrepareWithinCtx(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		ds := openPrecheck(t, e, 1)
+		d := delivery("G", "waiting")
+		release := mqdatasource.HoldLookupLock(ds)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if got, err := ds.IsConsumed(ctx, d); got || !errors.Is(err, context.DeadlineExceeded) {
+			release()
+			t.Fatalf("IsConsumed while the lookup is being prepared = %v, %v; want false, context.DeadlineExceeded", got, err)
+		}
+		release()
+		if got, err := ds.IsConsumed(context.Background(), d); got || err != nil {
+			t.Fatalf("IsConsumed = %v, %v; want false, nil", got, err)
 		}
 	})
 }
