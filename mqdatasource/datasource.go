@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -130,6 +131,19 @@ const openCheckTimeout = 30 * time.Second
 type DataSource struct {
 	db   *sql.DB
 	core *core
+
+	// lookup is IsConsumed's statement, prepared on first use rather than
+	// by Open (which may skip the schema check and not touch the
+	// database). Executing the query text on the pool would cost, with
+	// go-sql-driver/mysql's default DSN, a prepare and a close per call;
+	// a *sql.Stmt is prepared once per pool connection, as database/sql
+	// re-prepares it on each connection it runs on. lookupLock, a
+	// semaphore of one, serialises its creation with Close, so that no
+	// statement is prepared after Close and left open; unlike a mutex, a
+	// caller waiting for another's prepare gives up when its own context
+	// ends.
+	lookupLock chan struct{}
+	lookup     atomic.Pointer[sql.Stmt]
 }
 
 // Open is OpenContext with a context that ends after 30 seconds.
@@ -196,7 +210,7 @@ func OpenConnectorContext(ctx context.Context, c driver.Connector, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
+	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core, lookupLock: make(chan struct{}, 1)}
 	if cfg.schemaCheck || cfg.migrate {
 		check := ds.CheckSchema
 		if cfg.migrate {
@@ -248,9 +262,17 @@ func (ds *DataSource) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx
 	return ds.db.BeginTx(ctx, opts)
 }
 
-// Close closes the *sql.DB (and the driver's connector if it is an
-// io.Closer).
-func (ds *DataSource) Close() error { return ds.db.Close() }
+// Close closes the statements the DataSource prepared and the *sql.DB (and
+// the driver's connector if it is an io.Closer).
+func (ds *DataSource) Close() error {
+	ds.lookupLock <- struct{}{}
+	defer func() { <-ds.lookupLock }()
+	var err error
+	if s := ds.lookup.Load(); s != nil {
+		err = s.Close()
+	}
+	return errors.Join(err, ds.db.Close())
+}
 
 // Table returns the claim table's name.
 func (ds *DataSource) Table() string { return ds.core.table }
@@ -276,7 +298,8 @@ func (ds *DataSource) ValidateDelivery(d Delivery) error {
 // collation) is not d's: IsConsumed then returns false and a
 // *KeyCollisionError (ErrKeyCollision). It is a pre-check, for skipping
 // work that needs no transaction; the claim in BeginTx remains the guard.
-// It runs outside any transaction and ignores a delivery in ctx. It reads
+// It runs outside any transaction and ignores a delivery in ctx; its
+// statement is prepared once per connection of the pool. It reads
 // at the pool's isolation level: under READ UNCOMMITTED (MySQL, SQL
 // Server) it would also see the claim of a transaction still open, which
 // may yet roll back; use READ COMMITTED or stronger for the sessions.
@@ -285,7 +308,16 @@ func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) 
 	if err := ds.core.validate(d, id); err != nil {
 		return false, err
 	}
-	rows, err := ds.db.QueryContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id))
+	// Both the prepare and each execution get ctx without its delivery: a
+	// connection routes a statement by the context it is prepared or run
+	// with, and would otherwise claim the delivery and read in its
+	// transaction.
+	ctx = WithoutDelivery(ctx)
+	lookup, err := ds.lookupStmt(ctx)
+	if err != nil {
+		return false, err
+	}
+	rows, err := lookup.QueryContext(ctx, ds.core.dialect.impl().stringArg(id))
 	if err != nil {
 		return false, err
 	}
@@ -308,6 +340,29 @@ func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) 
 		return false, ds.core.collision(id, other)
 	}
 	return false, nil
+}
+
+// lookupStmt returns the pre-check's prepared statement, preparing it with
+// ctx on first use. A failed prepare is not kept: the next call tries again.
+func (ds *DataSource) lookupStmt(ctx context.Context) (*sql.Stmt, error) {
+	if s := ds.lookup.Load(); s != nil {
+		return s, nil
+	}
+	select {
+	case ds.lookupLock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-ds.lookupLock }()
+	if s := ds.lookup.Load(); s != nil {
+		return s, nil
+	}
+	s, err := ds.db.PrepareContext(ctx, ds.core.lookupSQL)
+	if err != nil {
+		return nil, err
+	}
+	ds.lookup.Store(s)
+	return s, nil
 }
 
 // Purge deletes the claim records older than before (by ctime, the claim
