@@ -1,7 +1,9 @@
 // Package remoting sends single RocketMQ remoting requests with JSON
 // headers, for the project's test tooling: the readiness probe of the
 // throwaway Apache RocketMQ and the broker queries that rocketmq-client-go's
-// admin API lacks (committed offsets, a group's consumers, a queue's end).
+// admin API lacks (committed offsets, a group's consumers, a queue's end);
+// and for exactlyonce's send-backs, whose response code rocketmq-client-go
+// v2.1.2 ignores (a failure path: one connection each is cheap enough).
 //
 // It is written from the protocol, independently of rocketmqtest, so that
 // what the tests read from the real broker does not go through the fake's
@@ -28,6 +30,7 @@ const (
 	UpdateAndCreateTopic    = 17
 	GetBrokerRuntimeInfo    = 28
 	GetMaxOffset            = 30
+	ConsumerSendMsgBack     = 36
 	GetConsumerListByGroup  = 38
 	GetRouteInfoByTopic     = 105
 	InvokeBrokerResetOffset = 222
@@ -140,16 +143,27 @@ func Expect(ctx context.Context, addr string, code int, ext map[string]string, b
 	return r, nil
 }
 
+// Topic permissions (PermName in the Java broker).
+const (
+	PermRead      = 4
+	PermReadWrite = 6
+)
+
 // CreateTopic creates (or updates) topic on the broker at brokerAddr with
 // queues read and write queues, readable and writable.
 func CreateTopic(ctx context.Context, brokerAddr, topic string, queues int) error {
+	return CreateTopicPerm(ctx, brokerAddr, topic, queues, PermReadWrite)
+}
+
+// CreateTopicPerm is CreateTopic with the permission perm.
+func CreateTopicPerm(ctx context.Context, brokerAddr, topic string, queues, perm int) error {
 	n := strconv.Itoa(queues)
 	_, err := Expect(ctx, brokerAddr, UpdateAndCreateTopic, map[string]string{
 		"topic":           topic,
 		"defaultTopic":    "TBW102",
 		"readQueueNums":   n,
 		"writeQueueNums":  n,
-		"perm":            "6", // PermName.PERM_READ | PERM_WRITE
+		"perm":            strconv.Itoa(perm),
 		"topicFilterType": "SINGLE_TAG",
 		"topicSysFlag":    "0",
 		"order":           "false",
