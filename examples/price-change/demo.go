@@ -13,6 +13,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
@@ -27,7 +28,7 @@ type demoConfig struct {
 	Style      string // handler style: "plain" or "tx"
 	Topic      string // "" picks one
 	Group      string // "" picks one
-	Queues     int    // queues of the topic (in-process broker)
+	Queues     int    // queues of the topic, when the demo creates it
 	Timeout    time.Duration
 	Logger     *slog.Logger // the listeners' logger
 	Verbose    bool         // keep the client's logs at shutdown
@@ -103,8 +104,17 @@ func (d *demo) run(ctx context.Context) error {
 		d.broker = b
 		nameServer = b.Addr()
 		d.prog.event("in-process RocketMQ broker on %s, topic %s with %d queues", nameServer, topic, cfg.Queues)
-	} else if topic == "" {
-		topic = "price-change-" + runID
+	} else {
+		if topic == "" {
+			topic = "price-change-" + runID
+		}
+		created, err := ensureTopic(ctx, nameServer, topic, cfg.Queues)
+		if err != nil {
+			return err
+		}
+		if created {
+			d.prog.event("RocketMQ at %s, created topic %s with %d queues", nameServer, topic, cfg.Queues)
+		}
 	}
 	if group == "" {
 		// A group of its own, so that records of earlier runs in the same
@@ -378,6 +388,44 @@ func (d *demo) offsetsCommitted(group, topic string) bool {
 		}
 	}
 	return true
+}
+
+// ensureTopic creates topic with queues queues on every master broker of the
+// cluster, unless the name server already serves a route for it, and waits
+// for that route: the consumers start before anything is published, and a
+// client refuses to start on a topic without a route (auto-creation, where
+// the broker allows it, happens only at the first send). An existing topic
+// is left as it is.
+//
+// rocketmq-client-go v2.1.2's admin API creates a topic on a broker address
+// but cannot list the brokers, so the example uses the project's remoting
+// package for the cluster's masters and the route.
+func ensureTopic(ctx context.Context, nameServer, topic string, queues int) (created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := remoting.Route(ctx, nameServer, topic); err == nil {
+		return false, nil
+	}
+	masters, err := remoting.MasterAddrs(ctx, nameServer)
+	if err != nil {
+		return false, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for _, addr := range masters {
+		if err := remoting.CreateTopic(ctx, addr, topic, queues); err != nil {
+			return false, fmt.Errorf("create topic %s on the broker at %s: %w", topic, addr, err)
+		}
+	}
+	for {
+		_, err := remoting.Route(ctx, nameServer, topic)
+		if err == nil {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("topic %s created, but the name server at %s serves no route for it: %w", topic, nameServer, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // probe checks that a name server address accepts connections, so that a
