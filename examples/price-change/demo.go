@@ -13,7 +13,6 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
@@ -105,16 +104,12 @@ func (d *demo) run(ctx context.Context) error {
 		nameServer = b.Addr()
 		d.prog.event("in-process RocketMQ broker on %s, topic %s with %d queues", nameServer, topic, cfg.Queues)
 	} else {
+		// The consumers start before anything is published, and a client
+		// refuses to start on a topic without a route: the topic must exist.
 		if topic == "" {
-			topic = "price-change-" + runID
+			return errors.New("with -namesrv, -topic names an existing topic (create it with mqadmin updateTopic; scripts/demo.sh apache does)")
 		}
-		created, err := ensureTopic(ctx, nameServer, topic, cfg.Queues)
-		if err != nil {
-			return err
-		}
-		if created {
-			d.prog.event("RocketMQ at %s, created topic %s with %d queues", nameServer, topic, cfg.Queues)
-		}
+		d.prog.event("RocketMQ at %s, topic %s", nameServer, topic)
 	}
 	if group == "" {
 		// A group of its own, so that records of earlier runs in the same
@@ -388,44 +383,6 @@ func (d *demo) offsetsCommitted(group, topic string) bool {
 		}
 	}
 	return true
-}
-
-// ensureTopic creates topic with queues queues on every master broker of the
-// cluster, unless the name server already serves a route for it, and waits
-// for that route: the consumers start before anything is published, and a
-// client refuses to start on a topic without a route (auto-creation, where
-// the broker allows it, happens only at the first send). An existing topic
-// is left as it is.
-//
-// rocketmq-client-go v2.1.2's admin API creates a topic on a broker address
-// but cannot list the brokers, so the example uses the project's remoting
-// package for the cluster's masters and the route.
-func ensureTopic(ctx context.Context, nameServer, topic string, queues int) (created bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := remoting.Route(ctx, nameServer, topic); err == nil {
-		return false, nil
-	}
-	masters, err := remoting.MasterAddrs(ctx, nameServer)
-	if err != nil {
-		return false, fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	for _, addr := range masters {
-		if err := remoting.CreateTopic(ctx, addr, topic, queues); err != nil {
-			return false, fmt.Errorf("create topic %s on the broker at %s: %w", topic, addr, err)
-		}
-	}
-	for {
-		_, err := remoting.Route(ctx, nameServer, topic)
-		if err == nil {
-			return true, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, fmt.Errorf("topic %s created, but the name server at %s serves no route for it: %w", topic, nameServer, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // probe checks that a name server address accepts connections, so that a

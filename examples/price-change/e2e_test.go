@@ -291,20 +291,3 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
-// With -namesrv the demo creates its topic before its consumers start
-// (they refuse a topic without a route), and leaves an existing one alone.
-// scripts/demo.sh apache runs the whole demo this way.
-func TestEnsureTopicOnApache(t *testing.T) {
-	b := brokertest.Apache(t)
-	topic := brokertest.UniqueName(t, "price_change")
-	for i, want := range []bool{true, false} {
-		created, err := ensureTopic(context.Background(), b.NameServer(), topic, 2)
-		if err != nil || created != want {
-			t.Fatalf("call %d: created %v, %v; want %v", i+1, created, err, want)
-		}
-	}
-	if n := b.MaxOffset(t, topic, 1); n != 0 {
-		t.Fatalf("queue 1 of the new topic: max offset %d, want 0 (an empty queue)", n)
-	}
-}

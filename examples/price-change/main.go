@@ -178,7 +178,7 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	f := newFlags("demo", stderr, "namesrv", "dsn", "driver", "topic", "group", "style",
 		"products", "changes", "seed", "resend", "json")
 	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
-	queues := f.Int("queues", 8, "queues of the topic, when the demo creates it (always on the in-process broker; with -namesrv, when missing)")
+	queues := f.Int("queues", 8, "queues of the topic on the in-process broker (with -namesrv the topic exists already)")
 	timeout := f.Duration("timeout", 3*time.Minute, "give up after this long")
 	if err := f.parse(args); err != nil {
 		return err

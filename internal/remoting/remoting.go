@@ -301,3 +301,40 @@ func BrokerVersion(ctx context.Context, brokerAddr string) (string, error) {
 	}
 	return v, nil
 }
+
+// EnsureTopic creates topic with queues queues on every master broker of the
+// cluster, unless the name server already serves a route for it, and waits
+// for that route: the consumers start before anything is published, and a
+// client refuses to start on a topic without a route (auto-creation, where
+// the broker allows it, happens only at the first send). An existing topic
+// is left as it is.
+//
+// rocketmq-client-go v2.1.2's admin API creates a topic on a broker address
+// but cannot list the brokers.
+func EnsureTopic(ctx context.Context, nameServer, topic string, queues int) (created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := Route(ctx, nameServer, topic); err == nil {
+		return false, nil
+	}
+	masters, err := MasterAddrs(ctx, nameServer)
+	if err != nil {
+		return false, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for _, addr := range masters {
+		if err := CreateTopic(ctx, addr, topic, queues); err != nil {
+			return false, fmt.Errorf("create topic %s on the broker at %s: %w", topic, addr, err)
+		}
+	}
+	for {
+		_, err := Route(ctx, nameServer, topic)
+		if err == nil {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("topic %s created, but the name server at %s serves no route for it: %w", topic, nameServer, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
