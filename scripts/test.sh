@@ -38,7 +38,7 @@ cd "$(dirname "$0")/.."
 # Modules nested in this repository, with a go.mod of their own so that the
 # library's go.mod does not require what they use; each is vetted, checked
 # and tested like the root module.
-nested_modules="schema/migrationtest exactlyonce/eoprom exactlyonce/eotel mqdatasource/ormtest"
+nested_modules="schema/migrationtest exactlyonce/eoprom exactlyonce/eotel mqdatasource/ormtest mqdatasource/mssqlbeside"
 
 staticcheck_version=v0.8.2 # honnef.co/go/tools
 govulncheck_version=v1.9.0 # golang.org/x/vuln
