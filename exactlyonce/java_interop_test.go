@@ -1,0 +1,212 @@
+package exactlyonce
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
+)
+
+// Interop with Java producers: messages sent to Apache RocketMQ by Apache's
+// own Java client (singles, a resend of one message, a batch sent twice) and
+// by Alibaba's ons-client with EXACTLYONCE_DELIVERY are applied exactly once
+// by our consumer, keyed as the Java ExactlyOnceConsumer keys them. The Java
+// side is interop/java, run through scripts/java-interop.sh. Alibaba's
+// ExactlyOnceConsumer itself is not on Maven Central, so the migration
+// between it and this library cannot run here (docs/migrating-from-java.md).
+
+// javaSend is one send of the Java harness: a message can be sent more than
+// once (a resend), with the same msgId each time.
+type javaSend struct {
+	scenario string // "apache-single", "apache-resend", "apache-batch", "ons-exactlyonce"
+	body     string // "name:account:amount", the name unique per message
+	msgID    string // the UNIQ_KEY the producer set
+}
+
+// TestJavaInterop runs the Java producers once into one topic, then
+// consumes the topic with a new group per database.
+func TestJavaInterop(t *testing.T) {
+	skipIfRace(t)
+	b := &apacheBroker{Broker: brokertest.Apache(t), queues: map[string]int{}}
+	topic := unique(t, "java_interop")
+	b.createTopic(t, topic, 2)
+	sends := runJavaProducers(t, b.NameServer(), topic)
+	ran := 0
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		testJavaInterop(t, b, e, topic, sends)
+		if !t.Failed() && !t.Skipped() {
+			ran++
+		}
+	})
+	if ran > 0 && !t.Failed() {
+		// The line CI's log shows (scripts/test.sh runs this test with -v).
+		fmt.Printf("e2e: java interop on %s: ok (%d sends of %d messages by Apache's Java producer and ons-client's EXACTLYONCE_DELIVERY producer, on %d database(s))\n",
+			b.name(), len(sends), len(distinctBodies(sends)), ran)
+	}
+}
+
+// runJavaProducers runs interop.Main of the Java harness against the name
+// server and returns its sends. Without java or mvn the test is skipped, or
+// fails when REQUIRE_APACHE_ROCKETMQ=1, as without the broker.
+func runJavaProducers(t *testing.T, nameServer, topic string) []javaSend {
+	t.Helper()
+	for _, tool := range []string{"java", "mvn"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv(brokertest.EnvRequire) == "1" {
+				t.Fatalf("%s=1 but %s is not installed", brokertest.EnvRequire, tool)
+			}
+			t.Skipf("%s not installed: skipping the Java interop test", tool)
+		}
+	}
+	// The first run builds the harness and fetches its jars.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "../scripts/java-interop.sh", "interop.Main", nameServer, topic)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("Java producers: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.Bytes())
+	}
+	var sends []javaSend
+	for line := range strings.Lines(string(out)) {
+		f := strings.Split(strings.TrimSuffix(line, "\n"), "\t")
+		if len(f) != 3 {
+			t.Fatalf("Java producers: unexpected line %q", line)
+		}
+		sends = append(sends, javaSend{scenario: f[0], body: f[1], msgID: f[2]})
+	}
+	if len(sends) == 0 {
+		t.Fatalf("Java producers sent nothing; stderr:\n%s", stderr.Bytes())
+	}
+	return sends
+}
+
+// distinctBodies returns the first send of each message, by body.
+func distinctBodies(sends []javaSend) map[string]javaSend {
+	m := map[string]javaSend{}
+	for _, s := range sends {
+		if _, ok := m[s.body]; !ok {
+			m[s.body] = s
+		}
+	}
+	return m
+}
+
+// parseBody splits a harness body, "name:account:amount".
+func parseBody(body string) (name, account string, amount int64, err error) {
+	f := strings.Split(body, ":")
+	if len(f) != 3 {
+		return "", "", 0, fmt.Errorf("body %q: want name:account:amount", body)
+	}
+	amount, err = strconv.ParseInt(f[2], 10, 64)
+	return f[0], f[1], amount, err
+}
+
+// keyPattern matches the transaction_record message_id the Java
+// ExactlyOnceConsumer would store for s in group: the msgId, or for an
+// exactly-once producer EXTEND_UNIQ_INFO, the msgId followed by the
+// producer's random int in 8 hex digits; then "#" and the group.
+func keyPattern(s javaSend, group string) *regexp.Regexp {
+	suffix := ""
+	if s.scenario == "ons-exactlyonce" {
+		suffix = "[0-9A-F]{8}"
+	}
+	return regexp.MustCompile("^" + regexp.QuoteMeta(s.msgID) + suffix + "#" + regexp.QuoteMeta(group) + "$")
+}
+
+// testJavaInterop consumes every send with a new group doing a
+// non-idempotent business transaction (balance = balance + amount, and one
+// insert), then checks the final state: each message applied once, one
+// record per message in the Java key format.
+func testJavaInterop(t *testing.T, b *apacheBroker, e *dbtest.Env, topic string, sends []javaSend) {
+	f := newFixture(t, e)
+	accounts := dbtest.UniqueName(t, "account")
+	e.Exec(t, "CREATE TABLE "+accounts+" (id VARCHAR(32) PRIMARY KEY, balance BIGINT NOT NULL)")
+	t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+accounts) })
+	messages := distinctBodies(sends)
+	want := map[string]int64{}
+	for body := range messages {
+		_, account, amount, err := parseBody(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := want[account]; !ok {
+			e.Exec(t, e.Rebind("INSERT INTO "+accounts+" (id, balance) VALUES (?, 0)"), account)
+		}
+		want[account] += amount
+	}
+
+	group := unique(t, "java_interop")
+	start := time.Now()
+	c := newConsumer(t, f, b, group)
+	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		name, account, amount, err := parseBody(string(m.Body))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+accounts+" SET balance = balance + ? WHERE id = ?"), amount, account); err != nil {
+			return err
+		}
+		return f.apply(ctx, tx, group, name, int(m.QueueOffset))
+	})
+	// Every stored copy, resends included, has been through the listener.
+	eventuallyCommitted(t, b, c, group, topic, int64(len(sends)))
+
+	if rows, distinct := f.appliedCount(t); rows != int64(len(messages)) || distinct != rows {
+		t.Errorf("applied %d times, %d distinct messages; want each of the %d messages once", rows, distinct, len(messages))
+	}
+	for account, w := range want {
+		if got := e.QueryInt(t, e.Rebind("SELECT balance FROM "+accounts+" WHERE id = ?"), account); got != w {
+			t.Errorf("balance of %s = %d, want %d", account, got, w)
+		}
+	}
+
+	rows, err := e.Admin.Query("SELECT message_id, ctime FROM " + f.records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	matched := map[string]int{} // records per message body
+	for rows.Next() {
+		var id string
+		var ctime int64
+		if err := rows.Scan(&id, &ctime); err != nil {
+			t.Fatal(err)
+		}
+		// Epoch milliseconds, as the Java consumer writes it.
+		if ctime < start.Add(-time.Second).UnixMilli() || ctime > time.Now().Add(time.Second).UnixMilli() {
+			t.Errorf("record %s: ctime %d is not the claim time in epoch milliseconds", id, ctime)
+		}
+		n := 0
+		for body, s := range messages {
+			if keyPattern(s, group).MatchString(id) {
+				matched[body]++
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("record %s matches %d of the sent messages, want 1", id, n)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for body := range messages {
+		if matched[body] != 1 {
+			t.Errorf("message %s (%s): %d records, want 1", body, messages[body].scenario, matched[body])
+		}
+	}
+}
