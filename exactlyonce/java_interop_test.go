@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,7 +119,8 @@ func parseBody(body string) (name, account string, amount int64, err error) {
 // keyPattern matches the transaction_record message_id the Java
 // ExactlyOnceConsumer would store for s in group: the msgId, or for an
 // exactly-once producer EXTEND_UNIQ_INFO, the msgId followed by the
-// producer's random int in 8 hex digits; then "#" and the group.
+// producer's random int in 8 hex digits; then "#" and the group. (The
+// harness's batch members carry their own msgId as EXTEND_UNIQ_INFO.)
 func keyPattern(s javaSend, group string) *regexp.Regexp {
 	suffix := ""
 	if s.scenario == "ons-exactlyonce" {
@@ -151,11 +153,18 @@ func testJavaInterop(t *testing.T, b *apacheBroker, e *dbtest.Env, topic string,
 
 	group := unique(t, "java_interop")
 	start := time.Now()
+	var mu sync.Mutex
+	batchMsgIDs := map[string]string{} // the UNIQ_KEY a batch member arrived with, by body
 	c := newConsumer(t, f, b, group)
 	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
 		name, account, amount, err := parseBody(string(m.Body))
 		if err != nil {
 			return err
+		}
+		if messages[string(m.Body)].scenario == "apache-batch" {
+			mu.Lock()
+			batchMsgIDs[string(m.Body)] = m.MsgId
+			mu.Unlock()
 		}
 		if _, err := tx.ExecContext(ctx, f.Rebind("UPDATE "+accounts+" SET balance = balance + ? WHERE id = ?"), amount, account); err != nil {
 			return err
@@ -164,6 +173,17 @@ func testJavaInterop(t *testing.T, b *apacheBroker, e *dbtest.Env, topic string,
 	})
 	// Every stored copy, resends included, has been through the listener.
 	eventuallyCommitted(t, b, c, group, topic, int64(len(sends)))
+
+	// What makes the harness stamp its batch members (ApacheProducer.java):
+	// they arrive with the batch's UNIQ_KEY, not their own, so without
+	// EXTEND_UNIQ_INFO the members of one send would share one key.
+	mu.Lock()
+	for body, id := range batchMsgIDs {
+		if id == messages[body].msgID {
+			t.Errorf("batch member %s arrived with its own UNIQ_KEY %s: the broker no longer overrides it; update docs/migrating-from-java.md", body, id)
+		}
+	}
+	mu.Unlock()
 
 	if rows, distinct := f.appliedCount(t); rows != int64(len(messages)) || distinct != rows {
 		t.Errorf("applied %d times, %d distinct messages; want each of the %d messages once", rows, distinct, len(messages))

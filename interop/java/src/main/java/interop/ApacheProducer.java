@@ -7,6 +7,9 @@ import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
 import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageAccessor;
+import org.apache.rocketmq.common.message.MessageClientIDSetter;
+import org.apache.rocketmq.common.message.MessageConst;
 
 /**
  * Apache RocketMQ's own Java producer (rocketmq-client, the broker's
@@ -44,11 +47,22 @@ final class ApacheProducer implements AutoCloseable {
         Main.sent("apache-resend", body(m), second);
     }
 
-    /** A batch of three sent twice: each member keeps its msgId. */
+    /**
+     * A batch of three sent twice. The client gives each member a UNIQ_KEY
+     * and the batch one of its own, new on every send; a 5.x broker stores
+     * each member with the batch's properties after its own, so consumers
+     * (Go and Java alike: the last UNIQ_KEY wins) see every member of one
+     * send with the batch's id. Each member therefore carries its own id in
+     * EXTEND_UNIQ_INFO too, which the batch's properties do not override:
+     * the key the Java ExactlyOnceConsumer and DefaultKey read first.
+     */
     void sendBatchTwice(String topic) throws Exception {
         List<Message> batch = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
-            batch.add(message(topic, "apache-batch-" + i, "acct-c", 100 * (i + 1)));
+            Message m = message(topic, "apache-batch-" + i, "acct-c", 100 * (i + 1));
+            MessageClientIDSetter.setUniqID(m);
+            MessageAccessor.putProperty(m, MessageConst.PROPERTY_EXTEND_UNIQ_INFO, MessageClientIDSetter.getUniqID(m));
+            batch.add(m);
         }
         String first = check(producer.send(batch)).getMsgId();
         String second = check(producer.send(batch)).getMsgId();
