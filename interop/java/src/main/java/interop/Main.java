@@ -27,6 +27,7 @@ public final class Main {
         }
         try (OnsProducer ons = new OnsProducer(namesrv)) {
             ons.sendSingles(topic);
+            ons.resendSingle(topic);
         }
     }
 

@@ -36,6 +36,19 @@ final class OnsProducer implements AutoCloseable {
         }
     }
 
+    /**
+     * One message object sent twice, as an application resend after an
+     * error. ons-client converts the message anew on every send, so the
+     * resend gets a new msgId and EXTEND_UNIQ_INFO: to every consumer it is
+     * a second message. Only the client's own send retries keep the key.
+     */
+    void resendSingle(String topic) {
+        String body = "ons-resend:acct-e:7";
+        Message m = new Message(topic, "", body.getBytes(StandardCharsets.UTF_8));
+        Main.sent("ons-resend", body, producer.send(m).getMessageId());
+        Main.sent("ons-resend", body, producer.send(m).getMessageId());
+    }
+
     @Override
     public void close() {
         producer.shutdown();
