@@ -13,9 +13,17 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src="$root/interop/java"
-for tool in java mvn; do
-	command -v "$tool" >/dev/null || { echo "java-interop.sh: $tool not found (apt-get install default-jdk-headless maven)" >&2; exit 3; }
-done
+# A JDK (javac, not only the JRE the broker needs) and Maven, installed with
+# apt-get when missing, as scripts/testdb.sh does for the servers.
+if ! command -v javac >/dev/null || ! command -v mvn >/dev/null; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "java-interop.sh: javac or mvn missing: apt-get install default-jdk-headless maven" >&2
+		exit 3
+	fi
+	echo "java-interop.sh: installing default-jdk-headless and maven" >&2
+	apt-get install -y -qq default-jdk-headless maven >&2 ||
+		{ apt-get update -qq >&2 && apt-get install -y -qq default-jdk-headless maven >&2; }
+fi
 hash=$(cd "$src" && find . -type f -not -path './target/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-8)
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/rocketmq-exactlyonce/java-interop-$hash"
 if [ ! -d "$cache" ]; then

@@ -16,6 +16,11 @@
 #    without -race, so step 2 runs them.)
 #
 # 4. The tests of the nested modules (see nested_modules).
+# 5. The Java interop test (exactlyonce's TestJavaInterop: Java producers,
+#    built from interop/java by scripts/java-interop.sh, and our consumer on
+#    Apache RocketMQ), on its own with -v so that its "e2e: java interop
+#    ..." line shows in the log; step 3 leaves it out. About 10 s once the
+#    harness's jars are cached; the first run builds it (~30 s).
 #
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
 # starts a further pair of database servers and a further Apache RocketMQ.
@@ -96,7 +101,16 @@ fi
 
 export REQUIRE_APACHE_ROCKETMQ=1
 THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./...
-go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/
+go test -count=1 -timeout 20m -skip '^TestJavaInterop$' ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done
+interop=$(go test -count=1 -timeout 10m -run '^TestJavaInterop$' -v ./exactlyonce/ 2>&1) || {
+	printf '%s\n' "$interop"
+	exit 1
+}
+grep '^e2e: ' <<<"$interop" || {
+	printf '%s\nscripts/test.sh: TestJavaInterop printed no e2e line: it did not run\n' "$interop" >&2
+	exit 1
+}
+grep -E '^(ok|PASS)' <<<"$interop" | tail -1
