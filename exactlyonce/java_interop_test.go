@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
 // Interop with Java producers: messages sent to Apache RocketMQ by Apache's
@@ -133,12 +135,53 @@ func keyPattern(s javaSend, group string) *regexp.Regexp {
 	return regexp.MustCompile("^" + regexp.QuoteMeta(s.msgID) + suffix + "#" + regexp.QuoteMeta(group) + "$")
 }
 
+// javaTableFixture is newFixture with, on MySQL, the Java client's own
+// transaction_record in place of ours (its DDL as in
+// mqdatasource/duplicate_test.go: another unique key name, no load_key),
+// opened with the schema check on: our consumer on the table the Java
+// consumer created. Its character set is utf8mb4, as the DataSource
+// requires (docs/migrating-from-java.md: ALTER a utf8 or latin1 one first).
+func javaTableFixture(t *testing.T, e *dbtest.Env) *fixture {
+	t.Helper()
+	if e.Name != "mysql" {
+		return newFixture(t, e)
+	}
+	f := &fixture{Env: e, records: dbtest.UniqueName(t, "javatr"), applied: dbtest.UniqueName(t, "applied")}
+	t.Cleanup(func() {
+		e.Exec(t, "DROP TABLE IF EXISTS "+f.records)
+		e.Exec(t, "DROP TABLE IF EXISTS "+f.applied)
+	})
+	e.Exec(t, "CREATE TABLE "+f.records+` (
+  consumer_group varchar(128) NOT NULL DEFAULT '',
+  message_id varchar(255) NOT NULL DEFAULT '',
+  topic_name varchar(255) NOT NULL DEFAULT '',
+  ctime bigint(20) NOT NULL,
+  queue_id int(11) NOT NULL,
+  `+"`offset`"+` bigint(20) NOT NULL,
+  broker_name varchar(255) NOT NULL DEFAULT '',
+  id bigint(20) NOT NULL AUTO_INCREMENT,
+  PRIMARY KEY (id),
+  UNIQUE KEY message_id_unique_key (message_id),
+  KEY ctime_key (ctime)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`)
+	e.Exec(t, "CREATE TABLE "+f.applied+" (grp VARCHAR(64) NOT NULL, k VARCHAR(200) NOT NULL, seq INT NOT NULL)")
+	// Its case-insensitive collation draws an expected Warn on every check.
+	ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(f.records),
+		mqdatasource.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatalf("Open on the Java table: %v", err)
+	}
+	t.Cleanup(func() { ds.Close() }) // before the tables are dropped
+	f.ds = ds
+	return f
+}
+
 // testJavaInterop consumes every send with a new group doing a
 // non-idempotent business transaction (balance = balance + amount, and one
 // insert), then checks the final state: each message applied once, one
 // record per message in the Java key format.
 func testJavaInterop(t *testing.T, b *apacheBroker, e *dbtest.Env, topic string, sends []javaSend) {
-	f := newFixture(t, e)
+	f := javaTableFixture(t, e)
 	accounts := dbtest.UniqueName(t, "account")
 	e.Exec(t, "CREATE TABLE "+accounts+" (id VARCHAR(32) PRIMARY KEY, balance BIGINT NOT NULL)")
 	t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+accounts) })
