@@ -179,7 +179,7 @@ func javaTableFixture(t *testing.T, e *dbtest.Env) *fixture {
 // testJavaInterop consumes every send with a new group doing a
 // non-idempotent business transaction (balance = balance + amount, and one
 // insert), then checks the final state: each message applied once, one
-// record per message in the Java key format.
+// record per message in the Java key format; then purges the records.
 func testJavaInterop(t *testing.T, b *apacheBroker, e *dbtest.Env, topic string, sends []javaSend) {
 	f := javaTableFixture(t, e)
 	accounts := dbtest.UniqueName(t, "account")
@@ -285,6 +285,19 @@ func testJavaInterop(t *testing.T, b *apacheBroker, e *dbtest.Env, topic string,
 	for i, s := range messages {
 		if matched[i] != 1 {
 			t.Errorf("message %s (%s, msgId %s): %d records, want 1", s.body, s.scenario, s.msgID, matched[i])
+		}
+	}
+
+	// Our purge on the (Java) table, by ctime in milliseconds: nothing is
+	// older than the run, everything is older than now.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range []struct {
+		before time.Time
+		want   int64
+	}{{start.Add(-time.Second), 0}, {time.Now().Add(time.Second), int64(len(messages))}} {
+		if n, err := f.ds.Purge(ctx, p.before); err != nil || n != p.want {
+			t.Errorf("Purge(%v) = %d, %v; want %d records deleted", p.before, n, err, p.want)
 		}
 	}
 }
