@@ -51,8 +51,8 @@ final class ApacheProducer implements AutoCloseable {
      * A batch of three sent twice. The client gives each member a UNIQ_KEY
      * and the batch one of its own, new on every send; a 5.x broker stores
      * each member with the batch's properties after its own, so consumers
-     * (Go and Java alike: the last UNIQ_KEY wins) see every member of one
-     * send with the batch's id. Each member therefore carries its own id in
+     * (Java's MessageDecoder and Go's keep the last value of a property) see
+     * every member of one send with the batch's id. Each member therefore carries its own id in
      * EXTEND_UNIQ_INFO too, which the batch's properties do not override:
      * the key the Java ExactlyOnceConsumer and DefaultKey read first.
      */

@@ -7,10 +7,10 @@ import java.util.List;
  * clients and prints one line per send, "scenario TAB body TAB msgId", for
  * the Go test to check what its consumer applied against.
  *
- * <p>Usage: {@code Main NAMESRV TOPIC}. Every body is "name:account:amount";
- * the name is unique per message, so the Go side knows which sends were the
- * same message. Exits non-zero if a client broke an expectation (a resend
- * that got a new id).
+ * <p>Usage: {@code Main NAMESRV TOPIC}. Every body is "name:account:amount",
+ * the name unique per message object; a resend of the object repeats the
+ * line, with the msgId the client gave it. Exits non-zero if Apache's
+ * client broke an expectation (a resend that got a new id).
  */
 public final class Main {
     public static void main(String[] args) throws Exception {
