@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/backoff"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/internal/driverext"
 )
 
 // core is the configuration shared by a connector and every connection it
@@ -37,6 +38,10 @@ type core struct {
 	rollbackOnTimeoutVar atomic.Int32
 
 	pool *pool // the delivery connections
+
+	// beginWith begins a claimed transaction in one round trip, when the
+	// driver's package can (pgxdriver); nil otherwise.
+	beginWith func(ctx context.Context, conn driver.Conn, q string, args []driver.NamedValue, broken func()) (driver.Tx, int64, bool, error)
 }
 
 func newCore(cfg *config, drv driver.Driver) (*core, error) {
@@ -46,6 +51,15 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		if d, err = detectDialect(drv); err != nil {
 			return nil, err
 		}
+	}
+	// A wrapped connector (WithDialect) hides the driver's type: then the
+	// package registered for the dialect.
+	ext := driverext.Lookup(drv)
+	if ext == nil {
+		ext = driverext.Dialect(d.Name())
+	}
+	if err := checkDriverPackage(d, drv, ext); err != nil {
+		return nil, err
 	}
 	public := d
 	if d.impl() == sqlserverDialect && mssqlRewritesQueries(drv) {
@@ -58,6 +72,9 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		logger:  cfg.logger,
 
 		charsetWarnOnly: cfg.charsetWarnOnly,
+	}
+	if ext != nil && ext.Dialect == d.Name() {
+		c.beginWith = ext.BeginWith
 	}
 	c.claimSQL = d.impl().claimSQL(c.table)
 	c.lookupSQL = d.impl().lookupSQL(c.table)
@@ -124,8 +141,10 @@ func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
 
 // OpenContext opens a DataSource like sql.Open: driverName is "mysql"
 // (go-sql-driver/mysql), "sqlserver" or "mssql" (microsoft/go-mssqldb), or
-// "pgx" (jackc/pgx/v5/stdlib); these drivers are registered by this package.
-// Other registered drivers work with WithDialect. Unless
+// "pgx" (jackc/pgx/v5/stdlib); this package imports none of them: the
+// program imports mysqldriver, mssqldriver or pgxdriver, which registers the
+// driver and tells this package about it (without it OpenContext fails with
+// ErrDriverPackage). Other registered drivers work with WithDialect. Unless
 // WithSchemaCheck(false) is given, it connects and runs CheckSchema (or
 // Migrate, with WithMigrate), and fails if the claim table is missing or has
 // the wrong shape.
