@@ -39,8 +39,10 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	// Under -race the E2E tests skip (skipIfRace): nothing to say.
 	if !raceEnabled {
-		if err := e2eSuite.Report(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+		for _, s := range []*brokertest.Suite{e2eSuite, javaSuite} {
+			if err := s.Report(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
 		}
 	}
 	os.Exit(code)

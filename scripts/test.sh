@@ -10,7 +10,10 @@
 #    process, again without the race detector: v2.1.2 has data races of its
 #    own (see docs/consumer.md), so those tests are left out under -race
 #    (rocketmqtest's by a !race build tag, exactlyonce's E2E tests and
-#    internal/brokertest's by a skip).
+#    internal/brokertest's by a skip). Among them exactlyonce's
+#    TestJavaInterop, whose Java producers scripts/java-interop.sh builds
+#    from interop/java (about 10 s once its jars are cached; the first run
+#    builds it, ~30 s).
 #    Their other tests run again too, which costs a few seconds.
 #    (The example's end-to-end tests run the client in subprocesses built
 #    without -race, so step 2 runs them.)
