@@ -152,8 +152,9 @@ func (s *state) pull(in *inbound, r *pullRequest, allowSuspend bool) *Command {
 	case r.offset == maxOffset:
 		code, next = codePullNotFound, r.offset
 	case r.offset > maxOffset:
-		// OFFSET_OVERFLOW_BADLY: back to the min offset when it is 0.
-		code, next = codePullOffsetMoved, minOffset
+		// OFFSET_OVERFLOW_BADLY: to the max offset, as 5.x answers (4.9
+		// went back to the min offset when it was 0).
+		code, next = codePullOffsetMoved, maxOffset
 	default:
 		scanLimit := int64(max(minFilterEntries, r.maxMsgs))
 		size, off := 0, r.offset
@@ -196,6 +197,9 @@ func (s *state) pull(in *inbound, r *pullRequest, allowSuspend bool) *Command {
 			"minOffset":            strconv.FormatInt(minOffset, 10),
 			"maxOffset":            strconv.FormatInt(maxOffset, 10),
 			"suggestWhichBrokerId": "0",
+			// 5.x adds these; the clients do not read them.
+			"topicSysFlag": "0",
+			"groupSysFlag": "0",
 		},
 	}
 	if body != nil {

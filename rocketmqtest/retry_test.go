@@ -8,6 +8,7 @@ package rocketmqtest_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestSendBackRetries(t *testing.T) {
 	}
 	for i, m := range retries {
 		if m.GetProperty("RETRY_TOPIC") != "work" || m.MsgId != res.MsgID || m.ReconsumeTimes != int32(i+1) ||
-			m.GetProperty("ORIGIN_MESSAGE_ID") != res.OffsetMsgID || m.GetProperty("DELAY") != "" {
+			m.GetProperty("ORIGIN_MESSAGE_ID") != res.OffsetMsgID || m.GetProperty("DELAY") != strconv.Itoa(3+i) {
 			t.Errorf("retry %d: reconsume %d props %v", i, m.ReconsumeTimes, m.GetProperties())
 		}
 	}

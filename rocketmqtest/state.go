@@ -108,7 +108,7 @@ func (s *state) topic(name string, autoCreate bool) *topic {
 	case strings.HasPrefix(name, retryTopicPrefix):
 		return s.createTopic(name, 1, 1, permRead|permWrite)
 	case strings.HasPrefix(name, dlqTopicPrefix):
-		return s.createTopic(name, 1, 1, permWrite)
+		return s.createTopic(name, 1, 1, permRead|permWrite) // readable since 5.x
 	case name == scheduleTopic:
 		n := len(s.cfg.delayLevels)
 		return s.createTopic(name, n, n, permRead|permWrite)
@@ -155,13 +155,12 @@ func (s *state) delay(level int) time.Duration {
 }
 
 // deliverScheduled is ScheduleMessageService.messageTimeup: the message goes
-// to its real topic and queue without the DELAY property.
+// to its real topic and queue, keeping the DELAY property as 5.x does.
 func (s *state) deliverScheduled(sm *message) {
 	s.record('S', binary.BigEndian.AppendUint64(nil, uint64(sm.commitLogOffset)))
 	props := parseProperties(sm.props)
 	realTopic := props[propRealTopic]
 	qid, _ := strconv.Atoi(props[propRealQueueID])
-	delete(props, propDelay)
 	props[propWait] = "false"
 	m := &message{
 		topic:          realTopic,

@@ -1,7 +1,8 @@
-// Package remoting sends single RocketMQ remoting requests with JSON
-// headers, for the project's test tooling: the readiness probe of the
+// Package remoting sends single RocketMQ remoting requests, with JSON or
+// binary headers, for the project's test tooling: the readiness probe of the
 // throwaway Apache RocketMQ and the broker queries that rocketmq-client-go's
-// admin API lacks (committed offsets, a group's consumers, a queue's end).
+// admin API lacks (committed offsets, a group's consumers, a queue's end),
+// and the raw half of the differential test of rocketmqtest against it.
 //
 // It is written from the protocol, independently of rocketmqtest, so that
 // what the tests read from the real broker does not go through the fake's
@@ -13,6 +14,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,14 +25,19 @@ import (
 // Request codes used by the project's tooling (RequestCode in the Java
 // broker).
 const (
+	SendMessage             = 10
+	PullMessage             = 11
 	QueryConsumerOffset     = 14
 	UpdateConsumerOffset    = 15
 	UpdateAndCreateTopic    = 17
 	GetBrokerRuntimeInfo    = 28
 	GetMaxOffset            = 30
+	GetMinOffset            = 31
+	ConsumerSendMsgBack     = 36
 	GetConsumerListByGroup  = 38
 	GetRouteInfoByTopic     = 105
 	InvokeBrokerResetOffset = 222
+	SendMessageV2           = 310
 )
 
 // Response codes (ResponseCode in the Java broker).
@@ -47,6 +54,8 @@ type Response struct {
 	Remark    string            `json:"remark"`
 	ExtFields map[string]string `json:"extFields"`
 	Body      []byte            `json:"-"`
+	// Serialization is the encoding the response's header came in.
+	Serialization Serialization `json:"-"`
 }
 
 // Int returns the header field key as an integer.
@@ -70,9 +79,24 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("remoting: request %d answered code %d (%s), want %d", e.Request, e.Code, e.Remark, e.Expected)
 }
 
+// Serialization is the encoding of a frame's header: the JSON one the Go
+// and Java clients send by default, or the binary ROCKETMQ one
+// (RocketMQSerializable in Java). A broker answers in the request's.
+type Serialization byte
+
+const (
+	JSON   Serialization = 0 // JSON (RemotingSerializable)
+	Binary Serialization = 1 // ROCKETMQ (RocketMQSerializable)
+)
+
 // Call sends request code with the header fields ext and body to addr and
 // returns the response, whatever its code. ctx bounds the whole exchange.
 func Call(ctx context.Context, addr string, code int, ext map[string]string, body []byte) (*Response, error) {
+	return CallAs(ctx, addr, JSON, code, ext, body)
+}
+
+// CallAs is Call with the header encoded as ser.
+func CallAs(ctx context.Context, addr string, ser Serialization, code int, ext map[string]string, body []byte) (*Response, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -85,22 +109,30 @@ func Call(ctx context.Context, addr string, code int, ext map[string]string, bod
 	}
 	_ = conn.SetDeadline(deadline)
 
-	header, err := json.Marshal(struct {
-		Code      int               `json:"code"`
-		Language  string            `json:"language"`
-		Version   int               `json:"version"`
-		Opaque    int               `json:"opaque"`
-		Flag      int               `json:"flag"`
-		ExtFields map[string]string `json:"extFields"`
-	}{Code: code, Language: "GO", Version: 317, Opaque: 1, ExtFields: ext})
-	if err != nil {
-		return nil, err
+	var header []byte
+	switch ser {
+	case JSON:
+		header, err = json.Marshal(struct {
+			Code      int               `json:"code"`
+			Language  string            `json:"language"`
+			Version   int               `json:"version"`
+			Opaque    int               `json:"opaque"`
+			Flag      int               `json:"flag"`
+			ExtFields map[string]string `json:"extFields"`
+		}{Code: code, Language: "GO", Version: 317, Opaque: 1, ExtFields: ext})
+		if err != nil {
+			return nil, err
+		}
+	case Binary:
+		header = encodeBinaryHeader(code, ext)
+	default:
+		return nil, fmt.Errorf("remoting: unknown serialization %d", ser)
 	}
 	// Frame: total length (header length field + header + body), then the
-	// header length with the serialization type (0, JSON) in its top byte.
+	// header length with the serialization type in its top byte.
 	frame := make([]byte, 8, 8+len(header)+len(body))
 	binary.BigEndian.PutUint32(frame[0:4], uint32(4+len(header)+len(body)))
-	binary.BigEndian.PutUint32(frame[4:8], uint32(len(header)))
+	binary.BigEndian.PutUint32(frame[4:8], uint32(ser)<<24|uint32(len(header)))
 	frame = append(append(frame, header...), body...)
 	if _, err := conn.Write(frame); err != nil {
 		return nil, err
@@ -112,19 +144,92 @@ func Call(ctx context.Context, addr string, code int, ext map[string]string, bod
 	}
 	total := binary.BigEndian.Uint32(prefix[0:4])
 	headerLen := binary.BigEndian.Uint32(prefix[4:8]) & 0xffffff
-	if prefix[4] != 0 || headerLen+4 > total || total > 64<<20 {
-		return nil, fmt.Errorf("remoting: response from %s is not a JSON-header frame (length %d, header %x)", addr, total, prefix[4:8])
+	// The response's serialization is the server's choice: the Java
+	// broker answers JSON (its default) whatever the request's was.
+	respSer := Serialization(prefix[4])
+	if respSer > Binary || headerLen+4 > total || total > 64<<20 {
+		return nil, fmt.Errorf("remoting: response from %s is not a remoting frame (length %d, header %x)", addr, total, prefix[4:8])
 	}
 	rest := make([]byte, total-4)
 	if _, err := io.ReadFull(conn, rest); err != nil {
 		return nil, err
 	}
-	var r Response
-	if err := json.Unmarshal(rest[:headerLen], &r); err != nil {
+	var r *Response
+	if respSer == JSON {
+		r = new(Response)
+		err = json.Unmarshal(rest[:headerLen], r)
+	} else {
+		r, err = decodeBinaryHeader(rest[:headerLen])
+	}
+	if err != nil {
 		return nil, fmt.Errorf("remoting: response header from %s: %w", addr, err)
 	}
 	r.Body = rest[headerLen:]
-	return &r, nil
+	r.Serialization = respSer
+	return r, nil
+}
+
+// encodeBinaryHeader encodes a request header as RocketMQSerializable does:
+//
+//	int16 code | int8 language | int16 version | int32 opaque | int32 flag |
+//	int32 remarkLen | remark | int32 extLen | (int16 keyLen | key | int32 valueLen | value)...
+func encodeBinaryHeader(code int, ext map[string]string) []byte {
+	var fields []byte
+	for k, v := range ext {
+		fields = binary.BigEndian.AppendUint16(fields, uint16(len(k)))
+		fields = append(fields, k...)
+		fields = binary.BigEndian.AppendUint32(fields, uint32(len(v)))
+		fields = append(fields, v...)
+	}
+	b := binary.BigEndian.AppendUint16(nil, uint16(code))
+	b = append(b, 9) // LanguageCode.GO
+	b = binary.BigEndian.AppendUint16(b, 317)
+	b = binary.BigEndian.AppendUint32(b, 1) // opaque
+	b = binary.BigEndian.AppendUint32(b, 0) // flag: a request, not one-way
+	b = binary.BigEndian.AppendUint32(b, 0) // no remark
+	b = binary.BigEndian.AppendUint32(b, uint32(len(fields)))
+	return append(b, fields...)
+}
+
+// decodeBinaryHeader reads a response header encoded as encodeBinaryHeader
+// describes.
+func decodeBinaryHeader(b []byte) (*Response, error) {
+	short := errors.New("binary header too short")
+	if len(b) < 17 {
+		return nil, short
+	}
+	r := &Response{Code: int(int16(binary.BigEndian.Uint16(b)))}
+	b = b[13:] // code, language, version, opaque, flag
+	n := int(binary.BigEndian.Uint32(b))
+	if len(b) < 4+n+4 {
+		return nil, short
+	}
+	r.Remark, b = string(b[4:4+n]), b[4+n:]
+	n = int(binary.BigEndian.Uint32(b))
+	if len(b) < 4+n {
+		return nil, short
+	}
+	ext := b[4 : 4+n]
+	if n > 0 {
+		r.ExtFields = map[string]string{}
+	}
+	for len(ext) > 0 {
+		if len(ext) < 2 {
+			return nil, short
+		}
+		kl := int(binary.BigEndian.Uint16(ext))
+		if len(ext) < 2+kl+4 {
+			return nil, short
+		}
+		k := string(ext[2 : 2+kl])
+		ext = ext[2+kl:]
+		vl := int(binary.BigEndian.Uint32(ext))
+		if len(ext) < 4+vl {
+			return nil, short
+		}
+		r.ExtFields[k], ext = string(ext[4:4+vl]), ext[4+vl:]
+	}
+	return r, nil
 }
 
 // Expect calls Call and turns a response whose code is not want into an

@@ -120,3 +120,24 @@ func TestCallUnreachable(t *testing.T) {
 		t.Error("Call to a closed port succeeded")
 	}
 }
+
+// The binary header decodes back to what was encoded: requests and
+// responses share the layout.
+func TestBinaryHeader(t *testing.T) {
+	ext := map[string]string{"topic": "t", "queueId": "3", "empty": ""}
+	r, err := decodeBinaryHeader(encodeBinaryHeader(GetMaxOffset, ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Code != GetMaxOffset || r.Remark != "" || len(r.ExtFields) != len(ext) {
+		t.Fatalf("decoded %+v", r)
+	}
+	for k, v := range ext {
+		if r.ExtFields[k] != v {
+			t.Errorf("%s = %q, want %q", k, r.ExtFields[k], v)
+		}
+	}
+	if _, err := decodeBinaryHeader(encodeBinaryHeader(GetMaxOffset, ext)[:20]); err == nil {
+		t.Error("a truncated header decoded")
+	}
+}
