@@ -201,8 +201,8 @@ func (s *state) retryToDLQ(m *message, h *sendHeader) {
 }
 
 // withBrokerProperties adds the properties the Java broker (5.x) stamps on
-// a message sent singly, where the message has none: CLUSTER, MSG_REGION
-// and TRACE_ON.
+// every message sent, singly or in a batch, where the message has none:
+// CLUSTER, MSG_REGION and TRACE_ON.
 func withBrokerProperties(props string) string {
 	return withProperty(withProperty(withProperty(props, propCluster, clusterName), "MSG_REGION", "DefaultRegion"), "TRACE_ON", "true")
 }

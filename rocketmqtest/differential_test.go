@@ -343,7 +343,8 @@ func rawScenario(t *testing.T, tg target, ser remoting.Serialization) map[string
 	retryTopic, dlqTopic := "%RETRY%"+group, "%DLQ%"+group
 	sendBack("sendBack", msgs[0], 16)
 	retried := pullWhenThere("pullRetry", retryTopic, 0)
-	call("routeRetry", tg.nameServer, remoting.GetRouteInfoByTopic, map[string]string{"topic": retryTopic}, nil)
+	retryRoute := call("routeRetry", tg.nameServer, remoting.GetRouteInfoByTopic, map[string]string{"topic": retryTopic}, nil)
+	o.route("routeRetry", retryRoute.Body)
 	if len(retried) == 0 {
 		return o.m
 	}
@@ -410,12 +411,13 @@ func TestDifferentialClient(t *testing.T) {
 // and a push consumer that asks for a retry of the first delivery.
 func clientScenario(t *testing.T, tg target) map[string]string {
 	topic, group := brokertest.UniqueName(t, "diff_client"), brokertest.UniqueName(t, "diff_client_g")
-	o := newObs(t, tg, map[string]string{topic: "TOPIC", group: "GROUP"})
+	other := brokertest.UniqueName(t, "diff_client_b") // batch and delayed sends, no consumer
+	o := newObs(t, tg, map[string]string{topic: "TOPIC", group: "GROUP", other: "OTHER"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// One queue, so that the queue a send picks is the same on both; the
 	// retry topic before the consumer starts (docs/apache-rocketmq.md).
-	for _, tp := range []string{topic, "%RETRY%" + group} {
+	for _, tp := range []string{topic, "%RETRY%" + group, other} {
 		if err := remoting.CreateTopic(ctx, tg.broker, tp, 1); err != nil {
 			t.Errorf("%s: %v", tg.name, err)
 			return nil
@@ -464,6 +466,55 @@ func clientScenario(t *testing.T, tg target) map[string]string {
 	o.set("send.msgId", res.MsgID)
 	o.set("send.offsetMsgId", res.OffsetMsgID)
 	o.set("send.transactionId", res.TransactionID)
+
+	// A batch, then a message of delay level 1 (1 s on both), to the other
+	// topic, read back with a pull.
+	batch := []*primitive.Message{primitive.NewMessage(other, []byte("b1")), primitive.NewMessage(other, []byte("b2"))}
+	batch[1].WithTag("TagB")
+	if res, err = p.SendSync(ctx, batch...); err != nil {
+		t.Errorf("%s: batch: %v", tg.name, err)
+		return nil
+	}
+	o.eq("batch.status", res.Status)
+	o.eq("batch.queueOffset", res.QueueOffset)
+	o.set("batch.msgId", res.MsgID)
+	o.set("batch.offsetMsgId", res.OffsetMsgID)
+	delayed := primitive.NewMessage(other, []byte("later"))
+	delayed.WithDelayTimeLevel(1)
+	if res, err = p.SendSync(ctx, delayed); err != nil {
+		t.Errorf("%s: delayed: %v", tg.name, err)
+		return nil
+	}
+	o.eq("delayed.status", res.Status)
+	o.eq("delayed.queue", res.MessageQueue.String())
+	// Its offset in the schedule topic's queue, which holds every run's
+	// delayed messages: only its presence compares.
+	o.set("delayed.queueOffset", res.QueueOffset)
+	for {
+		off, err := remoting.MaxOffset(ctx, tg.broker, other, 0)
+		if err == nil && off >= 3 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("%s: %s: max offset %d (%v), want 3", tg.name, other, off, err)
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	r, err := remoting.Call(ctx, tg.broker, remoting.PullMessage, map[string]string{
+		"consumerGroup": group, "topic": other, "queueId": "0", "queueOffset": "0", "maxMsgNums": "32",
+		"sysFlag": "4", "commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*",
+		"subVersion": "0", "expressionType": "TAG",
+	}, nil)
+	if err != nil {
+		t.Errorf("%s: pull: %v", tg.name, err)
+		return nil
+	}
+	o.response("pullOther", r)
+	for i, m := range primitive.DecodeMessage(r.Body) {
+		o.message(fmt.Sprintf("pullOther.msg%d", i), m)
+	}
 
 	c, err := consumer.NewPushConsumer(
 		consumer.WithNameServer([]string{tg.nameServer}),

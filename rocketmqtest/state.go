@@ -155,13 +155,13 @@ func (s *state) delay(level int) time.Duration {
 }
 
 // deliverScheduled is ScheduleMessageService.messageTimeup: the message goes
-// to its real topic and queue, keeping the DELAY property as 5.x does.
+// to its real topic and queue with the properties it was scheduled with
+// (DELAY, REAL_TOPIC, REAL_QID and WAIT unchanged), as 5.x stores it.
 func (s *state) deliverScheduled(sm *message) {
 	s.record('S', binary.BigEndian.AppendUint64(nil, uint64(sm.commitLogOffset)))
 	props := parseProperties(sm.props)
 	realTopic := props[propRealTopic]
 	qid, _ := strconv.Atoi(props[propRealQueueID])
-	props[propWait] = "false"
 	m := &message{
 		topic:          realTopic,
 		queueID:        int32(qid),
