@@ -15,7 +15,10 @@
 #    (The example's end-to-end tests run the client in subprocesses built
 #    without -race, so step 2 runs them.)
 #
-# 4. The tests of the nested modules (see nested_modules).
+# 4. A short run of the chaos test (internal/chaos, docs/apache-rocketmq.md):
+#    1,000 messages over 20 s on an Apache RocketMQ of its own, killed and
+#    restarted three times; about a minute and a half.
+# 5. The tests of the nested modules (see nested_modules).
 #
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
 # starts a further pair of database servers and a further Apache RocketMQ.
@@ -104,6 +107,7 @@ trap 'rm -f "$E2E_SUMMARY"' EXIT
 THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./... || { cat "$E2E_SUMMARY"; exit 1; }
 go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/ || { cat "$E2E_SUMMARY"; exit 1; }
 cat "$E2E_SUMMARY"
+CHAOS=1 CHAOS_MESSAGES=1000 CHAOS_DURATION=20s go test -count=1 -timeout 15m ./internal/chaos/
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done
