@@ -133,6 +133,11 @@ func (s *state) sendMessage(in *inbound, h *sendHeader) *Command {
 		bornHost:       hostPortOf(in.c.remote),
 		reconsumeTimes: h.reconsumeTimes,
 	}
+	// 5.x gives a message sent without a UNIQ_KEY one (rocketmq-client-go
+	// always sets it on single messages; raw clients may not).
+	if _, ok := property(m.props, propUniqKey); !ok {
+		m.props = withProperty(m.props, propUniqKey, s.newUniqKey())
+	}
 	s.retryToDLQ(m, h)
 	if err := m.check(); err != nil {
 		return respond(codeMessageIllegal, err.Error())
@@ -183,7 +188,8 @@ func (s *state) checkSend(h *sendHeader) (*topic, *Command) {
 }
 
 // retryToDLQ is SendMessageProcessor.handleRetryAndDLQ: a message sent to a
-// retry topic whose reconsume count reached the maximum goes to the DLQ.
+// retry topic whose reconsume count is past the maximum goes to the DLQ (5.x;
+// 4.9 sent it there once the count reached the maximum).
 func (s *state) retryToDLQ(m *message, h *sendHeader) {
 	group, ok := strings.CutPrefix(m.topic, retryTopicPrefix)
 	if !ok {
@@ -193,7 +199,7 @@ func (s *state) retryToDLQ(m *message, h *sendHeader) {
 	if h.maxReconsumeTimes >= 0 {
 		maxTimes = h.maxReconsumeTimes
 	}
-	if m.reconsumeTimes < maxTimes {
+	if m.reconsumeTimes <= maxTimes {
 		return
 	}
 	dlq := s.topic(dlqTopicPrefix+group, false)

@@ -353,6 +353,39 @@ func rawScenario(t *testing.T, tg target, ser remoting.Serialization) map[string
 	pullWhenThere("pullDLQ", dlqTopic, 0)
 	dlqRoute := call("routeDLQ", tg.nameServer, remoting.GetRouteInfoByTopic, map[string]string{"topic": dlqTopic}, nil)
 	o.route("routeDLQ", dlqRoute.Body)
+
+	// What a client does when a send-back fails: send the message to the
+	// retry topic itself, here with its reconsume count at the maximum.
+	call("sendRetryAtMax", tg.broker, remoting.SendMessage, map[string]string{
+		"producerGroup": group, "topic": retryTopic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"queueId": "0", "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
+		"flag": "0", "properties": "RETRY_TOPIC\x01" + topic + "\x02", "reconsumeTimes": "1",
+		"unitMode": "false", "batch": "false", "maxReconsumeTimes": "1",
+	}, []byte("third"))
+	for {
+		retries, err1 := remoting.MaxOffset(ctx, tg.broker, retryTopic, 0)
+		dead, err2 := remoting.MaxOffset(ctx, tg.broker, dlqTopic, 0)
+		if err1 == nil && err2 == nil && retries+dead >= 3 {
+			o.eq("sendRetryAtMax.retryMaxOffset", retries)
+			o.eq("sendRetryAtMax.dlqMaxOffset", dead)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("%s: the message sent to the retry topic is in neither it nor the DLQ", tg.name)
+			return o.m
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	// A message without UNIQ_KEY, to the queue left empty.
+	call("sendNoUniqKey", tg.broker, remoting.SendMessage, map[string]string{
+		"producerGroup": "diff_producer", "topic": topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"queueId": "1", "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
+		"flag": "0", "properties": "TAGS\x01TagC\x02", "reconsumeTimes": "0", "unitMode": "false", "batch": "false",
+	}, []byte("fourth"))
+	waitMax(topic, 1, 1)
+	pull("pullNoUniqKey", topic, 1, 0)
 	return o.m
 }
 

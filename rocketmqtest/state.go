@@ -1,9 +1,13 @@
 package rocketmqtest
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +24,9 @@ type state struct {
 	commitLog       map[int64]*message // by commit-log offset, for send-back
 	nextCommitLog   int64
 	storeHost       hostPort
+	uniqPrefix      []byte    // of generated UNIQ_KEYs: IPv4, pid, random
+	uniqStart       time.Time // generated UNIQ_KEYs count milliseconds from it
+	uniqSeq         uint16
 	offsets         map[offsetKey]int64
 	groups          map[string]*group
 	locks           map[string]map[queueKey]*queueLock // group -> queue -> lock
@@ -60,6 +67,13 @@ func newState(b *Broker) (*state, error) {
 		producerClients: map[string]map[*conn]string{},
 	}
 	s.storeHost = hostPortOf(b.ln.Addr())
+	ip := s.storeHost.ip.To4()
+	if ip == nil {
+		ip = make(net.IP, 4) // an IPv6 listener: Java would write 16 bytes, the key's uniqueness is elsewhere
+	}
+	s.uniqPrefix = append(binary.BigEndian.AppendUint16(slices.Clone(ip), uint16(os.Getpid())), make([]byte, 4)...)
+	_, _ = rand.Read(s.uniqPrefix[6:])
+	s.uniqStart = time.Now()
 	s.createTopic(defaultTopic, 8, 8, permRead|permWrite|permInherit)
 	if b.cfg.dataDir != "" {
 		s.replaying = true
@@ -124,6 +138,15 @@ func (s *state) queue(topicName string, queueID int32) *queue {
 		return nil
 	}
 	return t.queues[queueID]
+}
+
+// newUniqKey returns a fresh UNIQ_KEY in MessageClientIDSetter's layout:
+// IPv4, pid, a random number per broker (the class loader's hash in Java),
+// milliseconds since the broker started, a counter; upper-case hex.
+func (s *state) newUniqKey() string {
+	s.uniqSeq++
+	b := binary.BigEndian.AppendUint32(slices.Clip(s.uniqPrefix), uint32(time.Since(s.uniqStart).Milliseconds()))
+	return strings.ToUpper(hex.EncodeToString(binary.BigEndian.AppendUint16(b, s.uniqSeq)))
 }
 
 // put appends a message to its queue, or to the schedule topic when it carries
