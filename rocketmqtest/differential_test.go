@@ -47,8 +47,6 @@ var knownDifferences = map[string]string{
 	"raw-*/commitOffsetUnknownGroup.code": "rocketmqtest keeps no subscription-group table and stores " +
 		"any group's offset; Apache RocketMQ refuses a group it does not know (26) until its first " +
 		"heartbeat or pull",
-	"raw-binary/*.serialization": "rocketmqtest answers in the request's header encoding; Apache " +
-		"RocketMQ answers JSON (its configured default) whatever the request's; clients read either",
 }
 
 // target is one broker under comparison.

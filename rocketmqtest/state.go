@@ -235,7 +235,6 @@ func (s *state) handle(in *inbound) {
 	if !s.conns[in.c] {
 		return // read before its connection was closed by the broker
 	}
-	in.c.ser = in.cmd.Serialization
 	if s.cfg.debug {
 		s.cfg.logger.Debug("rocketmqtest: request", "code", in.cmd.Code, "remote", in.c.remote.String(), "fields", in.cmd.ExtFields)
 	}
@@ -282,7 +281,9 @@ func (s *state) writeBody(in *inbound, resp *Command, body [][]byte) {
 	resp.Opaque = in.cmd.Opaque
 	resp.Flag |= flagResponse
 	resp.Version = brokerVersion
-	resp.Serialization = in.cmd.Serialization
+	// The Java broker writes every command it creates in its configured
+	// serialization, JSON by default, whatever the request's.
+	resp.Serialization = JSON
 	if resp.Body != nil {
 		body = append([][]byte{resp.Body}, body...)
 		resp.Body = nil
