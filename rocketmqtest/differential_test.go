@@ -42,9 +42,9 @@ import (
 // knownDifferences are the deliberate differences: path.Match patterns of
 // "scenario/key" with the reason each is kept.
 var knownDifferences = map[string]string{
-	"raw-*/routeUnknown.code": "rocketmqtest creates a topic on route lookup, so that clients start " +
+	"raw-*/routeUnknown.*": "rocketmqtest creates a topic on route lookup, so that clients start " +
 		"on a topic nobody created; Apache RocketMQ answers TOPIC_NOT_EXIST (17) until a send creates it",
-	"raw-*/commitOffsetUnknownGroup.code": "rocketmqtest keeps no subscription-group table and stores " +
+	"raw-*/commitOffsetUnknownGroup.*": "rocketmqtest keeps no subscription-group table and stores " +
 		"any group's offset; Apache RocketMQ refuses a group it does not know (26) until its first " +
 		"heartbeat or pull",
 }
@@ -105,6 +105,7 @@ var volatileFields = map[string]bool{
 func (o *obs) response(prefix string, r *remoting.Response) {
 	o.eq(prefix+".code", r.Code)
 	o.eq(prefix+".serialization", r.Serialization)
+	o.eq(prefix+".remark", r.Remark)
 	for k, v := range r.ExtFields {
 		if volatileFields[k] {
 			o.set(prefix+"."+k, v)
@@ -291,6 +292,18 @@ func rawScenario(t *testing.T, tg target, ser remoting.Serialization) map[string
 		return m
 	}
 	call("queryOffsetUnknownGroup", tg.broker, remoting.QueryConsumerOffset, offsetExt(), nil)
+	call("queryOffsetUnknownGroupZero", tg.broker, remoting.QueryConsumerOffset, offsetExt("setZeroIfNotFound", "false"), nil)
+	call("queryOffsetEmptyQueue", tg.broker, remoting.QueryConsumerOffset, offsetExt("queueId", "1"), nil)
+	call("consumerListUnknownGroup", tg.broker, remoting.GetConsumerListByGroup, map[string]string{"consumerGroup": group}, nil)
+	for _, ts := range []struct {
+		key string
+		ms  int64
+	}{{"searchOffsetEpoch", 0}, {"searchOffsetFuture", time.Now().Add(time.Hour).UnixMilli()}} {
+		call(ts.key, tg.broker, remoting.SearchOffsetByTimestamp, map[string]string{
+			"topic": topic, "queueId": "0", "timestamp": strconv.FormatInt(ts.ms, 10),
+		}, nil)
+	}
+	call("unknownCode", tg.broker, 9999, nil, nil)
 	call("commitOffsetUnknownGroup", tg.broker, remoting.UpdateConsumerOffset, offsetExt("commitOffset", "1"), nil)
 
 	pull := func(key, topic string, queue int, offset int64) []*primitive.MessageExt {

@@ -31,6 +31,7 @@ const (
 	UpdateConsumerOffset    = 15
 	UpdateAndCreateTopic    = 17
 	GetBrokerRuntimeInfo    = 28
+	SearchOffsetByTimestamp = 29
 	GetMaxOffset            = 30
 	GetMinOffset            = 31
 	ConsumerSendMsgBack     = 36
