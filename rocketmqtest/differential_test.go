@@ -176,7 +176,7 @@ func compare(t *testing.T, scenario string, fake, real map[string]string) {
 		}
 		if pattern != "" {
 			shown[pattern] = true
-			t.Logf("known difference %s: rocketmqtest %s, apache %s", k, f, r)
+			t.Logf("known difference %s: rocketmqtest %s, apache %s (%s)", k, f, r, knownDifferences[pattern])
 			continue
 		}
 		t.Errorf("%s: rocketmqtest %s, apache %s", k, f, r)
