@@ -44,6 +44,8 @@ import (
 var knownDifferences = map[string]string{
 	"raw-*/routeUnknown.*": "rocketmqtest creates a topic on route lookup, so that clients start " +
 		"on a topic nobody created; Apache RocketMQ answers TOPIC_NOT_EXIST (17) until a send creates it",
+	"raw-*/heartbeat*.IS_SUPPORT_HEART_BEAT_V2": "rocketmqtest does not take version 2 heartbeats " +
+		"(HEART_BEAT_V2, which a Java 5.x client may send to a broker that offers it)",
 	"raw-*/commitOffsetUnknownGroup.*": "rocketmqtest keeps no subscription-group table and stores " +
 		"any group's offset; Apache RocketMQ refuses a group it does not know (26) until its first " +
 		"heartbeat or pull",
@@ -229,7 +231,8 @@ func TestDifferentialRaw(t *testing.T) {
 // send-back to the retry topic then past the maximum to the DLQ.
 func rawScenario(t *testing.T, tg target, ser remoting.Serialization) map[string]string {
 	topic, group := brokertest.UniqueName(t, "diff_raw"), brokertest.UniqueName(t, "diff_raw_g")
-	o := newObs(t, tg, map[string]string{topic: "TOPIC", group: "GROUP"})
+	member := brokertest.UniqueName(t, "diff_raw_m") // the group of membership's heartbeat
+	o := newObs(t, tg, map[string]string{topic: "TOPIC", group: "GROUP", member: "MEMBER"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	call := func(key string, addr string, code int, ext map[string]string, body []byte) *remoting.Response {
@@ -397,7 +400,69 @@ func rawScenario(t *testing.T, tg target, ser remoting.Serialization) map[string
 	}, []byte("fourth"))
 	waitMax(topic, 1, 1)
 	pull("pullNoUniqKey", topic, 1, 0)
+
+	membership(t, ctx, tg, ser, o, topic, member)
 	return o.m
+}
+
+// membership drives what lasts as long as a connection: a consumer's
+// heartbeat, then the group's consumer list, queue locks and offsets.
+func membership(t *testing.T, ctx context.Context, tg target, ser remoting.Serialization, o *obs, topic, group string) {
+	conn, err := remoting.Dial(ctx, tg.broker, ser)
+	if err != nil {
+		t.Errorf("%s: %v", tg.name, err)
+		return
+	}
+	defer conn.Close()
+	const clientID = "127.0.0.1@diff"
+	callOn := func(key string, code int, ext map[string]string, body any) *remoting.Response {
+		var b []byte
+		if body != nil {
+			b, _ = json.Marshal(body)
+		}
+		r, err := conn.Call(ctx, code, ext, b)
+		if err != nil {
+			t.Errorf("%s: %s: %v", tg.name, key, err)
+			return &remoting.Response{Code: -1}
+		}
+		o.response(key, r)
+		if len(r.Body) > 0 {
+			var v any
+			if err := json.Unmarshal(r.Body, &v); err != nil {
+				t.Errorf("%s: %s: body %q: %v", tg.name, key, r.Body, err)
+			}
+			o.flatten(key+".body", v)
+		}
+		return r
+	}
+	mq := []map[string]any{{"topic": topic, "brokerName": "broker-a", "queueId": 0}}
+	heartbeat := map[string]any{
+		"clientID":        clientID,
+		"producerDataSet": []any{},
+		"consumerDataSet": []any{map[string]any{
+			"groupName": group, "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+			"consumeFromWhere": "CONSUME_FROM_FIRST_OFFSET", "unitMode": false,
+			"subscriptionDataSet": []any{map[string]any{
+				"classFilterMode": false, "topic": topic, "subString": "*", "tagsSet": []any{},
+				"codeSet": []any{}, "subVersion": 1, "expressionType": "TAG",
+			}},
+		}},
+	}
+	callOn("heartbeat", remoting.HeartBeat, nil, heartbeat)
+	callOn("heartbeatAgain", remoting.HeartBeat, nil, heartbeat)
+	groupExt := map[string]string{"consumerGroup": group}
+	callOn("memberList", remoting.GetConsumerListByGroup, groupExt, nil)
+	lock := map[string]any{"consumerGroup": group, "clientId": clientID, "mqSet": mq}
+	callOn("lock", remoting.LockBatchMQ, nil, lock)
+	callOn("lockAgain", remoting.LockBatchMQ, nil, lock)
+	callOn("lockByOther", remoting.LockBatchMQ, nil, map[string]any{"consumerGroup": group, "clientId": "127.0.0.1@other", "mqSet": mq})
+	callOn("unlock", remoting.UnlockBatchMQ, nil, lock)
+	offset := map[string]string{"consumerGroup": group, "topic": topic, "queueId": "0"}
+	callOn("memberQueryOffset", remoting.QueryConsumerOffset, offset, nil)
+	callOn("memberCommitOffset", remoting.UpdateConsumerOffset, map[string]string{
+		"consumerGroup": group, "topic": topic, "queueId": "0", "commitOffset": "1",
+	}, nil)
+	callOn("memberQueryOffsetAfter", remoting.QueryConsumerOffset, offset, nil)
 }
 
 // route records a route's fields. Its broker address tables have numeric

@@ -34,8 +34,11 @@ const (
 	SearchOffsetByTimestamp = 29
 	GetMaxOffset            = 30
 	GetMinOffset            = 31
+	HeartBeat               = 34
 	ConsumerSendMsgBack     = 36
 	GetConsumerListByGroup  = 38
+	LockBatchMQ             = 41
+	UnlockBatchMQ           = 42
 	GetRouteInfoByTopic     = 105
 	InvokeBrokerResetOffset = 222
 	SendMessageV2           = 310
