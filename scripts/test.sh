@@ -24,7 +24,10 @@
 #    GOFLAGS=-modfile (so that the example's tests build their subprocess
 #    with it too). go.mod keeps v2.1.2, the newest tag, as the minimum;
 #    docs/consumer.md says what differs between the two.
-# 5. The tests of the nested modules (see nested_modules).
+# 5. A short run of the chaos test (internal/chaos, docs/apache-rocketmq.md):
+#    1,000 messages over 20 s on an Apache RocketMQ of its own, killed and
+#    restarted three times; about a minute and a half.
+# 6. The tests of the nested modules (see nested_modules).
 #
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
 # starts a further pair of database servers and a further Apache RocketMQ.
@@ -125,6 +128,7 @@ head_test() {
 head_test -run 'E2E|SendBack' ./exactlyonce/ || { cat "$E2E_SUMMARY"; exit 1; }
 head_test ./examples/price-change/ || { cat "$E2E_SUMMARY"; exit 1; }
 cat "$E2E_SUMMARY"
+CHAOS=1 CHAOS_MESSAGES=1000 CHAOS_DURATION=20s go test -count=1 -timeout 15m ./internal/chaos/
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done
