@@ -74,6 +74,13 @@ func newSendBack(pc any) *sendBack {
 	if consumer.MessageModel(model.Int()) != consumer.Clustering || ak.String() != "" {
 		return nil
 	}
+	// A TLS client (the newer client's WithTls): the send-back here dials
+	// plain TCP, and would fail every time.
+	if rc := opt.FieldByName("ClientOptions").FieldByName("RemotingClientConfig"); rc.Kind() == reflect.Pointer && !rc.IsNil() {
+		if tls := rc.Elem().FieldByName("UseTls"); tls.Kind() == reflect.Bool && tls.Bool() {
+			return nil
+		}
+	}
 	n := int32(maxTimes.Int())
 	if n == -1 {
 		n = 16 // the client's default, see getMaxReconsumeTimes
@@ -131,6 +138,10 @@ func (l *listener) resolve(ctx context.Context, group string, fails []failure, l
 			if f.m == nil {
 				continue // nothing to send back, nothing to lose
 			}
+			if l.cfg.gate.draining() {
+				left = append(left, f.m) // held below, not sent: shutdown must not wait for sends
+				continue
+			}
 			if err := l.cfg.sendBack.send(ctx, clientGroup, f.m); err != nil {
 				l.log(ctx, slog.LevelWarn, "exactlyonce: send-back failed, running the message again", f.m,
 					deliveryOf(group, "", f.m, queueFromContext(ctx)), slog.Any("error", err), slog.Any("cause", f.err))
@@ -144,6 +155,14 @@ func (l *listener) resolve(ctx context.Context, group string, fails []failure, l
 		if l.cfg.gate.draining() {
 			l.notRun(left, labels)
 			return []failure{{err: fmt.Errorf("%w before the message could be sent back", ErrShutdown)}}, true
+		}
+		// The client stamped the consume start once; a concurrent consumer's
+		// cleanExpiredMsg sends back (unchecked, on v2.1.2) and drops a
+		// message older than ConsumeTimeout, so a long refusal must not age
+		// it: restamp, as the client's own retry path does.
+		now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+		for _, m := range left {
+			m.WithProperty(primitive.PropertyConsumeStartTime, now)
 		}
 		var shutdown bool
 		if fails, shutdown = process(ctx, group, left, labels, false); shutdown || len(fails) == 0 {

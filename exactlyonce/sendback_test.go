@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -90,12 +91,19 @@ func TestSendBackRefusedRunsAgain(t *testing.T) {
 	ctx, _ := clientCtx("ns%"+testGroup, false)
 	bad := newMsg("t", "bad", 2)
 	bad.CommitLogOffset = 4242
+	stamped := time.Now().Add(-time.Hour) // as if refused for an hour
+	bad.WithProperty(primitive.PropertyConsumeStartTime, strconv.FormatInt(stamped.UnixMilli(), 10))
 	res, err := f(ctx, newMsg("t", "good", 1), bad)
 	if res != consumer.ConsumeSuccess || err != nil {
 		t.Fatalf("result %v, %v: want success once the send-back is accepted", res, err)
 	}
 	if runs["good"] != 1 || runs["bad"] != 2 || fake.count() != 2 {
 		t.Fatalf("runs %v, %d send-backs: want bad run again after the refused send-back", runs, fake.count())
+	}
+	// Run again with a fresh consume start, so that the client's
+	// cleanExpiredMsg does not take it for a message stuck since then.
+	if ms, _ := strconv.ParseInt(bad.GetProperty(primitive.PropertyConsumeStartTime), 10, 64); time.Since(time.UnixMilli(ms)) > time.Minute {
+		t.Fatalf("consume start %v after the second run, want restamped", time.UnixMilli(ms))
 	}
 	want := map[string]string{"group": "ns%" + testGroup, "originTopic": "t", "offset": "4242", "delayLevel": "0", "originMsgId": "bad", "maxReconsumeTimes": "3"}
 	if got := fake.sent[1]; !maps.Equal(got, want) {
