@@ -57,7 +57,7 @@ var mysqlDialect = &dialect{
 	types: map[string][]string{
 		"id":             {"bigint", "int"},
 		"consumer_group": {"varchar", "char"},
-		"message_id":     {"varchar", "char"},
+		"message_id":     {"varchar"}, // not char: values come back without trailing spaces
 		"topic_name":     {"varchar", "char"},
 		"ctime":          {"bigint"},
 		"queue_id":       {"int", "bigint"},

@@ -33,7 +33,7 @@ var postgresDialect = &dialect{
 	types: map[string][]string{
 		"id":             {"bigint", "integer"},
 		"consumer_group": {"character varying", "character", "text"},
-		"message_id":     {"character varying", "character", "text"},
+		"message_id":     {"character varying", "text"}, // not character: padded values would never compare equal
 		"topic_name":     {"character varying", "character", "text"},
 		"ctime":          {"bigint"},
 		"queue_id":       {"integer", "bigint"},

@@ -58,7 +58,7 @@ var sqlserverDialect = &dialect{
 	types: map[string][]string{
 		"id":             {"bigint", "int"},
 		"consumer_group": {"varchar", "char", "nvarchar", "nchar"},
-		"message_id":     {"varchar", "char", "nvarchar", "nchar"},
+		"message_id":     {"varchar", "nvarchar"}, // not char, nchar: padded values would never compare equal
 		"topic_name":     {"varchar", "char", "nvarchar", "nchar"},
 		"ctime":          {"bigint"},
 		"queue_id":       {"int", "bigint"},

@@ -426,6 +426,11 @@ func TestSchemaCheck(t *testing.T) {
 			}, "column consumer_group is missing"},
 			{"wrong type", func(tb string) string { return full(tb, "int", "UNIQUE") }, "column ctime is"},
 			{"no unique key", func(tb string) string { return full(tb, "bigint", "") }, "no unique key on message_id"},
+			// A fixed-length message_id reads back padded (or, on MySQL,
+			// trimmed), so a duplicate's stored key would never equal it.
+			{"fixed-length message_id", func(tb string) string {
+				return strings.Replace(full(tb, "bigint", "UNIQUE"), "message_id varchar(255)", "message_id char(255)", 1)
+			}, "column message_id is"},
 			{"ok", func(tb string) string { return full(tb, "bigint", "UNIQUE") }, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
