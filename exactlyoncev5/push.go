@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	rmq "github.com/apache/rocketmq-clients/golang/v5"
 
@@ -80,7 +79,6 @@ func consumePush(p *processor, mv *rmq.MessageView) rmq.ConsumerResult {
 // with a graceful Shutdown: the client's GracefulStop waits for running
 // listeners without bound and never tells them to stop.
 type PushConsumer struct {
-	ds     *mqdatasource.DataSource
 	cfg    config
 	gate   *gate
 	client rmq.PushConsumer
@@ -124,11 +122,11 @@ func newPushConsumer(ds *mqdatasource.DataSource, cfg *rmq.Config, h Handler, tx
 	if err != nil {
 		return nil, fmt.Errorf("exactlyoncev5: new push consumer: %w", err)
 	}
-	return &PushConsumer{ds: ds, cfg: c, gate: g, client: client}, nil
+	return &PushConsumer{cfg: c, gate: g, client: client}, nil
 }
 
-// Start checks the record table (DataSource.CheckSchema) and starts the
-// client.
+// Start starts the client. (The record table was checked when the
+// DataSource was opened, unless it was opened WithSchemaCheck(false).)
 func (c *PushConsumer) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -137,12 +135,6 @@ func (c *PushConsumer) Start() error {
 	}
 	if c.started {
 		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err := c.ds.CheckSchema(ctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("exactlyoncev5: %w", err)
 	}
 	if err := c.client.Start(); err != nil {
 		return fmt.Errorf("exactlyoncev5: start push consumer: %w", err)

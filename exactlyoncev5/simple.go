@@ -94,8 +94,7 @@ func newSimpleConsumer(ds *mqdatasource.DataSource, group string, client SimpleC
 	}, nil
 }
 
-// Run checks the record table (DataSource.CheckSchema), then receives and
-// handles messages until Shutdown is called or ctx ends. After Shutdown it
+// Run receives and handles messages until Shutdown is called or ctx ends. After Shutdown it
 // returns nil. When ctx ends first, the running handlers' contexts, derived
 // from ctx, are cancelled (their transactions roll back and their messages
 // come back), Run waits for them and returns ctx's error. It may be called
@@ -114,9 +113,6 @@ func (c *SimpleConsumer) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	defer close(c.done)
 
-	if err := c.p.ds.CheckSchema(ctx); err != nil {
-		return fmt.Errorf("exactlyoncev5: %w", err)
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// rctx ends a pending Receive when Shutdown is called.
