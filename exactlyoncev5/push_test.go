@@ -9,7 +9,8 @@ import (
 
 	rmq "github.com/apache/rocketmq-clients/golang/v5"
 
-	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce")
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+)
 
 const addOne = `UPDATE counter SET n = n + $1 WHERE id = $2`
 
