@@ -210,11 +210,20 @@ func v2Producer(t *testing.T, p *proxytest.Env) rocketmq.Producer {
 func sendV2(t *testing.T, pr rocketmq.Producer, msgs ...*primitive.Message) {
 	t.Helper()
 	for _, m := range msgs {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := pr.SendSync(ctx, m)
-		cancel()
-		if err != nil {
-			t.Fatalf("v2 send: %v", err)
+		// The broker's flow control (TIMEOUT_CLEAN_QUEUE) rejects sends
+		// when the machine is busy; a resend of the same message keeps its
+		// UNIQ_KEY, so it is at worst a duplicate the consumer skips.
+		for try := 0; ; try++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := pr.SendSync(ctx, m)
+			cancel()
+			if err == nil {
+				break
+			}
+			if try == 5 {
+				t.Fatalf("v2 send: %v", err)
+			}
+			time.Sleep(time.Second)
 		}
 	}
 }

@@ -17,11 +17,18 @@ import (
 // (golang.WithPushMessageListener): it runs h once per message as one
 // delivery of group, and returns SUCCESS only when the message is
 // acknowledged by the outcome table (committed, duplicate, skipped,
-// unclaimed) and FAILURE otherwise, so the client gives it back: a
-// concurrent message becomes visible again after the group's retry delay, a
-// FIFO message is retried by the client in place, its message group
-// waiting; the listener first waits the back-off of WithRetryBackoff, so the
-// group never spins on a failing message.
+// unclaimed).
+//
+// A failed concurrent message gets FAILURE: the client gives it back and
+// it returns after the group's retry delay. A failed FIFO message (one with
+// a message group) is retried in the listener itself, after the back-off of
+// WithRetryBackoff, until it is acknowledged: the v5.1.4 client, given
+// FAILURE, schedules its own retry of the message and meanwhile hands the
+// group's next message to the listener, which would apply the group out of
+// order. Holding the message keeps the group waiting, as FIFO means; the
+// client renews its invisible duration meanwhile. Only a consumer shutting
+// down returns FAILURE for it (the later messages of its group are then not
+// run either, and the broker redelivers the group from the failed message).
 //
 // group must be the push consumer's group (golang.Config.ConsumerGroup); the
 // client does not tell the listener. It panics if ds or h is nil or group is
@@ -54,25 +61,26 @@ func consumePush(p *processor, mv *rmq.MessageView) rmq.ConsumerResult {
 		return rmq.FAILURE
 	}
 	if !p.gate.enter() {
-		// Shutting down: not run. A concurrent message becomes visible
-		// again after the retry delay; a FIFO message after its invisible
-		// duration, once the client has stopped.
+		// Shutting down: not run. The message comes back after the retry
+		// delay (concurrent) or its invisible duration (FIFO).
 		p.cfg.metrics.MessageDone(p.labels(mv), exactlyonce.OutcomeNotRun)
 		return rmq.FAILURE
 	}
 	defer p.gate.exit()
 	ctx := context.Background()
-	o, _ := p.process(ctx, mv)
-	if o.Acked() {
-		return rmq.SUCCESS
+	fifo := mv.GetMessageGroup() != nil
+	for attempt := mv.GetDeliveryAttempt(); ; attempt++ {
+		if o, _ := p.process(ctx, mv); o.Acked() {
+			return rmq.SUCCESS
+		}
+		if !fifo || p.gate.draining() {
+			return rmq.FAILURE
+		}
+		p.gate.pause(p.backoff(attempt))
+		if p.gate.draining() {
+			return rmq.FAILURE
+		}
 	}
-	if mv.GetMessageGroup() != nil {
-		// The client retries a failed FIFO message after the retry
-		// policy's delay, which the server decides; wait here as well so
-		// that no policy makes the group spin.
-		p.gate.pause(p.backoff(mv.GetDeliveryAttempt()))
-	}
-	return rmq.FAILURE
 }
 
 // PushConsumer is a golang.PushConsumer whose listener is the adapter's,

@@ -105,31 +105,65 @@ func TestListenerPanicAndInvalid(t *testing.T) {
 	}
 }
 
-// TestListenerFIFOBackoff: a failed FIFO message waits the back-off before
-// the client gets FAILURE (the client retries it in place, with the server's
-// delay, which could be zero); a concurrent one returns at once.
-func TestListenerFIFOBackoff(t *testing.T) {
-	ds, _ := newMemDS(t)
+// TestListenerFIFORetriesInPlace: a failed FIFO message is retried in the
+// listener with back-off until it succeeds (the client would hand out the
+// group's next message meanwhile); a concurrent one returns FAILURE at once.
+func TestListenerFIFORetriesInPlace(t *testing.T) {
+	ds, mem := newMemDS(t)
+	var runs int
+	var stats exactlyonce.Stats
 	consume := consumeFunc(t, Listener(ds, "g", func(ctx context.Context, mv *rmq.MessageView) error {
+		runs++
+		if runs <= 2 {
+			return errors.New("no")
+		}
+		_, err := ds.DB().ExecContext(ctx, addOne, 1, 1)
+		return err
+	}, WithRetryBackoff(50*time.Millisecond, 80*time.Millisecond), WithLogger(nil), WithMetrics(&stats)))
+
+	start := time.Now()
+	if r := consume(view(t, "C", "T", nil, nil, "", 1)); r != rmq.FAILURE {
+		t.Fatalf("concurrent: %v", r)
+	}
+	if el := time.Since(start); el > 40*time.Millisecond {
+		t.Errorf("concurrent failure returned after %v", el)
+	}
+	start = time.Now()
+	if r := consume(view(t, "F", "T", nil, nil, "mg", 1)); r != rmq.SUCCESS {
+		t.Fatalf("FIFO: %v", r)
+	}
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Errorf("FIFO retried after %v, want the back-off (50ms)", el)
+	}
+	if runs != 3 || mem.Counter(1) != 1 || stats.Count(exactlyonce.OutcomeFailed) != 2 {
+		t.Fatalf("runs %d, counter %d, outcomes %v", runs, mem.Counter(1), stats.Snapshot())
+	}
+}
+
+// TestListenerFIFOShutdown: a FIFO message failing while the consumer
+// drains is given back (FAILURE) instead of retried.
+func TestListenerFIFOShutdown(t *testing.T) {
+	ds, _ := newMemDS(t)
+	g := newGate()
+	failed := make(chan struct{}, 1)
+	p := newProcessor(ds, "g", func(ctx context.Context, mv *rmq.MessageView) error {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
 		return errors.New("no")
-	}, WithRetryBackoff(100*time.Millisecond, 150*time.Millisecond), WithLogger(nil)))
-	for _, tt := range []struct {
-		group   string
-		attempt int32
-		min     time.Duration
-		max     time.Duration
-	}{
-		{"", 1, 0, 50 * time.Millisecond},
-		{"g1", 1, 100 * time.Millisecond, time.Second},
-		{"g1", 3, 150 * time.Millisecond, time.Second}, // doubled, capped
-	} {
-		start := time.Now()
-		if r := consume(view(t, "ID", "T", nil, nil, tt.group, tt.attempt)); r != rmq.FAILURE {
-			t.Fatalf("%+v: %v", tt, r)
+	}, nil, newConfig([]Option{WithRetryBackoff(time.Hour, time.Hour), WithLogger(nil)}), g)
+	res := make(chan rmq.ConsumerResult)
+	go func() { res <- consumePush(p, view(t, "F", "T", nil, nil, "mg", 1)) }()
+	<-failed
+	g.close()
+	select {
+	case r := <-res:
+		if r != rmq.FAILURE {
+			t.Fatalf("%v", r)
 		}
-		if el := time.Since(start); el < tt.min || el > tt.max {
-			t.Errorf("group %q attempt %d: returned after %v, want %v..%v", tt.group, tt.attempt, el, tt.min, tt.max)
-		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the back-off did not end at shutdown")
 	}
 }
 
