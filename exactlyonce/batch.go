@@ -96,7 +96,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 		d, err := l.delivery(group, m, queue)
 		if err != nil {
 			l.log(ctx, slog.LevelError, "exactlyonce: cannot claim the message, retrying it", m, d, slog.Any("error", err))
-			finish(i, OutcomeInvalid, err)
+			finish(i, refusedOutcome(err), err)
 			if orderly {
 				stop(i)
 				break
@@ -170,6 +170,8 @@ func (l *listener) precheckBatch(ctx context.Context, todo []pending, finish fun
 	for n, p := range rest {
 		ds[n] = p.d
 	}
+	// ConsumedOf matches ids byte for byte: a record the column only takes
+	// for one of them is not taken for it; the claim then reports it.
 	consumed, err := l.ds.ConsumedOf(ctx, ds)
 	if err != nil {
 		l.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", slog.Any("error", err))
@@ -232,8 +234,13 @@ func batchOutcome(err error) Outcome {
 	if _, ok := err.(*PanicError); ok {
 		return OutcomePanic
 	}
-	if errors.Is(err, mqdatasource.ErrRollbackOnly) {
+	switch {
+	case errors.Is(err, mqdatasource.ErrRollbackOnly):
 		return OutcomeRolledBack
+	case errors.Is(err, mqdatasource.ErrKeyCollision):
+		return OutcomeKeyCollision
+	case errors.Is(err, mqdatasource.ErrInvalidDelivery):
+		return OutcomeInvalid
 	}
 	return OutcomeFailed
 }

@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
+	rmqerrors "github.com/apache/rocketmq-client-go/v2/errors"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/backoff"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -25,19 +30,37 @@ import (
 // consumer offsets and then shuts the client down. Deliveries that arrive
 // meanwhile are not run and not acknowledged (see Shutdown).
 type Consumer struct {
-	ds     *mqdatasource.DataSource
-	group  string
-	opts   []Option
-	cfg    config
-	gate   *gate
-	client rocketmq.PushConsumer
+	ds    *mqdatasource.DataSource
+	group string
+	opts  []Option
+	cfg   config
+	gate  *gate
+	// newClient builds the client: once in NewConsumer, and again after a
+	// failed start, since a push consumer's Start runs only once.
+	newClient func() (rocketmq.PushConsumer, error)
 
+	// startMu serialises starts; mu guards the state below and is never
+	// held while a start waits, so Ready, Client and Shutdown answer at once.
+	startMu    sync.Mutex
 	mu         sync.Mutex
+	client     rocketmq.PushConsumer
+	subs       []subscription // replayed on a rebuilt client
 	started    bool
 	stopped    bool
 	purgeStop  context.CancelFunc
 	purgeDone  chan struct{}
 	shutdownMu sync.Mutex
+	// stopping is closed when Shutdown begins, so that a Start still
+	// retrying gives up instead of making Shutdown wait for it.
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+// subscription is one Subscribe or SubscribeTx call on the client.
+type subscription struct {
+	topic    string
+	selector consumer.MessageSelector
+	fn       func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error)
 }
 
 // NewConsumer builds a Consumer for group on ds. The client is built by
@@ -56,17 +79,26 @@ func NewConsumer(ds *mqdatasource.DataSource, group string, opts ...Option) (*Co
 		return nil, fmt.Errorf("exactlyonce: WithPurge(%v, %v): keep and interval must both be positive", cfg.purgeKeep, cfg.purgeEvery)
 	}
 	copts := append(append([]consumer.Option(nil), cfg.clientOptions...), consumer.WithGroupName(group))
-	pc, err := consumer.NewPushConsumer(copts...)
+	newClient := func() (rocketmq.PushConsumer, error) {
+		pc, err := consumer.NewPushConsumer(copts...)
+		if err != nil {
+			return nil, fmt.Errorf("exactlyonce: new push consumer: %w", err)
+		}
+		return pc, nil
+	}
+	pc, err := newClient()
 	if err != nil {
-		return nil, fmt.Errorf("exactlyonce: new push consumer: %w", err)
+		return nil, err
 	}
 	return &Consumer{
-		ds:     ds,
-		group:  group,
-		opts:   append([]Option(nil), opts...),
-		cfg:    cfg,
-		gate:   newGate(),
-		client: pc,
+		ds:        ds,
+		group:     group,
+		opts:      append([]Option(nil), opts...),
+		cfg:       cfg,
+		gate:      newGate(),
+		newClient: newClient,
+		client:    pc,
+		stopping:  make(chan struct{}),
 	}, nil
 }
 
@@ -82,7 +114,7 @@ func (c *Consumer) Subscribe(topic string, selector consumer.MessageSelector, h 
 	if err != nil {
 		return err
 	}
-	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, h, nil, lopts).consume)
+	return c.subscribe(subscription{topic, selector, newListener(c.ds, c.group, h, nil, lopts).consume})
 }
 
 // SubscribeTx subscribes to topic with a TxHandler. opts are as for
@@ -95,7 +127,17 @@ func (c *Consumer) SubscribeTx(topic string, selector consumer.MessageSelector, 
 	if err != nil {
 		return err
 	}
-	return c.client.Subscribe(topic, selector, newListener(c.ds, c.group, nil, h, lopts).consume)
+	return c.subscribe(subscription{topic, selector, newListener(c.ds, c.group, nil, h, lopts).consume})
+}
+
+func (c *Consumer) subscribe(s subscription) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.client.Subscribe(s.topic, s.selector, s.fn); err != nil {
+		return err
+	}
+	c.subs = append(c.subs, s)
+	return nil
 }
 
 // listenerOptions returns the options of a subscription's listener: the
@@ -109,25 +151,71 @@ func (c *Consumer) listenerOptions(opts []Option) ([]Option, error) {
 	return append(all, withGate(c.gate)), nil
 }
 
-// Start checks the record table (DataSource.CheckSchema), then starts the
-// client and, with WithPurge, the background purge.
+// startTimeout bounds Start.
+const startTimeout = 30 * time.Second
+
+// Start is StartContext with a context that ends after 30 seconds.
 func (c *Consumer) Start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	return c.StartContext(ctx)
+}
+
+// StartContext checks the record table (DataSource.CheckSchema), then
+// starts the client and, with WithPurge, the background purge.
+//
+// Transient failures are retried with capped exponential back-off (0.1 s
+// doubling to 5 s) until ctx ends or Shutdown is called, each retry logged
+// at Warn: a database that refuses connections or is starting up
+// (mqdatasource.IsTransient), and a client that cannot start because the
+// name server is unreachable or does not know a subscribed topic yet (the
+// client reports both the same way), in which case the client is rebuilt
+// with the same options and subscriptions, since a push consumer starts
+// only once. StartContext then fails with an error wrapping ctx's cause and
+// the last failure. Permanent failures fail at once: a malformed or missing
+// record table, an authentication failure, invalid client options, a group
+// already started in this process.
+func (c *Consumer) StartContext(ctx context.Context) error {
+	c.startMu.Lock()
+	defer c.startMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
+	stopped, started := c.stopped, c.started
+	c.mu.Unlock()
+	if stopped {
 		return ErrShutdown
 	}
-	if c.started {
+	if started {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err := c.ds.CheckSchema(ctx)
-	cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-c.stopping:
+			cancel(ErrShutdown)
+		case <-ctx.Done():
+		}
+	}()
+	logRetry := func(what string) func(int, time.Duration, error) {
+		return func(attempt int, wait time.Duration, err error) {
+			c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: "+what+" not ready, retrying",
+				slog.String("group", c.group), slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("error", err))
+		}
+	}
+	err := backoff.Retry(ctx, "checking the record table", mqdatasource.IsTransient, c.ds.CheckSchema, logRetry("database"))
 	if err != nil {
 		return fmt.Errorf("exactlyonce: %w", err)
 	}
-	if err := c.client.Start(); err != nil {
-		return fmt.Errorf("exactlyonce: start consumer: %w", err)
+	if err := backoff.Retry(ctx, "starting the client", isTransientStart, c.startClient, logRetry("broker")); err != nil {
+		return fmt.Errorf("exactlyonce: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		// Shutdown ran while the client was starting and, finding the
+		// Consumer not started, left the client alone: stop it here.
+		_ = c.client.Shutdown()
+		return ErrShutdown
 	}
 	c.started = true
 	if c.cfg.purgeEvery > 0 && c.cfg.purgeKeep > 0 {
@@ -136,6 +224,50 @@ func (c *Consumer) Start() error {
 		go c.purgeLoop(ctx)
 	}
 	return nil
+}
+
+// errNoRetry marks a start failure that a retry cannot cure.
+var errNoRetry = errors.New("not retried")
+
+// startClient starts the client. When the start fails for a reason worth
+// retrying, the client has shut itself down (rocketmq-client-go v2.1.2
+// does so when a topic has no route) and cannot be started again, so a new
+// one with the same subscriptions takes its place for the next attempt.
+func (c *Consumer) startClient(context.Context) error {
+	// Only a start replaces the client, and starts are serialised
+	// (startMu): reading it unlocked here is safe.
+	err := c.client.Start()
+	if err == nil || !isTransientStart(err) {
+		return err
+	}
+	c.mu.Lock()
+	subs := slices.Clone(c.subs)
+	c.mu.Unlock()
+	nc, nerr := c.newClient()
+	for _, s := range subs {
+		if nerr != nil {
+			break
+		}
+		nerr = nc.Subscribe(s.topic, s.selector, s.fn)
+	}
+	if nerr != nil {
+		return fmt.Errorf("%w (rebuilding the client for the next attempt: %w: %w)", err, errNoRetry, nerr)
+	}
+	c.mu.Lock()
+	c.client = nc
+	c.mu.Unlock()
+	return err
+}
+
+// isTransientStart reports whether the client's start failure may go away:
+// all but invalid options, a group registered twice in this process (the
+// client's ErrCreated) and a failed rebuild. rocketmq-client-go's errors
+// carry no types for the rest (a name server that does not answer and a
+// topic it does not know both read "route info not found"), so anything
+// else is worth another attempt while the caller's context lasts.
+func isTransientStart(err error) bool {
+	return !errors.Is(err, errNoRetry) && !errors.Is(err, rmqerrors.ErrCreated) &&
+		!strings.Contains(err.Error(), "validate fail")
 }
 
 func (c *Consumer) purgeLoop(ctx context.Context) {
@@ -182,6 +314,11 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 // it only marks the Consumer stopped (Start then fails with ErrShutdown): the
 // client, never started, is not shut down.
 func (c *Consumer) Shutdown(ctx context.Context) error {
+	c.stopOnce.Do(func() {
+		if c.stopping != nil { // nil in a Consumer not built by NewConsumer (tests)
+			close(c.stopping)
+		}
+	})
 	c.shutdownMu.Lock()
 	defer c.shutdownMu.Unlock()
 	c.mu.Lock()
@@ -224,4 +361,8 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 
 // Client returns the underlying push consumer, e.g. for Suspend and Resume.
 // Do not call its Shutdown: call the Consumer's.
-func (c *Consumer) Client() rocketmq.PushConsumer { return c.client }
+func (c *Consumer) Client() rocketmq.PushConsumer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.client
+}

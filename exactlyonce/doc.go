@@ -44,6 +44,13 @@
 //	not attempted (orderly after a failure; shutdown)      no, retried    OutcomeNotRun
 //	Handler rolled a transaction back and returned nil     no, retried    OutcomeRolledBack
 //	no key, or an id the column cannot hold (not run)      no, retried    OutcomeInvalid
+//	record of another id the column takes for this one     no, retried    OutcomeKeyCollision
+//	no EXTEND_UNIQ_INFO under WithRequireProducerKey       no, retried    OutcomeUnstamped
+//
+// A duplicate is acknowledged only when the record is this message's id
+// byte for byte: a record the message_id column only takes for it (a
+// case-insensitive collation) is mqdatasource.ErrKeyCollision, retried and
+// in the end dead-lettered, never acknowledged unapplied.
 //
 // Transient database failures (mqdatasource.IsRetryable) are first retried
 // in place (WithLocalRetries). A delivery succeeds (ConsumeSuccess, nil
@@ -65,17 +72,30 @@
 // every duplicate. A failed lookup does not skip anything: the claim still
 // protects. Before both, a delivery the claim could not record
 // (DataSource.ValidateDelivery, mqdatasource.ErrInvalidDelivery, e.g. an id
-// too long for the column) fails without running the handler.
+// too long for the column, or with a character the column's character set
+// cannot store) fails without running the handler. The cache holds exact
+// ids and IsConsumed compares the record it finds byte for byte, so the
+// pre-check never takes another message for this one.
 //
 // # Keys
 //
 // The dedupe key is EXTEND_UNIQ_INFO, else UNIQ_KEY, else ORIGIN_MESSAGE_ID,
 // else the message id (DefaultKey), compatible with the Java client's
 // message_id format. WithKeysAsDedupeKey uses the message Keys (a business
-// key); WithKeyFunc anything else. On the producer side, StampKey keeps a
-// message's key stable across application-level resends and gives batch
-// messages (which the Go producer leaves without UNIQ_KEY) a key;
-// SetBusinessKey sets a business key.
+// key); WithKeyFunc anything else.
+//
+// Safe keys are EXTEND_UNIQ_INFO stamped by WrapProducer, StampKey or the
+// Java producer, and business keys (SetBusinessKey, Keys) that name one
+// fact. A bare UNIQ_KEY is not: the client builds it from the IP, the pid
+// cut to 16 bits, the second and a counter, so two producers with the same
+// IP and pid (two pid-1 containers with host networking) issue the same
+// ids, and the second message of each pair would be acknowledged as a
+// duplicate of the first. Build every producer with WrapProducer (or
+// NewProducer), which stamps each message, batch members included, with
+// UNIQ_KEY and 32 random bits in the Java producer's EXTEND_UNIQ_INFO
+// format; then WithRequireProducerKey makes consumers refuse unstamped
+// messages (OutcomeUnstamped). docs/guarantees.md, "Keys", has the whole
+// story.
 //
 // # Consumer
 //

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -132,6 +135,33 @@ func ExampleNewConsumer() {
 	log.Print(stats.Snapshot())
 }
 
+// WrapProducer stamps every message the producer sends (batch members
+// included) with an EXTEND_UNIQ_INFO key that another producer process
+// cannot issue; consumers whose producers are all wrapped can then refuse
+// unstamped messages.
+func ExampleWrapProducer() {
+	p, err := rocketmq.NewProducer(producer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:9876"}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	p = exactlyonce.WrapProducer(p) // or exactlyonce.NewProducer(opts...)
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Shutdown()
+	batch := []*primitive.Message{
+		primitive.NewMessage("orders", []byte("order-1")),
+		primitive.NewMessage("orders", []byte("order-2")),
+	}
+	if _, err := p.SendSync(context.Background(), batch...); err != nil {
+		log.Print(err) // resending batch keeps its keys
+	}
+	fmt.Println(len(batch[0].GetProperty(exactlyonce.PropertyExtendUniqInfo)))
+
+	// On the consumer side:
+	_ = exactlyonce.WithRequireProducerKey()
+}
+
 // StampKey gives messages a dedupe key that survives the application
 // sending the same *Message again, including the messages of a batch, which
 // the Go producer sends without UNIQ_KEY.
@@ -181,4 +211,39 @@ func ExampleDefaultKey() {
 	// Output:
 	// 7F000001000C18B4AAC2663E41C80000
 	// price:SKU-1:v42
+}
+
+// ReadyHandler serves a readiness probe: 503 until StartContext has
+// succeeded, while a database does not answer, and from the moment
+// Shutdown begins; 200 otherwise. Here the consumer is not started yet.
+func ExampleConsumer_ReadyHandler() {
+	// No schema check: this example has no database to connect to.
+	ds, err := mqdatasource.Open("mysql", "app:secret@tcp(127.0.0.1:3306)/shop", mqdatasource.WithSchemaCheck(false))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ds.Close()
+	c, err := exactlyonce.NewConsumer(ds, "stock-service", exactlyonce.WithClientOptions(
+		consumer.WithNameServer(primitive.NamesrvAddr{"127.0.0.1:9876"})))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Shutdown(context.Background())
+	// In a service: http.Handle("/readyz", c.ReadyHandler()), then
+	// c.StartContext(ctx) with the start-up deadline the service allows.
+	rec := httptest.NewRecorder()
+	c.ReadyHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	fmt.Print(rec.Code, " ", rec.Body.String())
+	// Output: 503 exactlyonce: consumer not started
+}
+
+// MultiMetrics (or several sinks given to WithMetrics) sends every count to
+// each sink: here two Stats, in a service Stats and a Prometheus adapter.
+func ExampleMultiMetrics() {
+	a, b := &exactlyonce.Stats{}, &exactlyonce.Stats{}
+	m := exactlyonce.MultiMetrics(a, nil, b)
+	m.MessageDone(exactlyonce.Labels{Group: "stock-service", Topic: "orders"}, exactlyonce.OutcomeProcessed)
+	m.HandlerDone(exactlyonce.Labels{Group: "stock-service", Topic: "orders"}, exactlyonce.OutcomeProcessed, 3*time.Millisecond)
+	fmt.Println(a.Count(exactlyonce.OutcomeProcessed), b.Count(exactlyonce.OutcomeProcessed), b.Snapshot()["handler_ms_total"])
+	// Output: 1 1 3
 }

@@ -55,7 +55,9 @@ func TestStampKey(t *testing.T) {
 	a, b := primitive.NewMessage("t", []byte("a")), primitive.NewMessage("t", []byte("b"))
 	StampKey(a, b, nil)
 	ua, ea := a.GetProperty("UNIQ_KEY"), a.GetProperty(PropertyExtendUniqInfo)
-	if ua == "" || !strings.HasPrefix(ea, ua) || len(ea) != len(ua)+16 {
+	// The Java producer's format: UNIQ_KEY and 4 bytes in upper-case hex,
+	// 40 characters with the client's 32-character UNIQ_KEY.
+	if len(ua) != 32 || !strings.HasPrefix(ea, ua) || len(ea) != 40 || strings.ToUpper(ea[32:]) != ea[32:] {
 		t.Fatalf("uniq %q extend %q", ua, ea)
 	}
 	if ea == b.GetProperty(PropertyExtendUniqInfo) || ua == b.GetProperty("UNIQ_KEY") {

@@ -267,8 +267,9 @@ func (l *listener) safeOne(ctx context.Context, group string, m *primitive.Messa
 func (l *listener) one(ctx context.Context, group string, m *primitive.MessageExt, queue *primitive.MessageQueue, lbl Labels) (Outcome, error) {
 	d, err := l.delivery(group, m, queue)
 	if err != nil {
+		o := refusedOutcome(err)
 		l.log(ctx, slog.LevelError, "exactlyonce: cannot claim the message, retrying it", m, d, slog.Any("error", err))
-		return OutcomeInvalid, err
+		return o, err
 	}
 	// The message's context: cancelled when the consumer's shutdown grace
 	// period ends (the client's own context never is).
@@ -276,8 +277,8 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 	defer cancel()
 	defer l.cfg.gate.onCancel(cancel)()
 
-	if o, skip := l.precheck(hctx, m, d); skip {
-		return o, nil
+	if o, skip, err := l.precheck(hctx, m, d); skip {
+		return o, err
 	}
 	start := time.Now()
 	o, err := l.attempts(hctx, d, m)
@@ -291,10 +292,30 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 	return o, err
 }
 
-// delivery builds and checks the delivery of m: a key, and an id the
-// message_id column can hold (checked against the actual column, so the
-// handler is not run for a claim that could only fail).
+// ErrUnstamped means WithRequireProducerKey is set and a message carries no
+// producer-stamped key (the EXTEND_UNIQ_INFO property): it is refused
+// (OutcomeUnstamped) rather than deduplicated by a client-generated
+// UNIQ_KEY, which two producer processes can share.
+var ErrUnstamped = errors.New("exactlyonce: message has no producer-stamped key (EXTEND_UNIQ_INFO)")
+
+// refusedOutcome is the outcome of a message whose delivery could not be
+// built or checked with err.
+func refusedOutcome(err error) Outcome {
+	if errors.Is(err, ErrUnstamped) {
+		return OutcomeUnstamped
+	}
+	return OutcomeInvalid
+}
+
+// delivery builds and checks the delivery of m: a key (producer-stamped
+// under WithRequireProducerKey), and an id the message_id column can hold
+// and store (checked against the actual column, so the handler is not run
+// for a claim that could only fail).
 func (l *listener) delivery(group string, m *primitive.MessageExt, queue *primitive.MessageQueue) (mqdatasource.Delivery, error) {
+	if l.cfg.requireProducerKey && m.GetProperty(PropertyExtendUniqInfo) == "" {
+		return mqdatasource.Delivery{ConsumerGroup: group, Topic: m.Topic},
+			fmt.Errorf("%w (topic %q, msgId %s): stamp it with exactlyonce.WrapProducer, StampKey or SetBusinessKey", ErrUnstamped, m.Topic, m.MsgId)
+	}
 	key, err := l.cfg.keyFunc(m)
 	if err == nil && key == "" {
 		err = fmt.Errorf("%w: the key function returned \"\" (topic %q, msgId %s)", ErrNoKey, m.Topic, m.MsgId)
@@ -307,27 +328,33 @@ func (l *listener) delivery(group string, m *primitive.MessageExt, queue *primit
 }
 
 // precheck looks the message up in the cache, then (WithTableCheck) in
-// transaction_record, and reports whether to skip it. A failed lookup
-// skips nothing: the claim still protects.
-func (l *listener) precheck(ctx context.Context, m *primitive.MessageExt, d mqdatasource.Delivery) (Outcome, bool) {
+// transaction_record, and reports whether to skip it: as consumed, or as a
+// key collision (the record found is another message's; err says which).
+// A failed lookup skips nothing: the claim still protects. The cache holds
+// exact ids, and IsConsumed compares the record it finds byte for byte,
+// so neither takes another message for this one.
+func (l *listener) precheck(ctx context.Context, m *primitive.MessageExt, d mqdatasource.Delivery) (Outcome, bool, error) {
 	id := d.MessageID()
 	if l.cache.contains(id) {
 		l.log(ctx, slog.LevelDebug, "exactlyonce: already consumed (cache), skipped", m, d)
-		return OutcomeSkippedCache, true
+		return OutcomeSkippedCache, true, nil
 	}
 	if !l.cfg.tableCheck {
-		return 0, false
+		return 0, false, nil
 	}
 	done, err := l.ds.IsConsumed(ctx, d)
 	switch {
+	case errors.Is(err, mqdatasource.ErrKeyCollision):
+		l.report(ctx, m, d, OutcomeKeyCollision, err, 0)
+		return OutcomeKeyCollision, true, err
 	case err != nil:
 		l.log(ctx, slog.LevelWarn, "exactlyonce: pre-check lookup failed, running the handler", m, d, slog.Any("error", err))
 	case done:
 		l.cache.add(id)
 		l.log(ctx, slog.LevelDebug, "exactlyonce: already consumed (table), skipped", m, d)
-		return OutcomeSkippedTable, true
+		return OutcomeSkippedTable, true, nil
 	}
-	return 0, false
+	return 0, false, nil
 }
 
 // attempts runs the message, then again in place while it fails with a
@@ -401,6 +428,8 @@ func (l *listener) attempt(ctx context.Context, d mqdatasource.Delivery, m *prim
 		return OutcomeRolledBack, err
 	case errors.Is(err, mqdatasource.ErrInvalidDelivery):
 		return OutcomeInvalid, err
+	case errors.Is(err, mqdatasource.ErrKeyCollision):
+		return OutcomeKeyCollision, err
 	}
 	return OutcomeFailed, err
 }
@@ -449,6 +478,8 @@ func (l *listener) report(ctx context.Context, m *primitive.MessageExt, d mqdata
 		l.log(ctx, slog.LevelError, "exactlyonce: the handler rolled back a transaction of the delivery and returned nil; all of its work is rolled back, retrying", m, d, el, slog.Any("error", err))
 	case OutcomeInvalid:
 		l.log(ctx, slog.LevelError, "exactlyonce: cannot claim the message, retrying it", m, d, el, slog.Any("error", err))
+	case OutcomeKeyCollision:
+		l.log(ctx, slog.LevelError, "exactlyonce: the message's key collides with another message's record; not applied, not acknowledged, retrying it (fix the message_id column)", m, d, el, slog.Any("error", err))
 	default:
 		level := slog.LevelWarn
 		if errors.Is(err, ErrUnclaimed) || errors.Is(err, mqdatasource.ErrPartialCommit) {

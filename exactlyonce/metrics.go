@@ -53,14 +53,28 @@ const (
 	// OutcomeInvalid: the message cannot be claimed: no dedupe key (the
 	// key function failed) or an invalid delivery
 	// (mqdatasource.ErrInvalidDelivery, e.g. an id too long for the
-	// message_id column). The handler did not run. Retried, and in the
-	// end dead-lettered: to alert on.
+	// message_id column, or with a character the column's character set
+	// cannot store, mqdatasource.ErrUnstorableKey). The handler did not
+	// run. Retried, and in the end dead-lettered: to alert on.
 	OutcomeInvalid
+	// OutcomeKeyCollision: the claim met the record of another message
+	// whose id the message_id column takes for this one's (a
+	// case-insensitive collation; mqdatasource.ErrKeyCollision). The
+	// message was not applied and is not a duplicate: acknowledging it
+	// would lose it. Retried, and in the end dead-lettered, where it can
+	// be replayed once the column is fixed: to alert on.
+	OutcomeKeyCollision
+	// OutcomeUnstamped: WithRequireProducerKey is set and the message has
+	// no producer-stamped key (no EXTEND_UNIQ_INFO property): its key
+	// would be a client-generated UNIQ_KEY, which two producers can share.
+	// The handler did not run. Retried, and in the end dead-lettered: to
+	// alert on (a producer that does not stamp its messages).
+	OutcomeUnstamped
 
 	numOutcomes = iota
 )
 
-var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run", "rolled_back", "invalid"}
+var outcomeNames = [numOutcomes]string{"processed", "unclaimed", "skipped_cache", "skipped_table", "duplicate", "failed", "panic", "not_run", "rolled_back", "invalid", "key_collision", "unstamped"}
 
 // String returns the outcome's metric-friendly name, e.g. "skipped_cache".
 func (o Outcome) String() string {
@@ -99,6 +113,43 @@ type Metrics interface {
 	// and the waits between them (WithLocalRetries). Not called for
 	// messages skipped by the pre-check or not run.
 	HandlerDone(l Labels, o Outcome, d time.Duration)
+}
+
+// MultiMetrics returns a Metrics that passes every call to each of ms, in
+// order, like io.MultiWriter. Nil entries are left out; with none left it is
+// a no-op, and with one it is that one.
+func MultiMetrics(ms ...Metrics) Metrics {
+	var all multiMetrics
+	for _, m := range ms {
+		switch m := m.(type) {
+		case nil, nopMetrics:
+		case multiMetrics: // flattened, so nesting costs no extra calls
+			all = append(all, m...)
+		default:
+			all = append(all, m)
+		}
+	}
+	switch len(all) {
+	case 0:
+		return nopMetrics{}
+	case 1:
+		return all[0]
+	}
+	return all
+}
+
+type multiMetrics []Metrics
+
+func (ms multiMetrics) MessageDone(l Labels, o Outcome) {
+	for _, m := range ms {
+		m.MessageDone(l, o)
+	}
+}
+
+func (ms multiMetrics) HandlerDone(l Labels, o Outcome, d time.Duration) {
+	for _, m := range ms {
+		m.HandlerDone(l, o, d)
+	}
 }
 
 type nopMetrics struct{}

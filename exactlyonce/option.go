@@ -30,8 +30,10 @@ type config struct {
 	suspendBackoff time.Duration
 	txOptions      *sql.TxOptions
 	requireClaim   bool
-	localRetries   int
-	dataSources    []*mqdatasource.DataSource
+	// requireProducerKey: refuse messages without EXTEND_UNIQ_INFO.
+	requireProducerKey bool
+	localRetries       int
+	dataSources        []*mqdatasource.DataSource
 
 	// Consumer only.
 	clientOptions []consumer.Option
@@ -76,15 +78,14 @@ func WithLogger(l *slog.Logger) Option {
 	})
 }
 
-// WithMetrics sets the sink for counters and the handler-time histogram.
-// Default: none (a no-op). Stats is a ready in-memory implementation.
-func WithMetrics(m Metrics) Option {
-	return optionFunc(func(c *config) {
-		if m == nil {
-			m = nopMetrics{}
-		}
-		c.metrics = m
-	})
+// WithMetrics sets the sinks for counters and the handler-time histogram:
+// every call goes to each of ms, in order (see MultiMetrics), so Stats and a
+// Prometheus or OpenTelemetry adapter can be given together. Nil sinks are
+// ignored. Default: none (a no-op). Stats is a ready in-memory
+// implementation.
+func WithMetrics(ms ...Metrics) Option {
+	m := MultiMetrics(ms...)
+	return optionFunc(func(c *config) { c.metrics = m })
 }
 
 // WithKeyFunc sets how a message's dedupe key is derived. Default:
@@ -212,4 +213,20 @@ func withGate(g *gate) Option { return optionFunc(func(c *config) { c.gate = g }
 // all of them is a duplicate, and the handler does not run.
 func WithDataSources(more ...*mqdatasource.DataSource) Option {
 	return optionFunc(func(c *config) { c.dataSources = append(c.dataSources, more...) })
+}
+
+// WithRequireProducerKey makes the listener refuse a message that carries
+// no producer-stamped key, the EXTEND_UNIQ_INFO property (set by
+// WrapProducer, StampKey, SetBusinessKey, or the Java producer with
+// exactly-once delivery): it fails with ErrUnstamped before its handler
+// runs (OutcomeUnstamped), is retried and in the end dead-lettered. Without
+// the property the dedupe key would be the client-generated UNIQ_KEY, which
+// two producer processes with the same IP and the same process id modulo
+// 65,536 (containers that are both pid 1 with host networking) issue
+// identically, so the second message would be dropped as a duplicate of
+// the first. The default is off: such messages are accepted (see
+// docs/guarantees.md, "Keys"). It checks the property whatever the
+// WithKeyFunc.
+func WithRequireProducerKey() Option {
+	return optionFunc(func(c *config) { c.requireProducerKey = true })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -133,7 +134,20 @@ func (pc *pconn) claimBatch(ctx context.Context, batch []Delivery, ids []string)
 			if err != nil {
 				return nil, err
 			}
-			return keep(todo, ids, inserted, true), nil
+			fresh := keep(todo, ids, inserted, true)
+			if skipped := keep(todo, ids, inserted, false); len(skipped) > 0 {
+				// ON CONFLICT skipped them: confirm that each is recorded
+				// under its own id, not another the column takes for it
+				// (a nondeterministic collation; or a batch neighbour).
+				recorded, err := pc.recorded(ctx, ids, skipped)
+				if err != nil {
+					return nil, err
+				}
+				if err := pc.core.batchCollision(ids, skipped, recorded, ""); err != nil {
+					return nil, err
+				}
+			}
+			return fresh, nil
 		}
 		_, err := pc.exec(ctx, q, args)
 		if err == nil {
@@ -146,12 +160,53 @@ func (pc *pconn) claimBatch(ctx context.Context, batch []Delivery, ids []string)
 		if rerr != nil {
 			return nil, rerr
 		}
-		todo = keep(todo, ids, recorded, false)
+		rest := keep(todo, ids, recorded, false)
+		if len(rest) == len(todo) || hasForeign(recorded, ids) {
+			// The duplicate is not among the ids: another value that the
+			// column takes for one of them is recorded, or two of them are
+			// one value to the column.
+			return nil, pc.core.batchCollision(ids, todo, recorded, dl.dupEntry(err))
+		}
+		todo = rest
 		if len(todo) == 0 {
 			return todo, nil
 		}
 	}
 	return nil, fmt.Errorf("mqdatasource: claiming a batch of %d: duplicates kept appearing", len(batch))
+}
+
+// hasForeign reports whether set has a value that is none of ids.
+func hasForeign(set map[string]bool, ids []string) bool {
+	for v := range set {
+		if !slices.Contains(ids, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// batchCollision returns the *KeyCollisionError of the first id at todo
+// that is not recorded byte for byte, with a recorded value that is none of
+// ids (or entry, the value a duplicate error named) as the other key; nil
+// when every id at todo is recorded. The batch fails; delivered one by
+// one, each message then gets its own answer.
+func (c *core) batchCollision(ids []string, todo []int, recorded map[string]bool, entry string) error {
+	other := entry
+	for v := range recorded {
+		if !slices.Contains(ids, v) {
+			other = v
+			break
+		}
+	}
+	for _, i := range todo {
+		if !recorded[ids[i]] {
+			return c.collision(ids[i], other)
+		}
+	}
+	if other != "" {
+		return c.collision(ids[todo[0]], other)
+	}
+	return nil
 }
 
 // keep returns the indexes in todo whose id is in set (in) or not in it.

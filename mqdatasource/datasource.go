@@ -4,12 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/backoff"
 )
 
 // core is the configuration shared by a connector and every connection it
@@ -25,8 +26,12 @@ type core struct {
 	// Learned by CheckSchema; read by every connection. uniqueKey starts
 	// as the migration file's name (newCore), so that the claim path does
 	// not build it for every duplicate.
-	uniqueKey atomic.Pointer[string]
-	idLen     atomic.Int64
+	uniqueKey       atomic.Pointer[string]
+	idLen           atomic.Int64
+	charsetWarnOnly bool // WithCharsetWarnOnly
+	// keyColumn is message_id's character set and collation; nil until a
+	// schema check ran (every key is then accepted).
+	keyColumn atomic.Pointer[keyColumn]
 	// rollbackOnTimeoutVar caches MySQL's innodb_rollback_on_timeout:
 	// 0 unknown, 1 OFF, 2 ON.
 	rollbackOnTimeoutVar atomic.Int32
@@ -51,6 +56,8 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		table:   cfg.table,
 		dialect: d,
 		logger:  cfg.logger,
+
+		charsetWarnOnly: cfg.charsetWarnOnly,
 	}
 	c.claimSQL = d.impl().claimSQL(c.table)
 	c.lookupSQL = d.impl().lookupSQL(c.table)
@@ -69,7 +76,10 @@ func (c *core) uk() string { return *c.uniqueKey.Load() }
 // admits longer ids; a column of unlimited length (-1, varchar(max)) has no
 // limit. When it is unknown (no schema check ran, or the catalog gives none:
 // PostgreSQL text) it is MaxMessageIDLen, so an id the migration file's
-// column cannot hold is refused here rather than by the server.
+// column cannot hold is refused here rather than by the server. An id with
+// a character the column's character set cannot store (as CheckSchema
+// learned it) is refused with ErrUnstorableKey: the server would replace
+// it by '?' or fail the claim.
 func (c *core) validate(d Delivery, id string) error {
 	if err := d.validateShape(); err != nil {
 		return err
@@ -88,11 +98,11 @@ func (c *core) validate(d Delivery, id string) error {
 	case limit > 0 && n > limit:
 		return fmt.Errorf("%w: message id %q is %d %s, column %s.message_id holds %d", ErrInvalidDelivery, truncate(id, 40), n, unit, c.table, limit)
 	}
-	return nil
+	return c.keyColumn.Load().checkFits(c.table, id)
 }
 
 // openCheckTimeout bounds the schema check of Open and OpenConnector
-// (connecting included).
+// (connecting and retrying included).
 const openCheckTimeout = 30 * time.Second
 
 // DataSource is a *sql.DB whose work with a delivery's context runs in the
@@ -105,15 +115,29 @@ type DataSource struct {
 	core *core
 }
 
-// Open opens a DataSource like sql.Open: driverName is "mysql"
+// Open is OpenContext with a context that ends after 30 seconds.
+func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
+	defer cancel()
+	return OpenContext(ctx, driverName, dsn, opts...)
+}
+
+// OpenContext opens a DataSource like sql.Open: driverName is "mysql"
 // (go-sql-driver/mysql), "sqlserver" or "mssql" (microsoft/go-mssqldb), or
 // "pgx" (jackc/pgx/v5/stdlib); these drivers are registered by this package.
 // Other registered drivers work with WithDialect. Unless
-// WithSchemaCheck(false) is given, Open connects and runs CheckSchema, and
-// fails if the claim table is missing or has the wrong shape; connecting and
-// checking are bounded by 30 seconds. To bound them by a context of your
-// own, pass WithSchemaCheck(false) and call CheckSchema(ctx).
-func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
+// WithSchemaCheck(false) is given, it connects and runs CheckSchema (or
+// Migrate, with WithMigrate), and fails if the claim table is missing or has
+// the wrong shape.
+//
+// A transient failure (see IsTransient: the server refuses connections, is
+// starting up, or the connection drops) is retried with capped exponential
+// back-off (0.1 s doubling to 5 s) until ctx ends; OpenContext then fails
+// with an error that wraps ctx's cause and the last failure. A permanent
+// failure (a malformed DSN, an authentication failure, an unknown database,
+// a missing or malformed table) fails at once. Each retry is logged at Warn
+// through WithLogger's logger. The DataSource does not keep ctx.
+func OpenContext(ctx context.Context, driverName, dsn string, opts ...Option) (*DataSource, error) {
 	probe, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, err
@@ -128,15 +152,23 @@ func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
 	} else {
 		c = dsnConnector{dsn: dsn, drv: drv}
 	}
-	return OpenConnector(c, opts...)
+	return OpenConnectorContext(ctx, c, opts...)
 }
 
-// OpenConnector opens a DataSource on a connector of the database driver
-// (mysql.NewConnector, mssql.NewConnector, pgx stdlib.GetConnector). If c
-// implements io.Closer, Close closes it. Unless WithSchemaCheck(false) is
-// given, it connects and runs CheckSchema, and fails if the claim table is
-// missing or has the wrong shape.
+// OpenConnector is OpenConnectorContext with a context that ends after 30
+// seconds.
 func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
+	defer cancel()
+	return OpenConnectorContext(ctx, c, opts...)
+}
+
+// OpenConnectorContext opens a DataSource on a connector of the database
+// driver (mysql.NewConnector, mssql.NewConnector, pgx stdlib.GetConnector).
+// If c implements io.Closer, Close closes it. Unless WithSchemaCheck(false)
+// is given, it connects and runs CheckSchema (or Migrate), retrying
+// transient failures until ctx ends, as OpenContext does.
+func OpenConnectorContext(ctx context.Context, c driver.Connector, opts ...Option) (*DataSource, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
@@ -147,13 +179,16 @@ func OpenConnector(c driver.Connector, opts ...Option) (*DataSource, error) {
 	}
 	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
 	if cfg.schemaCheck || cfg.migrate {
-		ctx, cancel := context.WithTimeout(context.Background(), openCheckTimeout)
-		defer cancel()
 		check := ds.CheckSchema
 		if cfg.migrate {
 			check = ds.Migrate
 		}
-		if err := check(ctx); err != nil {
+		err := backoff.Retry(ctx, "mqdatasource: open", IsTransient, check,
+			func(attempt int, wait time.Duration, err error) {
+				cfg.logger.LogAttrs(ctx, slog.LevelWarn, "mqdatasource: database not ready, retrying",
+					slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("error", err))
+			})
+		if err != nil {
 			_ = ds.db.Close()
 			return nil, err
 		}
@@ -208,15 +243,19 @@ func (ds *DataSource) Dialect() Dialect { return ds.core.public }
 // the checks of Delivery.Validate, but with the message id's length held to
 // the message_id column as the schema check found it (in bytes on SQL
 // Server; MaxMessageIDLen when no check ran, no limit for varchar(max)), so
-// a wider column admits ids longer than MaxMessageIDLen.
-// The error wraps ErrInvalidDelivery. Consumers call it before running a
+// a wider column admits ids longer than MaxMessageIDLen, and an id with a
+// character the column's character set cannot store is refused (the error
+// then wraps ErrUnstorableKey too). The error wraps ErrInvalidDelivery. Consumers call it before running a
 // handler whose transaction could only fail.
 func (ds *DataSource) ValidateDelivery(d Delivery) error {
 	return ds.core.validate(d, d.MessageID())
 }
 
 // IsConsumed reports whether d's message is recorded as consumed by its
-// consumer group: a committed claim exists. It is a pre-check, for skipping
+// consumer group: a committed claim exists whose message_id is d's byte for
+// byte. A record that the column only takes for d's (a case-insensitive
+// collation) is not d's: IsConsumed then returns false and a
+// *KeyCollisionError (ErrKeyCollision). It is a pre-check, for skipping
 // work that needs no transaction; the claim in BeginTx remains the guard.
 // It runs outside any transaction and ignores a delivery in ctx. It reads
 // at the pool's isolation level: under READ UNCOMMITTED (MySQL, SQL
@@ -227,15 +266,29 @@ func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) 
 	if err := ds.core.validate(d, id); err != nil {
 		return false, err
 	}
-	var one int
-	err := ds.db.QueryRowContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id)).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, nil
-	case err != nil:
+	rows, err := ds.db.QueryContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id))
+	if err != nil {
 		return false, err
 	}
-	return true, nil
+	defer rows.Close()
+	other := ""
+	for rows.Next() {
+		var stored string
+		if err := rows.Scan(&stored); err != nil {
+			return false, err
+		}
+		if stored == id {
+			return true, nil
+		}
+		other = stored
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	if other != "" {
+		return false, ds.core.collision(id, other)
+	}
+	return false, nil
 }
 
 // Purge deletes the claim records older than before (by ctime, the claim

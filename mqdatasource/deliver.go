@@ -91,8 +91,11 @@ func ClaimIn(ds *DataSource, opts *sql.TxOptions) DeliverOption {
 //     wrapping ErrAlreadyConsumed; nothing was committed;
 //   - Unclaimed, nil: fn returned nil without using a DataSource;
 //   - Failed and an error otherwise: fn's error (after rolling back),
-//     ErrRollbackOnly, ErrTxAborted, ErrCommitUnknown, ErrPartialCommit or
-//     the database's error. Retry the delivery: what committed is found
+//     ErrRollbackOnly, ErrTxAborted, ErrCommitUnknown, ErrPartialCommit,
+//     a *KeyCollisionError (ErrKeyCollision: the claim met another
+//     message's record, which the column takes for this one; never
+//     Duplicate), ErrInvalidDelivery (also when fn swallowed it) or the
+//     database's error. Retry the delivery: what committed is found
 //     recorded by the next one.
 //
 // When the message is recorded in some DataSources and new in others (an
@@ -153,6 +156,11 @@ type scope struct {
 	txs   []*dtx // in the order the DataSources joined
 	ended bool
 	dup   bool // a claim found the record
+	// refused is why a DataSource could not join: the delivery cannot be
+	// claimed (a key collision, an invalid delivery). It fails the
+	// delivery even when fn swallows it, so that the message is not
+	// taken for one that needed no claim (Unclaimed).
+	refused error
 }
 
 func newScope(ctx context.Context, batch []Delivery) *scope {
@@ -186,6 +194,9 @@ func (s *scope) join(co *core, opts driver.TxOptions, eager bool) (*dtx, error) 
 	}
 	for i, id := range s.ids {
 		if err := co.validate(s.deliveryAt(i), id); err != nil {
+			if s.refused == nil {
+				s.refused = err
+			}
 			return nil, err
 		}
 	}
@@ -193,6 +204,9 @@ func (s *scope) join(co *core, opts driver.TxOptions, eager bool) (*dtx, error) 
 	keep := eager || s.anyNewLocked()
 	dup, err := t.begin(keep)
 	if err != nil {
+		if errors.Is(err, ErrKeyCollision) && s.refused == nil {
+			s.refused = err
+		}
 		return nil, err
 	}
 	s.txs = append(s.txs, t)
@@ -235,7 +249,13 @@ func (s *scope) finish(fnErr error) (Result, error) {
 	s.ended = true
 	txs := s.txs
 	dup := s.dup
+	refused := s.refused
 	s.mu.Unlock()
+	if refused != nil && (fnErr == nil || errors.Is(fnErr, ErrAlreadyConsumed)) {
+		// fn swallowed the refusal (or a later duplicate); the
+		// delivery still failed.
+		fnErr = refused
+	}
 
 	var news []*dtx
 	for _, t := range txs {
@@ -324,7 +344,19 @@ func (t *dtx) begin(keep bool) (dup bool, err error) {
 			t.fresh, err = pc.beginBatch(bctx, t.s.batch, t.s.ids)
 			dup = len(t.fresh) == 0
 		} else {
+			pc.dupErr = nil
 			dup, err = pc.begin(bctx, t.s.d, t.s.id, t.opts)
+			if err == nil && dup {
+				// A duplicate is certain or it is an error: one read, on
+				// this path only, that the record is this id byte for byte.
+				if err = pc.confirmDup(bctx, t.s.id, pc.dupErr); err != nil {
+					if rbErr := pc.rollback(); rbErr != nil {
+						pc.broken = true
+					}
+					t.core.pool.put(pc)
+					return false, err
+				}
+			}
 		}
 		if err == nil {
 			break

@@ -41,6 +41,13 @@ type dialect struct {
 	// isDuplicate reports whether err, returned by the claim INSERT, is a
 	// violation of the record's own unique key.
 	isDuplicate func(err error, uniqueKey string, messageID string) bool
+	// dupValue returns the value a duplicate error of the claim names (the
+	// server's text, possibly truncated), or ""; nil when errors name none.
+	dupValue func(err error) string
+	// incomparable reports whether err says the column cannot compare a
+	// value with the argument (MySQL: a character the column's character
+	// set lacks); nil when no such error exists.
+	incomparable func(err error) bool
 	// classify returns what err means for the transaction and the caller.
 	classify func(err error) errKind
 	// purge returns a DELETE of at most n rows older than its one argument
@@ -124,8 +131,10 @@ func (d *dialect) claimArgs(dv Delivery, id string, ctime int64) []driver.NamedV
 	return args
 }
 
+// lookupSQL returns the pre-check's read: the message_id values the column
+// takes for its one argument, compared with it byte for byte by the caller.
 func (d *dialect) lookupSQL(table string) string {
-	return fmt.Sprintf("SELECT 1 FROM %s WHERE %s = %s", d.quote(table), d.quote("message_id"), d.param(1))
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s", d.quote("message_id"), d.quote(table), d.quote("message_id"), d.param(1))
 }
 
 // detectDialect returns the dialect of the driver behind a connector.

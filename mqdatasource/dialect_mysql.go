@@ -36,6 +36,20 @@ var mysqlDialect = &dialect{
 		}
 		return key == uk || duplicateEntryIs(entry, messageID)
 	},
+	dupValue: func(err error) string {
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1062 {
+			return ""
+		}
+		entry, _, _ := parseMySQLDuplicate(me.Message)
+		return entry
+	},
+	incomparable: func(err error) bool {
+		// 1267, 1270, 1271: illegal mix of collations, raised when the
+		// argument has characters the column's character set lacks.
+		var me *mysql.MySQLError
+		return errors.As(err, &me) && (me.Number == 1267 || me.Number == 1270 || me.Number == 1271)
+	},
 	classify:         classifyMySQL,
 	defaultUniqueKey: func(string) string { return mysqlUniqueKey },
 	purge: func(_ *dialect, t string, n int) string {
@@ -95,7 +109,7 @@ func duplicateEntryIs(entry, messageID string) bool {
 
 func inspectMySQL(ctx context.Context, _ *dialect, db *sql.DB, table string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
-	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, ''), COALESCE(CHARACTER_SET_NAME, '')
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, table)
 	if err != nil {
 		return nil, err

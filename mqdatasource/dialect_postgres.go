@@ -47,7 +47,8 @@ var postgresDialect = &dialect{
 // in current_schema().
 func inspectPostgres(ctx context.Context, _ *dialect, db *sql.DB, table string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
-	rows, err := db.QueryContext(ctx, `SELECT c.column_name, c.data_type, COALESCE(c.character_maximum_length, 0), COALESCE(c.collation_name, '')
+	rows, err := db.QueryContext(ctx, `SELECT c.column_name, c.data_type, COALESCE(c.character_maximum_length, 0), COALESCE(c.collation_name, ''),
+  (SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database())
 FROM pg_class t
 JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN information_schema.columns c ON c.table_schema = n.nspname AND c.table_name = t.relname

@@ -13,16 +13,17 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/schema"
 )
 
-// sqlserverDialect: @pN placeholders, [offset] quoted (a reserved word), keys
-// passed as mssql.VarChar so they compare with the varchar columns without an
-// implicit conversion (a Go string is sent as nvarchar).
+// sqlserverDialect: @pN placeholders, [offset] quoted (a reserved word), ASCII
+// keys passed as mssql.VarChar so they compare with the varchar columns
+// without an implicit conversion (a Go string is sent as nvarchar); see
+// sqlserverString for the others.
 var sqlserverDialect = &dialect{
 	name:      "sqlserver",
 	migration: "schema/transaction_record.sqlserver.sql",
 	ddl:       schema.SQLServer,
 	quote:     func(s string) string { return "[" + s + "]" },
 	param:     func(i int) string { return fmt.Sprintf("@p%d", i) },
-	stringArg: func(s string) any { return mssql.VarChar(s) },
+	stringArg: sqlserverString,
 	isDuplicate: func(err error, uk, messageID string) bool {
 		for _, e := range mssqlErrors(err) {
 			// 2627: "Violation of UNIQUE KEY constraint 'NAME'. Cannot insert
@@ -35,6 +36,19 @@ var sqlserverDialect = &dialect{
 			}
 		}
 		return false
+	},
+	dupValue: func(err error) string {
+		for _, e := range mssqlErrors(err) {
+			if e.Number != 2627 && e.Number != 2601 {
+				continue
+			}
+			const pre = "The duplicate key value is ("
+			if i := strings.LastIndex(e.Message, pre); i >= 0 {
+				v, _, _ := strings.Cut(e.Message[i+len(pre):], ").")
+				return v
+			}
+		}
+		return ""
 	},
 	classify:         classifySQLServer,
 	defaultUniqueKey: func(t string) string { return "uk_" + t + "_message_id" },
@@ -53,6 +67,22 @@ var sqlserverDialect = &dialect{
 		"offset":         {"bigint"},
 		"broker_name":    {"varchar", "char", "nvarchar", "nchar"},
 	},
+}
+
+// sqlserverString returns how s is passed: mssql.VarChar when it is ASCII,
+// else a Go string (nvarchar). go-mssqldb sends a VarChar's bytes as they
+// are, which the server reads in the database's default code page, not as
+// UTF-8: a non-ASCII key would arrive as other characters. As nvarchar it
+// arrives intact, and the server converts it to the column's code page;
+// characters that code page lacks become '?' there, which is why
+// validation refuses them (ErrUnstorableKey) for a varchar column.
+func sqlserverString(s string) any {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return s
+		}
+	}
+	return mssql.VarChar(s)
 }
 
 // inspectSQLServer reads the catalog about the table the claim's unqualified
@@ -78,10 +108,14 @@ func inspectSQLServer(ctx context.Context, d *dialect, db *sql.DB, table string)
 	return ti, nil
 }
 
-// sqlserverColumnsSQL selects the table's columns; it takes the table name
+// sqlserverColumnsSQL selects the table's columns, with the character set
+// of text columns as "UNICODE" (nvarchar, nchar) or the code page of their
+// collation ("code page 1252"; 65001 is UTF-8); it takes the table name
 // twice, in d's placeholders ("@pN", or "?" for the "mssql" driver name).
 func sqlserverColumnsSQL(d *dialect) string {
-	return `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, '')
+	return `SELECT COLUMN_NAME, DATA_TYPE, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, ''),
+  CASE WHEN DATA_TYPE IN ('nvarchar', 'nchar') THEN 'UNICODE'
+    ELSE COALESCE('code page ' + CAST(COLLATIONPROPERTY(COLLATION_NAME, 'CodePage') AS varchar(10)), '') END
 FROM INFORMATION_SCHEMA.COLUMNS
 WHERE TABLE_SCHEMA = OBJECT_SCHEMA_NAME(OBJECT_ID(QUOTENAME(` + d.param(1) + `))) AND TABLE_NAME = ` + d.param(2)
 }

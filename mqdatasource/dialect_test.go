@@ -93,9 +93,9 @@ func TestPurgeAndLookupSQL(t *testing.T) {
 		d             Dialect
 		purge, lookup string
 	}{
-		{MySQL(), "DELETE FROM `tr` WHERE `ctime` < ? ORDER BY `ctime` LIMIT 500", "SELECT 1 FROM `tr` WHERE `message_id` = ?"},
-		{SQLServer(), "DELETE TOP (500) FROM [tr] WITH (READPAST, ROWLOCK) WHERE [ctime] < @p1", "SELECT 1 FROM [tr] WHERE [message_id] = @p1"},
-		{PostgreSQL(), `DELETE FROM "tr" WHERE "id" IN (SELECT "id" FROM "tr" WHERE "ctime" < $1 ORDER BY "ctime" LIMIT 500 FOR UPDATE SKIP LOCKED)`, `SELECT 1 FROM "tr" WHERE "message_id" = $1`},
+		{MySQL(), "DELETE FROM `tr` WHERE `ctime` < ? ORDER BY `ctime` LIMIT 500", "SELECT `message_id` FROM `tr` WHERE `message_id` = ?"},
+		{SQLServer(), "DELETE TOP (500) FROM [tr] WITH (READPAST, ROWLOCK) WHERE [ctime] < @p1", "SELECT [message_id] FROM [tr] WHERE [message_id] = @p1"},
+		{PostgreSQL(), `DELETE FROM "tr" WHERE "id" IN (SELECT "id" FROM "tr" WHERE "ctime" < $1 ORDER BY "ctime" LIMIT 500 FOR UPDATE SKIP LOCKED)`, `SELECT "message_id" FROM "tr" WHERE "message_id" = $1`},
 	} {
 		t.Run(tc.d.Name(), func(t *testing.T) {
 			if got := tc.d.impl().purgeSQL("tr", 500); got != tc.purge {

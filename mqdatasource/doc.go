@@ -34,6 +34,15 @@
 //     BeginTx or statement and every later one, and Deliver reports
 //     Duplicate, whether the handler returns that error or nil.
 //
+// A duplicate is certain or it is an error: a claim that meets the unique
+// key reads the record back and compares it with the message id byte for
+// byte; a record the column only takes for it (a case-insensitive
+// collation, characters stored as '?') is ErrKeyCollision, never
+// Duplicate. CheckSchema refuses a message_id whose character set cannot
+// store every key (WithCharsetWarnOnly keeps it for a table shared with the
+// Java client), and an id with a character the column cannot store is
+// refused before any SQL (ErrUnstorableKey).
+//
 // A Commit inside the handler ends nothing; a Rollback marks the delivery
 // rollback-only (Deliver rolls everything back and fails with
 // ErrRollbackOnly: committing the rest would apply the message in part).
@@ -70,11 +79,12 @@
 //	ErrDeliveryDone      a statement with a delivery's context after Deliver returned. Refused.
 //	ErrTxOptions         BeginTx at another isolation level than the delivery's transaction. Nothing committed.
 //	ErrPartialCommit     Deliver: committed in some databases only. Retry the message.
-//	ErrInvalidDelivery   empty key or group, invalid UTF-8, # in the group, or id too long. No SQL ran.
+//	ErrInvalidDelivery   empty key or group, invalid UTF-8, # in the group, id too long, or a character the column cannot store (ErrUnstorableKey). No SQL ran.
+//	ErrKeyCollision      Deliver, DeliverBatch, IsConsumed: the record met is another id the column takes for this one (*KeyCollisionError). Not a duplicate: retry; fix the column.
 //	ErrTxAborted         statement or commit after the server aborted the transaction. Retry the message.
 //	ErrCommitUnknown     the connection failed during COMMIT. Retry the message.
 //	ErrInvalidTableName  Open: the table name is not a plain identifier. No SQL ran.
-//	ErrSchema            Open, CheckSchema, Migrate: the table is missing or wrong (*SchemaError).
+//	ErrSchema            Open, CheckSchema, Migrate: the table is missing or wrong, or message_id cannot store every key (*SchemaError).
 //
 // IsRetryable reports whether an error is worth retrying (deadlocks,
 // serialization and snapshot conflicts, lock timeouts, lost connections,

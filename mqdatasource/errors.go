@@ -45,7 +45,9 @@ var (
 	// for Delivery.Validate longer than MaxMessageIDLen characters; for a
 	// DataSource longer than the message_id column holds (the length
 	// CheckSchema learned, in bytes on SQL Server, no limit for
-	// varchar(max); MaxMessageIDLen when it learned none). No SQL was run.
+	// varchar(max); MaxMessageIDLen when it learned none), or for a
+	// DataSource an id with a character the column's character set cannot
+	// store (also wrapping ErrUnstorableKey). No SQL was run.
 	ErrInvalidDelivery = errors.New("mqdatasource: invalid delivery")
 
 	// ErrInvalidTableName means the configured table name is not a plain

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -51,6 +54,28 @@ func ExampleIsRetryable() {
 	fmt.Println(mqdatasource.IsRetryable(mqdatasource.ErrAlreadyConsumed))
 	// Output:
 	// true
+	// true
+	// false
+}
+
+// OpenContext waits for a database that is not up yet, within the
+// caller's deadline; here nothing ever listens, so it gives up, naming the
+// last error.
+func ExampleOpenContext() {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := mqdatasource.OpenContext(ctx, "mysql", "app@tcp(127.0.0.1:1)/shop",
+		mqdatasource.WithLogger(slog.New(slog.DiscardHandler))) // quiet retries
+	var last net.Error // the last attempt's: connection refused
+	fmt.Println(errors.Is(err, context.DeadlineExceeded), errors.As(err, &last))
+	// Output: true true
+}
+
+func ExampleIsTransient() {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	fmt.Println(mqdatasource.IsTransient(refused))
+	fmt.Println(mqdatasource.IsTransient(&mysql.MySQLError{Number: 1045, Message: "Access denied for user 'app'"}))
+	// Output:
 	// true
 	// false
 }

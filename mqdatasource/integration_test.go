@@ -408,9 +408,12 @@ func TestSchemaCheck(t *testing.T) {
 		wantFile := map[string]string{"mysql": "schema/transaction_record.sql", "postgres": "schema/transaction_record.postgres.sql"}[e.Name]
 		offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.Name]
 		idCol := map[string]string{"mysql": "id bigint AUTO_INCREMENT PRIMARY KEY", "postgres": "id bigserial PRIMARY KEY"}[e.Name]
+		// utf8mb4 (the test server's default is latin1): the check
+		// refuses a message_id that cannot store every key.
+		charset := map[string]string{"mysql": " DEFAULT CHARSET = utf8mb4"}[e.Name]
 		full := func(table string, ctime, unique string) string {
-			return fmt.Sprintf("CREATE TABLE %s (%s, consumer_group varchar(255) NOT NULL, message_id varchar(255) NOT NULL %s, topic_name varchar(255) NOT NULL, ctime %s NOT NULL, queue_id int NOT NULL, %s bigint NOT NULL, broker_name varchar(255) NOT NULL)",
-				table, idCol, unique, ctime, offset)
+			return fmt.Sprintf("CREATE TABLE %s (%s, consumer_group varchar(255) NOT NULL, message_id varchar(255) NOT NULL %s, topic_name varchar(255) NOT NULL, ctime %s NOT NULL, queue_id int NOT NULL, %s bigint NOT NULL, broker_name varchar(255) NOT NULL)%s",
+				table, idCol, unique, ctime, offset, charset)
 		}
 		for _, tc := range []struct {
 			name    string

@@ -28,6 +28,7 @@ type config struct {
 	logger               *slog.Logger
 	maxIdleDeliveryConns int
 	migrate              bool
+	charsetWarnOnly      bool
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -128,4 +129,18 @@ func WithMaxIdleDeliveryConns(n int) Option {
 // your migrations (see the schema package).
 func WithMigrate() Option {
 	return optionFunc(func(c *config) { c.migrate = true })
+}
+
+// WithCharsetWarnOnly makes the schema check accept a message_id column
+// whose character set cannot store every key (MySQL latin1 or utf8/utf8mb3,
+// as in the Java ExactlyOnceConsumer's table; a PostgreSQL database not in
+// UTF8; a SQL Server varchar of a code page), logging the problem and the
+// statement that fixes it at Error level at every check instead of failing.
+// Use it for a table shared with the Java client until it is altered. The
+// default is off: Open and CheckSchema fail with a *SchemaError. Either
+// way, a delivery whose message id has a character the column cannot store
+// is refused before its handler runs (ErrUnstorableKey, which wraps
+// ErrInvalidDelivery), never stored as '?' or taken for another message.
+func WithCharsetWarnOnly() Option {
+	return optionFunc(func(c *config) { c.charsetWarnOnly = true })
 }

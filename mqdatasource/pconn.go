@@ -32,6 +32,9 @@ type pconn struct {
 	// begin); a delivery connection never runs outside a transaction.
 	autocommitOff bool
 	idleSince     time.Time
+	// dupErr is the error by which the last claim found a duplicate (nil
+	// when it found none, or reported it by the count of rows).
+	dupErr error
 }
 
 func (pc *pconn) valid() bool {
@@ -85,8 +88,10 @@ func (pc *pconn) claim(ctx context.Context, args []driver.NamedValue, id string)
 	dl := pc.core.dialect.impl()
 	isDup := func(err error) bool { return dl.isDuplicate(err, pc.core.uk(), id) }
 	res, err := pc.execKeep(ctx, pc.core.claimSQL, args, isDup)
+	pc.dupErr = nil
 	if err != nil {
 		if isDup(err) {
+			pc.dupErr = err
 			return true, nil
 		}
 		if rbErr := pc.rollback(); rbErr != nil {

@@ -35,6 +35,7 @@ type columnInfo struct {
 	dataType  string
 	length    int64
 	collation string
+	charset   string // character set (MySQL), database encoding (PostgreSQL), "UNICODE" or code page (SQL Server)
 }
 
 type tableInfo struct {
@@ -48,12 +49,12 @@ type tableInfo struct {
 func scanColumns(rows *sql.Rows, ti *tableInfo) error {
 	defer rows.Close()
 	for rows.Next() {
-		var name, typ, coll string
+		var name, typ, coll, charset string
 		var n int64
-		if err := rows.Scan(&name, &typ, &n, &coll); err != nil {
+		if err := rows.Scan(&name, &typ, &n, &coll, &charset); err != nil {
 			return err
 		}
-		ti.columns[strings.ToLower(name)] = columnInfo{dataType: strings.ToLower(typ), length: n, collation: strings.ToLower(coll)}
+		ti.columns[strings.ToLower(name)] = columnInfo{dataType: strings.ToLower(typ), length: n, collation: strings.ToLower(coll), charset: charset}
 	}
 	return rows.Err()
 }
@@ -80,10 +81,16 @@ func scanIndexes(rows *sql.Rows, ti *tableInfo) error {
 type schemaFacts struct {
 	uniqueKey string // name of the unique index on message_id
 	idLen     int64  // length of message_id (characters, bytes for SQL Server)
+	keyColumn *keyColumn
+	// narrowCharset says, with WithCharsetWarnOnly, what checkTable would
+	// otherwise have refused: message_id cannot store every key.
+	narrowCharset string
 }
 
-// checkTable compares ti with what the claim needs.
-func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string, error) {
+// checkTable compares ti with what the claim needs. A message_id whose
+// character set cannot store every key is refused, or with charsetWarnOnly
+// reported in facts.narrowCharset.
+func checkTable(d *dialect, table string, ti *tableInfo, charsetWarnOnly bool) (schemaFacts, []string, error) {
 	bad := func(format string, args ...any) error {
 		return &SchemaError{Table: table, Problem: fmt.Sprintf(format, args...), Migration: d.migration}
 	}
@@ -122,21 +129,40 @@ func checkTable(d *dialect, table string, ti *tableInfo) (schemaFacts, []string,
 	if facts.uniqueKey == "" {
 		return facts, nil, bad("no unique key on message_id alone: duplicates cannot be detected")
 	}
+	idCol := ti.columns["message_id"]
+	fits, complete := charsetFits(d.name, idCol.charset)
+	facts.keyColumn = &keyColumn{charset: idCol.charset, collation: idCol.collation, fits: fits}
+	if !complete {
+		problem := fmt.Sprintf("column message_id has %s, which cannot store every key (%s); a key it cannot store would be replaced by '?' or refused, and two keys could become one record. Fix: %s",
+			facts.keyColumn.describe(), charsetGap(fits), charsetFix(d, table, facts.idLen))
+		if !charsetWarnOnly {
+			return facts, nil, bad("%s (or open with WithCharsetWarnOnly() to keep it, e.g. for a table shared with the Java client: messages whose key it cannot store are then refused one by one)", problem)
+		}
+		facts.narrowCharset = problem
+	}
 	var warnings []string
 	if coll := ti.columns["message_id"].collation; coll != "" && (strings.HasSuffix(coll, "_ci") || strings.Contains(coll, "_ci_")) {
-		warnings = append(warnings, fmt.Sprintf("column message_id has the case-insensitive collation %s: keys that differ only in case are taken for the same message; %s uses a binary collation", coll, d.migration))
+		warnings = append(warnings, fmt.Sprintf("column message_id has the case-insensitive collation %s: keys that differ only in case are one value to the unique key, and the second of two such messages fails with ErrKeyCollision until the column has a binary collation, as in %s", coll, d.migration))
 	}
 	return facts, warnings, nil
 }
 
 // CheckSchema checks that the claim table exists with the columns, types and
-// unique key on message_id that the claim needs, and a message_id of at
-// least 64 characters (bytes on SQL Server). A problem is returned as a
+// unique key on message_id that the claim needs, a message_id of at
+// least 64 characters (bytes on SQL Server), and a message_id that can
+// store every key: MySQL character set utf8mb4 (not utf8/utf8mb3, which
+// lacks 4-byte characters such as emoji, nor latin1), a PostgreSQL database
+// of encoding UTF8, SQL Server nvarchar or a UTF-8 collation (a varchar of
+// another code page replaces what it lacks by '?'). The error for a
+// narrower column gives the statement that fixes it; WithCharsetWarnOnly
+// makes it an Error log instead, and keys the column cannot store are then
+// refused one by one (ErrUnstorableKey). A problem is returned as a
 // *SchemaError (errors.Is(err, ErrSchema)) naming it and the migration file
 // (which creates a missing table; an existing table of the wrong shape must
 // be altered to match it); a failure to query the catalog is returned as is. On
-// success it also learns the name of the unique key and the length of
-// message_id, used to recognise duplicates and to validate message ids.
+// success it also learns the name of the unique key and the length and
+// character set of message_id, used to recognise duplicates and to
+// validate message ids.
 func (ds *DataSource) CheckSchema(ctx context.Context) error {
 	return ds.core.checkSchema(WithoutDelivery(ctx), ds.db)
 }
@@ -152,15 +178,19 @@ func (c *core) checkSchema(ctx context.Context, db *sql.DB) error {
 // applyCheck is checkSchema on the table as ti describes it: it checks the
 // table, logs the warnings and learns the facts.
 func (c *core) applyCheck(ctx context.Context, ti *tableInfo) error {
-	facts, warnings, err := checkTable(c.dialect.impl(), c.table, ti)
+	facts, warnings, err := checkTable(c.dialect.impl(), c.table, ti, c.charsetWarnOnly)
 	if err != nil {
 		return err
+	}
+	if facts.narrowCharset != "" {
+		c.logger.ErrorContext(ctx, "mqdatasource: claim table "+c.table+": "+facts.narrowCharset, "table", c.table)
 	}
 	for _, w := range warnings {
 		c.logger.WarnContext(ctx, "mqdatasource: "+w, "table", c.table)
 	}
 	c.uniqueKey.Store(&facts.uniqueKey)
 	c.idLen.Store(facts.idLen)
+	c.keyColumn.Store(facts.keyColumn)
 	return nil
 }
 

@@ -78,7 +78,7 @@ func TestCheckTable(t *testing.T) {
 			problem: "column ctime is int, want bigint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			facts, warnings, err := checkTable(tc.d, "tr", &tc.ti)
+			facts, warnings, err := checkTable(tc.d, "tr", &tc.ti, false)
 			if tc.problem != "" {
 				var se *SchemaError
 				if !errors.As(err, &se) || !errors.Is(err, ErrSchema) {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -26,6 +28,9 @@ type fakeServer struct {
 	prepared []string // what was prepared
 	// fail returns the error for a statement, or nil.
 	fail func(stmt string) error
+	// stored returns the message_id values the server's column takes for
+	// id (the confirmation read of a duplicate); nil: id itself.
+	stored func(id string) []string
 }
 
 func (s *fakeServer) record(stmt string, args []driver.NamedValue) error {
@@ -87,6 +92,32 @@ func (s *fakeStmt) Exec([]driver.Value) (driver.Result, error) {
 func (s *fakeStmt) Query([]driver.Value) (driver.Rows, error) {
 	return nil, errors.New("not used")
 }
+
+// QueryContext answers the reads of message ids: the stored values the
+// column takes for the first argument.
+func (s *fakeStmt) QueryContext(_ context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	if err := s.c.s.record(s.q, args); err != nil {
+		return nil, err
+	}
+	id := fmt.Sprint(args[0].Value)
+	vals := []string{id}
+	if s.c.s.stored != nil {
+		vals = s.c.s.stored(id)
+	}
+	return &fakeRows{vals: vals}, nil
+}
+
+type fakeRows struct{ vals []string }
+
+func (r *fakeRows) Columns() []string { return []string{"message_id"} }
+func (r *fakeRows) Close() error      { return nil }
+func (r *fakeRows) Next(dest []driver.Value) error {
+	if len(r.vals) == 0 {
+		return io.EOF
+	}
+	dest[0], r.vals = r.vals[0], r.vals[1:]
+	return nil
+}
 func (s *fakeStmt) ExecContext(_ context.Context, args []driver.NamedValue) (driver.Result, error) {
 	if err := s.c.s.record(s.q, args); err != nil {
 		return nil, err
@@ -110,6 +141,9 @@ func openFake(t *testing.T, s *fakeServer) *sql.DB {
 }
 
 const fakeClaim = "INSERT INTO [tr] ([consumer_group], [message_id], [topic_name], [ctime], [queue_id], [offset], [broker_name]) VALUES (@p1, @p2, @p3, @p4, @p5, @p6, @p7)"
+
+// fakeConfirm is the read that confirms a duplicate claim.
+const fakeConfirm = "SELECT [message_id] FROM [tr] WHERE [message_id] = @p1"
 
 func fakeDelivery(key string) Delivery {
 	return Delivery{ConsumerGroup: "g", Key: key, Topic: "t", BrokerName: "b", QueueID: 1, QueueOffset: 2}
@@ -182,7 +216,7 @@ func TestWrapperSQLServerErrors(t *testing.T) {
 		want      []string // statements that reached the server
 	}{
 		{name: "duplicate claim", fail: failOn(fakeClaim, dup), beginErr: ErrAlreadyConsumed,
-			want: []string{"BEGIN", fakeClaim, "ROLLBACK"}},
+			want: []string{"BEGIN", fakeClaim, fakeConfirm, "ROLLBACK"}},
 		{name: "deadlock on the claim", fail: failOn(fakeClaim, deadlock), beginErr: deadlock,
 			want: []string{"BEGIN", fakeClaim, "ROLLBACK"}},
 		{name: "business duplicate is an ordinary error", fail: failOn(update, businessDup), execErr: businessDup,
@@ -271,10 +305,16 @@ func TestClaimStmtKeptOnDuplicate(t *testing.T) {
 		return dup
 	}}
 	db := openFake(t, s)
-	prepares := func() int {
+	prepares := func() int { // of the claim; the confirmation read is another statement
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.prepared)
+		n := 0
+		for _, q := range s.prepared {
+			if q == fakeClaim {
+				n++
+			}
+		}
+		return n
 	}
 	for i := range 3 {
 		if res, err := claimTx(db, "k"); res != Duplicate || err != nil {

@@ -8,6 +8,21 @@
 //
 // The MySQL table is column-compatible with the Java ExactlyOnceConsumer's
 // table, so a consumer group can move between the two on one table.
+//
+// The same DDL is also laid out as migrations, for the two tools' file
+// layouts, one directory per dialect (mysql, postgres, sqlserver):
+//
+//	migrate/<dialect>/000001_transaction_record.up.sql    golang-migrate (MigrateFS)
+//	migrate/<dialect>/000001_transaction_record.down.sql
+//	goose/<dialect>/000001_transaction_record.sql         goose (GooseFS)
+//
+// They are two trees because one set of files cannot serve both tools:
+// golang-migrate reads only NNN_name.up.sql and NNN_name.down.sql, but goose
+// reads every .sql file of its directory and takes the number before the
+// first "_" as the version, so an .up.sql and a .down.sql file are two
+// migrations of one version to it. A test keeps every copy of the DDL equal
+// to the transaction_record files, and another (in the nested module
+// schema/migrationtest) runs both tools on MariaDB and PostgreSQL.
 package schema
 
 import (
@@ -36,3 +51,22 @@ var PostgreSQL string
 //
 //go:embed *.sql
 var FS embed.FS
+
+// MigrateFS holds the claim table as golang-migrate migrations, in
+// migrate/mysql, migrate/postgres and migrate/sqlserver. Pass it to
+// golang-migrate's source/iofs with the dialect's directory:
+//
+//	src, err := iofs.New(schema.MigrateFS, "migrate/postgres")
+//
+//go:embed migrate
+var MigrateFS embed.FS
+
+// GooseFS holds the claim table as goose migrations (annotated with
+// "-- +goose Up" and "-- +goose Down"), in goose/mysql, goose/postgres and
+// goose/sqlserver. Hand goose the dialect's directory:
+//
+//	dir, err := fs.Sub(schema.GooseFS, "goose/postgres")
+//	p, err := goose.NewProvider(goose.DialectPostgres, db, dir)
+//
+//go:embed goose
+var GooseFS embed.FS

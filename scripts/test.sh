@@ -3,24 +3,77 @@
 #
 #   scripts/test.sh
 #
-# 1. gofmt and go vet.
+# 1. gofmt, go vet, staticcheck and govulncheck (both installed by this
+#    script at the versions pinned below, into bin/tools).
 # 2. Every package's tests with the race detector.
 # 3. The packages whose tests drive the real rocketmq-client-go consumer in
 #    process, again without the race detector: v2.1.2 has data races of its
 #    own (see docs/consumer.md), so those tests are left out under -race
-#    (rocketmqtest's by a !race build tag, exactlyonce's E2E tests by a skip).
+#    (rocketmqtest's by a !race build tag, exactlyonce's E2E tests and
+#    internal/brokertest's by a skip).
 #    Their other tests run again too, which costs a few seconds.
 #    (The example's end-to-end tests run the client in subprocesses built
 #    without -race, so step 2 runs them.)
 #
-# Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
-# starts a further pair of servers.
+# 4. The tests of the nested modules (see nested_modules).
 #
-# All of it runs against a throwaway MariaDB and PostgreSQL that
-# scripts/testdb.sh installs, starts and removes (or the servers named by
-# MYSQL_DSN / POSTGRES_DSN, when set).
+# Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
+# starts a further pair of database servers and a further Apache RocketMQ.
+#
+# All of it runs against a throwaway MariaDB, PostgreSQL and Apache RocketMQ
+# that scripts/testdb.sh installs, starts and removes (or the servers named
+# by MYSQL_DSN / POSTGRES_DSN / ROCKETMQ_NAMESRV, when set). The end-to-end
+# tests run on Apache RocketMQ as well as on rocketmqtest; here a missing
+# Apache RocketMQ fails them (REQUIRE_APACHE_ROCKETMQ=1) instead of skipping
+# them, as a plain go test does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Modules nested in this repository, with a go.mod of their own so that the
+# library's go.mod does not require what they use; each is vetted, checked
+# and tested like the root module.
+nested_modules="schema/migrationtest exactlyonce/eoprom"
+
+staticcheck_version=v0.8.2 # honnef.co/go/tools
+govulncheck_version=v1.9.0 # golang.org/x/vuln
+# govulncheck reads a snapshot of the Go vulnerability database built from
+# the golang.org/x/vulndb module (its data/osv files), not the live service:
+# CI reaches only the module proxy, and a pinned snapshot gives the same
+# answer on every run. Move the version forward to see newer reports.
+vulndb_version=v0.0.0-20261105234957-e22db6528018
+
+# vulncheck runs govulncheck on every module and fails on a vulnerable
+# function of a required module that the code calls. Findings in the standard library are
+# printed but do not fail: they belong to the Go release that builds the
+# binary (fixed by building with the release named), not to this module.
+vulncheck() {
+	local db="$PWD/bin/vulndb-$vulndb_version"
+	if [ ! -f "$db/index/db.json" ]; then
+		local osv
+		osv=$(go mod download -json "golang.org/x/vulndb@$vulndb_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')/data/osv
+		rm -rf "$db.tmp"
+		go run "golang.org/x/vulndb/cmd/indexdb@$vulndb_version" -vulns "$osv" -out "$db.tmp"
+		mv "$db.tmp" "$db"
+	fi
+	command -v jq >/dev/null || apt-get install -y -qq jq >/dev/null
+	local out=bin/govulncheck.json m
+	: >"$out"
+	# Exit status 3 only says that something was found; the findings decide.
+	for m in . $nested_modules; do
+		(cd "$m" && "$OLDPWD/bin/tools/govulncheck" -db "file://$db" -format json ./...) >>"$out" || [ $? -eq 3 ]
+	done
+	# A finding whose first frame names a function is one the code calls.
+	local called='select(.finding and .finding.trace[0].function) | .finding'
+	jq -r "$called"' | select(.trace[0].module == "stdlib") |
+		"govulncheck: warning: \(.osv) in the standard library (\(.trace[0].version)), fixed in \(.fixed_version): build with a newer Go"' "$out" | sort -u >&2
+	local bad
+	bad=$(jq -r "$called"' | select(.trace[0].module != "stdlib") |
+		"\(.osv) in \(.trace[0].module)@\(.trace[0].version), fixed in \(.fixed_version), called from \(.trace[-1].package).\(.trace[-1].function)"' "$out" | sort -u)
+	if [ -n "$bad" ]; then
+		printf 'govulncheck: vulnerable code called:\n%s\n' "$bad" >&2
+		return 1
+	fi
+}
 
 if [ -z "${TESTDB_STARTED:-}" ]; then
 	unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -29,8 +82,21 @@ if [ -z "${TESTDB_STARTED:-}" ]; then
 		exit 1
 	fi
 	go vet ./...
+	GOBIN="$PWD/bin/tools" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+	GOBIN="$PWD/bin/tools" go install "golang.org/x/vuln/cmd/govulncheck@$govulncheck_version"
+	bin/tools/staticcheck ./...
+	# The race build tag selects other files (see race_on_test.go).
+	bin/tools/staticcheck -tags race ./...
+	for m in $nested_modules; do
+		(cd "$m" && go vet ./... && "$OLDPWD/bin/tools/staticcheck" ./...)
+	done
+	vulncheck
 	TESTDB_STARTED=1 exec scripts/testdb.sh "$0" "$@"
 fi
 
+export REQUIRE_APACHE_ROCKETMQ=1
 THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./...
-go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/...
+go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/
+for m in $nested_modules; do
+	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
+done

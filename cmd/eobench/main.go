@@ -39,6 +39,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -51,7 +52,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
+	"github.com/jmoiron/sqlx"
+
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -88,8 +90,15 @@ func run() error {
 		recordDDL  = flag.String("record-ddl", "", "create the claim table from this DDL file (its table name transaction_record is replaced) instead of the migration, to measure another schema of the table")
 		floor      = flag.Bool("floor", false, "MySQL/MariaDB: instead of the claim variants, measure what the parts of a claimed transaction cost, on one held connection per worker with autocommit=0, against the same transaction with BEGIN on such a connection (held-plain): no first statement, a no-op statement, an INSERT of one bigint, an INSERT of the message id alone, and the claim INSERT")
 		flushLog   = flag.Int("flush-log-at-trx-commit", -1, "MySQL/MariaDB: set innodb_flush_log_at_trx_commit for the run (1 = durable, the server default; the throwaway server runs with 2) and restore it after")
+		mode       = flag.String("mode", "tx", `"tx": the transactions of the claim variants, without a broker; "e2e": consumers of a preloaded topic, from the broker to committed rows (docs/benchmarks.md, "End to end")`)
+		messages   = flag.Int("messages", 20000, "e2e: messages preloaded into the topic, consumed by every variant")
+		bodySize   = flag.Int("body-size", 1024, "e2e: bytes per message body")
+		queues     = flag.Int("queues", 4, "e2e: queues of the topic on the in-process broker")
+		namesrv    = flag.String("namesrv", "", "e2e: name server host:port of a running broker (default: start an in-process rocketmqtest broker); the redelivery storm needs the in-process one")
 	)
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	// Every flag is checked before anything touches the database.
 	switch *driverName {
@@ -103,6 +112,49 @@ func run() error {
 	if *dsn == "" {
 		return errors.New("no DSN: pass -dsn or set MYSQL_DSN / POSTGRES_DSN (scripts/testdb.sh does)")
 	}
+	if *driverName != "mysql" && *flushLog >= 0 {
+		return errors.New("-flush-log-at-trx-commit is for MySQL/MariaDB only")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	switch *mode {
+	case "tx":
+		for _, name := range e2eFlags {
+			if set[name] {
+				return fmt.Errorf("-%s is for -mode e2e", name)
+			}
+		}
+	case "e2e":
+		for _, name := range txFlags {
+			if set[name] {
+				return fmt.Errorf("-%s is for -mode tx", name)
+			}
+		}
+		if !set["rounds"] {
+			*rounds = 1 // a round consumes every message once per variant
+		}
+		if *messages < 1 || *bodySize < 1 || *queues < 1 || *rounds < 1 || *accounts < 1 {
+			return errors.New("-messages, -body-size, -queues, -rounds and -accounts must be at least 1")
+		}
+		_, err := runE2E(ctx, e2eConfig{
+			driver: *driverName, dsn: *dsn, messages: *messages, bodySize: *bodySize, queues: *queues,
+			accounts: *accounts, rounds: *rounds, namesrv: *namesrv, prefix: "eobench_e2e",
+			flushLog: *flushLog, stall: time.Minute, pgStatWait: 11 * time.Second, out: os.Stdout,
+		})
+		return err
+	default:
+		return fmt.Errorf("-mode %q: want tx or e2e", *mode)
+	}
 	if *ops < 1 || *rounds < 1 || *accounts < 1 {
 		return fmt.Errorf("-ops, -rounds and -accounts must be at least 1 (got %d, %d, %d)", *ops, *rounds, *accounts)
 	}
@@ -114,8 +166,8 @@ func run() error {
 		}
 		workers = append(workers, n)
 	}
-	if *driverName != "mysql" && (*status || *floor || *flushLog >= 0) {
-		return errors.New("-status, -floor and -flush-log-at-trx-commit are for MySQL/MariaDB only")
+	if *driverName != "mysql" && (*status || *floor) {
+		return errors.New("-status and -floor are for MySQL/MariaDB only")
 	}
 	if *floor && *onlyList != "" {
 		return errors.New("-floor replaces -variants: give one of them")
@@ -137,18 +189,6 @@ func run() error {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	b, err := setup(*driverName, *dsn, *accounts)
 	if err != nil {
 		return err
@@ -171,7 +211,7 @@ func run() error {
 		fmt.Printf("eobench: dropped index %s of %s\n", *dropIndex, recordTable)
 	}
 	if *flushLog >= 0 {
-		restore, err := b.setFlushLog(*flushLog)
+		restore, err := setFlushLog(b.plain, b.driver, *flushLog, os.Stdout)
 		if err != nil {
 			return fmt.Errorf("-flush-log-at-trx-commit: %w", err)
 		}
@@ -190,6 +230,12 @@ func run() error {
 	}
 	return b.run(ctx, workers, *ops, *rounds)
 }
+
+// txFlags and e2eFlags are the flags of only one -mode.
+var (
+	txFlags  = []string{"ops", "workers", "drop-index", "status", "variants", "record-ddl", "floor"}
+	e2eFlags = []string{"messages", "body-size", "queues", "namesrv"}
+)
 
 type bench struct {
 	driver string
@@ -244,8 +290,12 @@ var statusPrefixes = []string{"Com_", "Handler_", "Innodb_", "Bytes_", "Question
 
 // serverStatus reads the server's numeric status counters named by
 // statusPrefixes.
-func (b *bench) serverStatus() (map[string]float64, error) {
-	rows, err := b.plain.Query("SHOW GLOBAL STATUS")
+func (b *bench) serverStatus() (map[string]float64, error) { return serverStatus(b.plain) }
+
+// serverStatus reads a MySQL/MariaDB server's numeric status counters named
+// by statusPrefixes.
+func serverStatus(db *sql.DB) (map[string]float64, error) {
+	rows, err := db.Query("SHOW GLOBAL STATUS")
 	if err != nil {
 		return nil, err
 	}
@@ -270,23 +320,24 @@ func (b *bench) serverStatus() (map[string]float64, error) {
 
 // setFlushLog sets the server's innodb_flush_log_at_trx_commit (how durable a
 // commit is, which decides how much a commit costs beside the statements)
-// and returns a function that restores the previous value.
-func (b *bench) setFlushLog(n int) (restore func(), err error) {
-	if b.driver != "mysql" {
-		return nil, fmt.Errorf("only for MySQL/MariaDB, not %s", b.driver)
+// and returns a function that restores the previous value. It is a global
+// setting: on a shared server it changes every client's commits.
+func setFlushLog(db *sql.DB, driverName string, n int, out io.Writer) (restore func(), err error) {
+	if driverName != "mysql" {
+		return nil, fmt.Errorf("only for MySQL/MariaDB, not %s", driverName)
 	}
 	var old int
-	if err := b.plain.QueryRow("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit").Scan(&old); err != nil {
+	if err := db.QueryRow("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit").Scan(&old); err != nil {
 		return nil, err
 	}
 	set := func(v int) error {
-		_, err := b.plain.Exec("SET GLOBAL innodb_flush_log_at_trx_commit = " + strconv.Itoa(v))
+		_, err := db.Exec("SET GLOBAL innodb_flush_log_at_trx_commit = " + strconv.Itoa(v))
 		return err
 	}
 	if err := set(n); err != nil {
 		return nil, err
 	}
-	fmt.Printf("eobench: innodb_flush_log_at_trx_commit = %d for this run (was %d)\n", n, old)
+	fmt.Fprintf(out, "eobench: innodb_flush_log_at_trx_commit = %d for this run (was %d)\n", n, old)
 	return func() {
 		if err := set(old); err != nil {
 			log.Printf("eobench: restoring innodb_flush_log_at_trx_commit: %v", err)
@@ -295,7 +346,7 @@ func (b *bench) setFlushLog(n int) (restore func(), err error) {
 }
 
 // q turns the ? placeholders of s into the database's form.
-func (b *bench) q(s string) string { return sqlplace.Rebind(b.ds.Dialect().Name(), s) }
+func (b *bench) q(s string) string { return sqlx.Rebind(sqlx.BindType(b.ds.Dialect().Name()), s) }
 
 func setup(driverName, dsn string, accounts int) (_ *bench, err error) {
 	ctx := context.Background()
@@ -642,18 +693,27 @@ func (b *bench) cpuTime() (cpuSnapshot, bool) {
 	if b.serverPID == 0 {
 		return cpuSnapshot{}, false
 	}
+	return readCPU(b.serverPID)
+}
+
+// readCPU reads the CPU time used so far by this process and, unless
+// serverPID is 0, by each thread of the server process serverPID.
+func readCPU(serverPID int) (cpuSnapshot, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return cpuSnapshot{}, false
 	}
 	snap := cpuSnapshot{client: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), server: map[string]time.Duration{}}
+	if serverPID == 0 {
+		return snap, true
+	}
 	// Per-thread scheduler statistics: nanoseconds on the CPU.
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", b.serverPID))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", serverPID))
 	if err != nil {
 		return cpuSnapshot{}, false
 	}
 	for _, t := range tasks {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", b.serverPID, t.Name()))
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", serverPID, t.Name()))
 		if err != nil {
 			continue // the thread ended
 		}

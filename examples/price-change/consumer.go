@@ -103,6 +103,10 @@ func startConsumer(ds *mqdatasource.DataSource, cfg consumerConfig) (*exactlyonc
 		exactlyonce.WithClientOptions(clientOpts...),
 		exactlyonce.WithMetrics(cfg.Stats),
 		exactlyonce.WithLogger(cfg.Logger),
+		// Every change carries its business key in EXTEND_UNIQ_INFO: a
+		// message without one is refused, not keyed by a UNIQ_KEY that two
+		// producers could share.
+		exactlyonce.WithRequireProducerKey(),
 	)
 	if err != nil {
 		return nil, err

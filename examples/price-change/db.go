@@ -10,9 +10,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
 
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/throwaway"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -113,9 +112,10 @@ func hasSQL(chunk string) bool {
 }
 
 // rebind turns the ? placeholders of q into the dialect's: $1, $2 ... for
-// PostgreSQL (pgx), @p1, @p2 ... for SQL Server. The queries of this program
-// have no ? inside string literals.
-func rebind(d mqdatasource.Dialect, q string) string { return sqlplace.Rebind(d.Name(), q) }
+// PostgreSQL (pgx), @p1, @p2 ... for SQL Server. sqlx knows each form by
+// the names Dialect.Name returns. The queries of this program have no ?
+// inside string literals.
+func rebind(d mqdatasource.Dialect, q string) string { return sqlx.Rebind(sqlx.BindType(d.Name()), q) }
 
 // emptyTables checks that the example's tables hold no rows, or empties them
 // when reset is set: a verification only makes sense on a clean slate.
@@ -168,24 +168,4 @@ func seedProducts(ctx context.Context, ds *mqdatasource.DataSource, products int
 		}
 	}
 	return nil
-}
-
-// startThrowawayDB starts a throwaway server for the demo: "mariadb" or
-// "postgres". It returns the driver name and DSN, and a stop function.
-func startThrowawayDB(ctx context.Context, kind string) (driver, dsn string, stop func() error, err error) {
-	var srv *throwaway.Server
-	switch kind {
-	case "mariadb", "mysql":
-		driver = "mysql"
-		srv, err = throwaway.MariaDB(ctx)
-	case "postgres", "postgresql":
-		driver = "pgx"
-		srv, err = throwaway.PostgreSQL(ctx)
-	default:
-		return "", "", nil, fmt.Errorf("unknown -db %q (want mariadb or postgres)", kind)
-	}
-	if err != nil {
-		return "", "", nil, fmt.Errorf("start a throwaway %s (or pass -dsn): %w", kind, err)
-	}
-	return driver, srv.DSN(), srv.Stop, nil
 }

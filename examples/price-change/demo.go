@@ -21,10 +21,9 @@ import (
 type demoConfig struct {
 	Plan       plan
 	NameServer string // "" starts the in-process rocketmqtest broker
-	Driver     string // with DSN; "" starts a throwaway database (DB)
+	Driver     string // database/sql driver of DSN: mysql, pgx or sqlserver
 	DSN        string
-	DB         string // throwaway kind: "mariadb" or "postgres"
-	Reset      bool   // empty the example's tables of an existing database
+	Reset      bool   // empty the example's tables first
 	Style      string // handler style: "plain" or "tx"
 	Topic      string // "" picks one
 	Group      string // "" picks one
@@ -67,26 +66,13 @@ func (d *demo) run(ctx context.Context) error {
 		}
 	}
 
-	// The database: a throwaway server unless a DSN was given.
-	driver, dsn := cfg.Driver, cfg.DSN
-	fresh := dsn == ""
-	if fresh {
-		d.prog.event("starting a throwaway %s ...", cfg.DB)
-		var stop func() error
-		var err error
-		driver, dsn, stop, err = startThrowawayDB(ctx, cfg.DB)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	ds, err := openDB(ctx, driver, dsn)
+	ds, err := openDB(ctx, cfg.Driver, cfg.DSN)
 	if err != nil {
 		return err
 	}
 	defer ds.Close()
 	d.ds = ds
-	if err := emptyTables(ctx, ds, cfg.Reset || fresh); err != nil {
+	if err := emptyTables(ctx, ds, cfg.Reset); err != nil {
 		return err
 	}
 	if err := seedProducts(ctx, ds, cfg.Plan.Products); err != nil {
@@ -121,10 +107,9 @@ func (d *demo) run(ctx context.Context) error {
 		topic = "price-change-" + runID
 	}
 	if group == "" {
-		group = "product-service"
-		if !fresh || cfg.NameServer != "" {
-			group += "-" + runID
-		}
+		// A group of its own, so that records of earlier runs in the same
+		// database do not count in this run's verification.
+		group = "product-service-" + runID
 	}
 
 	consumerCfg := func(instance string) consumerConfig {

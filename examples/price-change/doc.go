@@ -21,17 +21,18 @@
 //     price is that of its last change, the counter and the history count
 //     each change once, in order.
 //
-// Run without arguments it is a demo (demo.go): it starts a throwaway
-// MariaDB and the in-process rocketmqtest broker, publishes 3,000 changes
-// while injecting duplicates (producer resends, the broker storing messages
-// twice, a consumer restart that loses its offset commits, an offset rewind
-// that replays the whole topic), runs two consumers, verifies the database
-// and prints the result:
+// Run with only -dsn (and -driver) it is a demo (demo.go): on that database
+// and the in-process rocketmqtest broker it publishes 3,000 changes while
+// injecting duplicates (producer resends, the broker storing messages twice,
+// a consumer restart that loses its offset commits, an offset rewind that
+// replays the whole topic), runs two consumers, verifies the database and
+// prints the result:
 //
-//	go run ./examples/price-change
+//	go run ./examples/price-change -driver mysql -dsn 'root@tcp(127.0.0.1:3306)/test'
 //
-// -namesrv and -dsn (or $NAMESRV_ADDR and $PRICE_CHANGE_DSN) point it at a
-// real RocketMQ cluster and database instead. The subcommands produce,
+// scripts/demo.sh in the repository runs it on a throwaway MariaDB or
+// PostgreSQL. -namesrv (or $NAMESRV_ADDR) points it at a real RocketMQ
+// cluster instead of the in-process broker. The subcommands produce,
 // consume and verify run the parts as separate processes; README.md shows a
 // run where the consumer process is killed with SIGKILL mid-run.
 package main

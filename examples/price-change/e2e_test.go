@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -82,11 +83,14 @@ func TestDemoUnreachableServers(t *testing.T) {
 		{"name server", []string{"produce", "-namesrv", "127.0.0.1:1"}, "cannot reach the RocketMQ name server at 127.0.0.1:1"},
 		{"database", []string{"verify", "-dsn", "root@tcp(127.0.0.1:1)/test"}, "cannot reach the mysql database"},
 		{"driver", []string{"verify", "-driver", "oracle", "-dsn", "x"}, `unsupported -driver "oracle"`},
+		{"no database", []string{"demo"}, "-dsn is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, tc.args...).CombinedOutput()
+			cmd := exec.CommandContext(ctx, bin, tc.args...)
+			cmd.Env = append(os.Environ(), "PRICE_CHANGE_DSN=")
+			out, err := cmd.CombinedOutput()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 				t.Fatalf("exit: %v, want status 2\n%s", err, out)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce/rlogslog"
 )
 
 const usage = `price-change: price changes applied exactly once from RocketMQ to a database.
@@ -173,32 +174,33 @@ func (f *flags) plan() (plan, error) {
 	return plan{Products: f.products, Changes: f.changes, Seed: f.seed, Resend: f.resend}, nil
 }
 
-// logger sets the RocketMQ client's log level and returns the listeners'
-// logger: errors only, unless -v.
+// logger returns the listeners' logger, errors only unless -v, and routes
+// the RocketMQ client's logs (logrus by default) through the same handler.
 func (f *flags) logger(stderr io.Writer) *slog.Logger {
 	level, clientLevel := slog.LevelError, "error"
 	if f.verbose {
 		level, clientLevel = slog.LevelInfo, "info"
 	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	rlogslog.SetDefault(logger.With("component", "rocketmq"))
 	rlog.SetLogLevel(clientLevel)
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return logger
 }
 
 func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("demo", stderr, "namesrv", "dsn", "driver", "topic", "group", "style",
 		"products", "changes", "seed", "resend", "json")
-	db := f.String("db", "mariadb", "throwaway database started when -dsn is empty: mariadb or postgres")
 	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
 	queues := f.Int("queues", 8, "queues of the topic on the in-process broker")
 	timeout := f.Duration("timeout", 3*time.Minute, "give up after this long")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	if err := f.refuseUnused(map[string]string{"queues": "namesrv", "db": "dsn"}); err != nil {
+	if err := f.refuseUnused(map[string]string{"queues": "namesrv"}); err != nil {
 		return err
 	}
 	if set := f.setFlags(); set["driver"] && f.dsn == "" {
-		fmt.Fprintln(f.Output(), "-driver names the driver of -dsn; without -dsn, -db picks the throwaway server (mariadb or postgres)")
+		fmt.Fprintln(f.Output(), "-driver names the driver of -dsn, which is missing")
 		return errUsage
 	}
 	if *queues < 1 || *timeout <= 0 {
@@ -209,8 +211,11 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if f.dsn == "" {
+		return errors.New("-dsn is required (or $PRICE_CHANGE_DSN); scripts/demo.sh runs the demo on a throwaway MariaDB or PostgreSQL")
+	}
 	cfg := demoConfig{
-		Plan: pl, NameServer: f.nameServer, Driver: f.driver, DSN: f.dsn, DB: *db,
+		Plan: pl, NameServer: f.nameServer, Driver: f.driver, DSN: f.dsn,
 		Reset: *reset, Style: f.style, Topic: f.topic, Group: f.group,
 		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr), Verbose: f.verbose,
 	}

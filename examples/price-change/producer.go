@@ -51,9 +51,13 @@ func newMessage(topic string, c PriceChange) (*primitive.Message, error) {
 	return msg, nil
 }
 
-// newProducer starts a producer whose queue selector hashes the sharding key.
+// newProducer starts a producer whose queue selector hashes the sharding key,
+// built by exactlyonce.NewProducer like every producer an exactly-once
+// consumer reads: a message without a business key would get a stamped
+// EXTEND_UNIQ_INFO instead of relying on the client's UNIQ_KEY, which
+// another producer with the same IP and pid can repeat.
 func newProducer(nameServer, instance string) (rocketmq.Producer, error) {
-	p, err := rocketmq.NewProducer(
+	p, err := exactlyonce.NewProducer(
 		producer.WithNameServer(primitive.NamesrvAddr{nameServer}),
 		producer.WithGroupName("price-engine"),
 		producer.WithInstanceName(instance),

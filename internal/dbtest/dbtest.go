@@ -14,8 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"   // also registers the "mysql" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-
-	"github.com/b74fc070/rocketmq-exactlyonce/internal/sqlplace"
+	"github.com/jmoiron/sqlx"
 )
 
 // Env is one real database the tests run against.
@@ -81,7 +80,7 @@ func UniqueName(t testing.TB, prefix string) string {
 }
 
 // Rebind turns the ? placeholders of q into the database's form.
-func (e *Env) Rebind(q string) string { return sqlplace.Rebind(e.Name, q) }
+func (e *Env) Rebind(q string) string { return sqlx.Rebind(sqlx.BindType(e.Name), q) }
 
 // Exec runs q (with ? placeholders) on Admin and fails the test on an error.
 func (e *Env) Exec(t testing.TB, q string, args ...any) {
@@ -105,13 +104,17 @@ func (e *Env) QueryInt(t testing.TB, q string, args ...any) int64 {
 // CreateClaimTable creates a claim table named table by hand, with the
 // columns of the migration but message_id declared as messageID (e.g.
 // "varchar(100) NOT NULL UNIQUE"), and drops it when the test ends: for
-// tests of tables that differ from the migration's.
+// tests of tables that differ from the migration's. On MySQL the table's
+// default character set is utf8mb4, as in the migration (the test
+// server's default may be latin1, which the schema check refuses for
+// message_id); a CHARACTER SET in messageID overrides it.
 func (e *Env) CreateClaimTable(t testing.TB, table, messageID string) {
 	t.Helper()
 	offset := map[string]string{"mysql": "`offset`", "postgres": `"offset"`}[e.Name]
 	id := map[string]string{"mysql": "id bigint AUTO_INCREMENT PRIMARY KEY", "postgres": "id bigserial PRIMARY KEY"}[e.Name]
+	options := map[string]string{"mysql": " DEFAULT CHARSET = utf8mb4"}[e.Name]
 	e.Exec(t, "CREATE TABLE "+table+" ("+id+", consumer_group varchar(255) NOT NULL, message_id "+messageID+
-		", topic_name varchar(255) NOT NULL, ctime bigint NOT NULL, queue_id int NOT NULL, "+offset+" bigint NOT NULL, broker_name varchar(255) NOT NULL)")
+		", topic_name varchar(255) NOT NULL, ctime bigint NOT NULL, queue_id int NOT NULL, "+offset+" bigint NOT NULL, broker_name varchar(255) NOT NULL)"+options)
 	t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+table) })
 }
 

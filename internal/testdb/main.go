@@ -1,14 +1,17 @@
-// Command testdb runs a command with a throwaway MariaDB and PostgreSQL.
+// Command testdb runs a command with a throwaway MariaDB, PostgreSQL and
+// Apache RocketMQ.
 //
 //	go run ./internal/testdb [command args...]
 //
-// It starts both servers (see package throwaway), exports MYSQL_DSN
-// (go-sql-driver form) and POSTGRES_DSN (pgx URL form) to the command, waits
-// for it, stops the servers and exits with the command's status. A DSN that is
-// already set in the environment is passed through and no server of that kind
-// is started; TESTDB_ONLY=mysql (or mariadb) or TESTDB_ONLY=postgres starts
-// only one, and any other value is an error. With no command it prints the
-// DSNs and keeps the servers up until interrupted.
+// It starts the servers (see package throwaway), exports MYSQL_DSN
+// (go-sql-driver form), POSTGRES_DSN (pgx URL form) and ROCKETMQ_NAMESRV (the
+// name server's host:port) to the command, waits for it, stops the servers
+// and exits with the command's status. A variable that is already set in the
+// environment is passed through and no server of that kind is started.
+// TESTDB_ONLY, a comma-separated list of mysql (or mariadb), postgres and
+// rocketmq, starts only those (TESTDB_ONLY=mysql,postgres: no Java needed);
+// any other word is an error. With no command it prints the variables and
+// keeps the servers up until interrupted.
 package main
 
 import (
@@ -18,7 +21,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/throwaway"
 )
@@ -28,13 +33,9 @@ func main() {
 }
 
 func run(args []string) int {
-	only := os.Getenv("TESTDB_ONLY")
-	switch only {
-	case "", "mysql", "postgres":
-	case "mariadb":
-		only = "mysql"
-	default:
-		fmt.Fprintf(os.Stderr, "testdb: TESTDB_ONLY=%q: want mysql (or mariadb) or postgres, or unset for both\n", only)
+	only, err := parseOnly(os.Getenv("TESTDB_ONLY"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testdb:", err)
 		return 2
 	}
 	// A signal while the servers start (an apt-get install can take
@@ -54,29 +55,38 @@ func run(args []string) int {
 		}
 	}()
 	type started struct {
-		env string
-		srv *throwaway.Server
-		err error
+		env, value string
+		stop       func() error
+		err        error
 	}
 	var starts []chan started
-	launch := func(env, kind string, start func(context.Context) (*throwaway.Server, error)) {
-		if os.Getenv(env) != "" || (only != "" && only != kind) {
+	launch := func(env, kind string, start func(context.Context) (value string, stop func() error, err error)) {
+		if os.Getenv(env) != "" || (only != nil && !only[kind]) {
 			return
 		}
 		ch := make(chan started, 1)
 		starts = append(starts, ch)
 		go func() {
-			srv, err := start(ctx)
-			ch <- started{env, srv, err}
+			value, stop, err := start(ctx)
+			ch <- started{env, value, stop, err}
 		}()
 	}
-	launch("MYSQL_DSN", "mysql", throwaway.MariaDB)
-	launch("POSTGRES_DSN", "postgres", throwaway.PostgreSQL)
+	launch("MYSQL_DSN", "mysql", database(throwaway.MariaDB))
+	launch("POSTGRES_DSN", "postgres", database(throwaway.PostgreSQL))
+	launch("ROCKETMQ_NAMESRV", "rocketmq", func(ctx context.Context) (string, func() error, error) {
+		begin := time.Now()
+		r, err := throwaway.ApacheRocketMQ(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		fmt.Fprintf(os.Stderr, "testdb: Apache RocketMQ %s up in %v\n", throwaway.ApacheRocketMQVersion, time.Since(begin).Round(100*time.Millisecond))
+		return r.NameServer(), r.Stop, nil
+	})
 
-	var servers []*throwaway.Server
+	var stops []func() error
 	defer func() {
-		for _, s := range servers {
-			if err := s.Stop(); err != nil {
+		for _, stop := range stops {
+			if err := stop(); err != nil {
 				fmt.Fprintln(os.Stderr, "testdb:", err)
 			}
 		}
@@ -88,9 +98,9 @@ func run(args []string) int {
 			startErr = errors.Join(startErr, st.err)
 			continue
 		}
-		servers = append(servers, st.srv)
-		os.Setenv(st.env, st.srv.DSN())
-		fmt.Fprintf(os.Stderr, "testdb: %s=%s\n", st.env, st.srv.DSN())
+		stops = append(stops, st.stop)
+		os.Setenv(st.env, st.value)
+		fmt.Fprintf(os.Stderr, "testdb: %s=%s\n", st.env, st.value)
 	}
 	close(starting)
 	select {
@@ -120,7 +130,7 @@ func run(args []string) int {
 			_ = cmd.Process.Signal(sig)
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -133,5 +143,36 @@ func run(args []string) int {
 	default:
 		fmt.Fprintln(os.Stderr, "testdb:", err)
 		return 1
+	}
+}
+
+// parseOnly reads TESTDB_ONLY: nil (start every kind) when empty, else the
+// set of kinds it names.
+func parseOnly(v string) (map[string]bool, error) {
+	if v == "" {
+		return nil, nil
+	}
+	only := map[string]bool{}
+	for _, kind := range strings.Split(v, ",") {
+		switch kind = strings.TrimSpace(kind); kind {
+		case "mysql", "mariadb":
+			only["mysql"] = true
+		case "postgres", "rocketmq":
+			only[kind] = true
+		default:
+			return nil, fmt.Errorf("TESTDB_ONLY=%q: %q is none of mysql (or mariadb), postgres, rocketmq", v, kind)
+		}
+	}
+	return only, nil
+}
+
+// database adapts a throwaway database's start function to launch's.
+func database(start func(context.Context) (*throwaway.Server, error)) func(context.Context) (string, func() error, error) {
+	return func(ctx context.Context) (string, func() error, error) {
+		s, err := start(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		return s.DSN(), s.Stop, nil
 	}
 }

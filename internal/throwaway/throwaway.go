@@ -21,7 +21,7 @@ const startTimeout = 60 * time.Second
 // Server is a running throwaway database server.
 type Server struct {
 	dsn  string
-	dir  string
+	dir  string // removed by Stop; "" when its owner removes it
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 	stop syscall.Signal
@@ -39,14 +39,21 @@ func (s *Server) DSN() string { return s.dsn }
 // than once.
 func (s *Server) Stop() error {
 	s.once.Do(func() {
-		_ = s.cmd.Process.Signal(s.stop)
+		if s.stop == syscall.SIGKILL {
+			// Nothing gets to clean up anyway: the whole process group.
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		} else {
+			_ = s.cmd.Process.Signal(s.stop)
+		}
 		select {
 		case <-s.done:
 		case <-time.After(15 * time.Second):
 			_ = s.cmd.Process.Kill()
 			<-s.done
 		}
-		s.stopErr = os.RemoveAll(s.dir)
+		if s.dir != "" {
+			s.stopErr = os.RemoveAll(s.dir)
+		}
 	})
 	return s.stopErr
 }

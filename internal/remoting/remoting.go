@@ -1,0 +1,264 @@
+// Package remoting sends single RocketMQ remoting requests with JSON
+// headers, for the project's test tooling: the readiness probe of the
+// throwaway Apache RocketMQ and the broker queries that rocketmq-client-go's
+// admin API lacks (committed offsets, a group's consumers, a queue's end).
+//
+// It is written from the protocol, independently of rocketmqtest, so that
+// what the tests read from the real broker does not go through the fake's
+// own code. One request per connection: slow, but simple, and enough for
+// tests that poll a few times a second.
+package remoting
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Request codes used by the project's tooling (RequestCode in the Java
+// broker).
+const (
+	QueryConsumerOffset     = 14
+	UpdateConsumerOffset    = 15
+	UpdateAndCreateTopic    = 17
+	GetBrokerRuntimeInfo    = 28
+	GetMaxOffset            = 30
+	GetConsumerListByGroup  = 38
+	GetRouteInfoByTopic     = 105
+	InvokeBrokerResetOffset = 222
+)
+
+// Response codes (ResponseCode in the Java broker).
+const (
+	Success          = 0
+	TopicNotExist    = 17
+	QueryNotFound    = 22
+	ConsumerNotExist = 206
+)
+
+// Response is a broker's or name server's answer.
+type Response struct {
+	Code      int               `json:"code"`
+	Remark    string            `json:"remark"`
+	ExtFields map[string]string `json:"extFields"`
+	Body      []byte            `json:"-"`
+}
+
+// Int returns the header field key as an integer.
+func (r *Response) Int(key string) (int64, error) {
+	v, ok := r.ExtFields[key]
+	if !ok {
+		return 0, fmt.Errorf("remoting: response has no %s", key)
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// Error describes a response whose code is not the one the caller wanted.
+type Error struct {
+	Request  int
+	Code     int
+	Remark   string
+	Expected int
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("remoting: request %d answered code %d (%s), want %d", e.Request, e.Code, e.Remark, e.Expected)
+}
+
+// Call sends request code with the header fields ext and body to addr and
+// returns the response, whatever its code. ctx bounds the whole exchange.
+func Call(ctx context.Context, addr string, code int, ext map[string]string, body []byte) (*Response, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(10 * time.Second)
+	}
+	_ = conn.SetDeadline(deadline)
+
+	header, err := json.Marshal(struct {
+		Code      int               `json:"code"`
+		Language  string            `json:"language"`
+		Version   int               `json:"version"`
+		Opaque    int               `json:"opaque"`
+		Flag      int               `json:"flag"`
+		ExtFields map[string]string `json:"extFields"`
+	}{Code: code, Language: "GO", Version: 317, Opaque: 1, ExtFields: ext})
+	if err != nil {
+		return nil, err
+	}
+	// Frame: total length (header length field + header + body), then the
+	// header length with the serialization type (0, JSON) in its top byte.
+	frame := make([]byte, 8, 8+len(header)+len(body))
+	binary.BigEndian.PutUint32(frame[0:4], uint32(4+len(header)+len(body)))
+	binary.BigEndian.PutUint32(frame[4:8], uint32(len(header)))
+	frame = append(append(frame, header...), body...)
+	if _, err := conn.Write(frame); err != nil {
+		return nil, err
+	}
+
+	var prefix [8]byte
+	if _, err := io.ReadFull(conn, prefix[:]); err != nil {
+		return nil, fmt.Errorf("remoting: reading the response to request %d from %s: %w", code, addr, err)
+	}
+	total := binary.BigEndian.Uint32(prefix[0:4])
+	headerLen := binary.BigEndian.Uint32(prefix[4:8]) & 0xffffff
+	if prefix[4] != 0 || headerLen+4 > total || total > 64<<20 {
+		return nil, fmt.Errorf("remoting: response from %s is not a JSON-header frame (length %d, header %x)", addr, total, prefix[4:8])
+	}
+	rest := make([]byte, total-4)
+	if _, err := io.ReadFull(conn, rest); err != nil {
+		return nil, err
+	}
+	var r Response
+	if err := json.Unmarshal(rest[:headerLen], &r); err != nil {
+		return nil, fmt.Errorf("remoting: response header from %s: %w", addr, err)
+	}
+	r.Body = rest[headerLen:]
+	return &r, nil
+}
+
+// Expect calls Call and turns a response whose code is not want into an
+// *Error.
+func Expect(ctx context.Context, addr string, code int, ext map[string]string, body []byte, want int) (*Response, error) {
+	r, err := Call(ctx, addr, code, ext, body)
+	if err != nil {
+		return nil, err
+	}
+	if r.Code != want {
+		return r, &Error{Request: code, Code: r.Code, Remark: r.Remark, Expected: want}
+	}
+	return r, nil
+}
+
+// CreateTopic creates (or updates) topic on the broker at brokerAddr with
+// queues read and write queues, readable and writable.
+func CreateTopic(ctx context.Context, brokerAddr, topic string, queues int) error {
+	n := strconv.Itoa(queues)
+	_, err := Expect(ctx, brokerAddr, UpdateAndCreateTopic, map[string]string{
+		"topic":           topic,
+		"defaultTopic":    "TBW102",
+		"readQueueNums":   n,
+		"writeQueueNums":  n,
+		"perm":            "6", // PermName.PERM_READ | PERM_WRITE
+		"topicFilterType": "SINGLE_TAG",
+		"topicSysFlag":    "0",
+		"order":           "false",
+	}, nil, Success)
+	return err
+}
+
+// Route returns the route of topic from the name server at namesrvAddr, as
+// the name server's JSON text (its broker address tables have numeric keys,
+// which encoding/json does not read, so it is left to the caller).
+func Route(ctx context.Context, namesrvAddr, topic string) ([]byte, error) {
+	r, err := Expect(ctx, namesrvAddr, GetRouteInfoByTopic, map[string]string{"topic": topic}, nil, Success)
+	if err != nil {
+		return nil, err
+	}
+	return r.Body, nil
+}
+
+// CommittedOffset returns the offset group committed for queue of topic on
+// the broker at brokerAddr, and false when it has none.
+func CommittedOffset(ctx context.Context, brokerAddr, group, topic string, queue int) (int64, bool, error) {
+	r, err := Call(ctx, brokerAddr, QueryConsumerOffset, map[string]string{
+		"consumerGroup": group,
+		"topic":         topic,
+		"queueId":       strconv.Itoa(queue),
+	}, nil)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case r.Code == QueryNotFound:
+		return 0, false, nil
+	case r.Code != Success:
+		return 0, false, &Error{Request: QueryConsumerOffset, Code: r.Code, Remark: r.Remark}
+	}
+	off, err := r.Int("offset")
+	return off, err == nil, err
+}
+
+// MaxOffset returns the offset past the last message of queue of topic on
+// the broker at brokerAddr (0 for a topic the broker does not have).
+func MaxOffset(ctx context.Context, brokerAddr, topic string, queue int) (int64, error) {
+	r, err := Call(ctx, brokerAddr, GetMaxOffset, map[string]string{
+		"topic":   topic,
+		"queueId": strconv.Itoa(queue),
+	}, nil)
+	switch {
+	case err != nil:
+		return 0, err
+	case r.Code == TopicNotExist:
+		return 0, nil
+	case r.Code != Success:
+		return 0, &Error{Request: GetMaxOffset, Code: r.Code, Remark: r.Remark}
+	}
+	return r.Int("offset")
+}
+
+// ConsumerIDs returns the client ids of group's consumers connected to the
+// broker at brokerAddr.
+func ConsumerIDs(ctx context.Context, brokerAddr, group string) ([]string, error) {
+	r, err := Call(ctx, brokerAddr, GetConsumerListByGroup, map[string]string{"consumerGroup": group}, nil)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.Code == ConsumerNotExist || r.Code == 1 && len(r.Body) == 0:
+		// 1 (SYSTEM_ERROR, "no consumer for this group") is what 5.x
+		// answers for a group that never had, or no longer has, a consumer.
+		return nil, nil
+	case r.Code != Success:
+		return nil, &Error{Request: GetConsumerListByGroup, Code: r.Code, Remark: r.Remark}
+	}
+	var body struct {
+		ConsumerIDList []string `json:"consumerIdList"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		return nil, fmt.Errorf("remoting: consumer list of %s: %w", group, err)
+	}
+	return body.ConsumerIDList, nil
+}
+
+// ResetOffsets rewinds group's offsets of topic on the broker at brokerAddr
+// to the first message stored at or after ts, the way mqadmin
+// resetOffsetByTime does: the broker updates the stored offsets and tells
+// the group's running consumers to reset theirs.
+func ResetOffsets(ctx context.Context, brokerAddr, group, topic string, ts time.Time) error {
+	_, err := Expect(ctx, brokerAddr, InvokeBrokerResetOffset, map[string]string{
+		"topic":     topic,
+		"group":     group,
+		"timestamp": strconv.FormatInt(ts.UnixMilli(), 10),
+		"isForce":   "true",
+	}, nil, Success)
+	return err
+}
+
+// BrokerVersion returns the release of the broker at brokerAddr as it
+// reports it ("V5_3_3").
+func BrokerVersion(ctx context.Context, brokerAddr string) (string, error) {
+	r, err := Expect(ctx, brokerAddr, GetBrokerRuntimeInfo, nil, nil, Success)
+	if err != nil {
+		return "", err
+	}
+	var body struct {
+		Table map[string]string `json:"table"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		return "", fmt.Errorf("remoting: runtime info of %s: %w", brokerAddr, err)
+	}
+	v, ok := body.Table["brokerVersionDesc"]
+	if !ok {
+		return "", fmt.Errorf("remoting: runtime info of %s has no brokerVersionDesc", brokerAddr)
+	}
+	return v, nil
+}

@@ -1,0 +1,59 @@
+package throwaway
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
+)
+
+func TestApacheRocketMQ(t *testing.T) {
+	// Opt-in like TestServers: it may apt-get install Java and Maven and
+	// fetch ~85 MB from Maven Central.
+	if os.Getenv("THROWAWAY_TEST") == "" {
+		t.Skip("starts (and may install and download) Apache RocketMQ: set THROWAWAY_TEST=1 (scripts/test.sh does)")
+	}
+	begin := time.Now()
+	r, err := ApacheRocketMQ(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop() })
+	t.Logf("Apache RocketMQ %s up in %v: name server %s, broker %s", ApacheRocketMQVersion, time.Since(begin).Round(time.Millisecond), r.NameServer(), r.Broker())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := remoting.CreateTopic(ctx, r.Broker(), "throwaway_test", 2); err != nil {
+		t.Fatal(err)
+	}
+	route, err := remoting.Route(ctx, r.NameServer(), "throwaway_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(route), `"writeQueueNums":2`) {
+		t.Errorf("route %s: want 2 write queues", route)
+	}
+	if _, err := remoting.Route(ctx, r.NameServer(), "no_such_topic"); err == nil {
+		t.Error("a route for a topic never created")
+	}
+
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if _, err := os.Stat(r.dir); !os.IsNotExist(err) {
+		t.Errorf("dir %s still there after Stop (%v)", r.dir, err)
+	}
+	for _, s := range []*Server{r.namesrv, r.broker} {
+		select {
+		case <-s.done:
+		default:
+			t.Errorf("%s still running after Stop", s.cmd.Args)
+		}
+	}
+}
