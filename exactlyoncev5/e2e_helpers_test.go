@@ -23,9 +23,20 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
-// e2eRan counts the end-to-end tests that ran against a real proxy, for the
-// closing E2E line.
-var e2eRan atomic.Int32
+// e2eRan counts the end-to-end tests that ran against a real proxy, and
+// version is its release, for the closing E2E line.
+var (
+	e2eRan  atomic.Int32
+	version atomic.Value // string
+)
+
+// apache returns the proxy of the run (see proxytest.FromEnv).
+func apache(t *testing.T) *proxytest.Env {
+	t.Helper()
+	p := proxytest.FromEnv(t)
+	version.Store(p.Version())
+	return p
+}
 
 func TestMain(m *testing.M) {
 	// The v5 client logs to the console unless told not to; its file log
@@ -35,7 +46,7 @@ func TestMain(m *testing.M) {
 	rlog.SetLogLevel("error")
 	code := m.Run()
 	if code == 0 && e2eRan.Load() > 0 {
-		fmt.Printf("e2e: exactlyonce v5 grpc on apache-rocketmq-proxy %s: ok\n", proxytest.Version)
+		fmt.Printf("e2e: exactlyonce v5 grpc on apache-rocketmq-proxy %s: ok\n", version.Load())
 	}
 	os.Exit(code)
 }
@@ -195,7 +206,7 @@ func startRetrying(t *testing.T, start func() error) {
 
 func v2Producer(t *testing.T, p *proxytest.Env) rocketmq.Producer {
 	t.Helper()
-	pr, err := rocketmq.NewProducer(producer.WithNameServer([]string{p.NameServer}), producer.WithRetry(2),
+	pr, err := rocketmq.NewProducer(producer.WithNameServer([]string{p.NameServer()}), producer.WithRetry(2),
 		producer.WithInstanceName(fmt.Sprintf("p-%d", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)

@@ -99,10 +99,10 @@ func (a *attempts) get(idx int) int {
 // its first attempt (the client gives it back, it returns after the retry
 // delay): each is applied once.
 func TestE2EPushConcurrent(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
-		topic, group := proxytest.UniqueName("v5push"), proxytest.UniqueName("v5pushg")
+		topic, group := proxytest.UniqueName(t, "v5push"), proxytest.UniqueName(t, "v5pushg")
 		p.CreateTopic(t, topic, 2)
 		const n = 30
 		pr := v2Producer(t, p)
@@ -133,10 +133,10 @@ func TestE2EPushConcurrent(t *testing.T) {
 // message id each) with the same keys; a TxHandler consumer keyed by the
 // keys applies each once.
 func TestE2EPushKeysTx(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
-		topic, group := proxytest.UniqueName("v5keys"), proxytest.UniqueName("v5keysg")
+		topic, group := proxytest.UniqueName(t, "v5keys"), proxytest.UniqueName(t, "v5keysg")
 		p.CreateTopic(t, topic, 2)
 		const n = 20
 		pr := v5Producer(t, p, topic)
@@ -177,10 +177,10 @@ func (lostAcks) Ack(context.Context, *rmq.MessageView) error { return nil }
 // invisible duration expires, to a second consumer of the group, which
 // skips them and applies the rest once.
 func TestE2ESimpleRedeliveryAfterExpiry(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
-		topic, group := proxytest.UniqueName("v5exp"), proxytest.UniqueName("v5expg")
+		topic, group := proxytest.UniqueName(t, "v5exp"), proxytest.UniqueName(t, "v5expg")
 		p.CreateTopic(t, topic, 1)
 		const n = 20
 		pr := v2Producer(t, p)
@@ -225,12 +225,12 @@ func TestE2ESimpleRedeliveryAfterExpiry(t *testing.T) {
 // it; without, it comes back to a consumer while the first still runs, and
 // the claim makes that delivery a duplicate. Either way: applied once.
 func TestE2ESimpleSlowHandler(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		for _, extend := range []bool{true, false} {
 			t.Run(fmt.Sprintf("extend=%v", extend), func(t *testing.T) {
 				b := newBank(t, e)
-				topic, group := proxytest.UniqueName("v5slow"), proxytest.UniqueName("v5slowg")
+				topic, group := proxytest.UniqueName(t, "v5slow"), proxytest.UniqueName(t, "v5slowg")
 				p.CreateTopic(t, topic, 1)
 				const n = 4
 				pr := v2Producer(t, p)
@@ -288,10 +288,10 @@ func TestE2ESimpleSlowHandler(t *testing.T) {
 // in order (each message sees exactly its predecessors applied), each
 // message once, and the failing group waited.
 func TestE2EFIFO(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
-		topic, group := proxytest.UniqueName("v5fifo"), proxytest.UniqueName("v5fifog")
+		topic, group := proxytest.UniqueName(t, "v5fifo"), proxytest.UniqueName(t, "v5fifog")
 		p.CreateFIFO(t, topic, group, 2)
 		const groups, per = 3, 6
 		pr := v5Producer(t, p, topic)
@@ -341,10 +341,10 @@ func TestE2EFIFO(t *testing.T) {
 // resends everything, and the group moves to the v5 adapter on the same
 // table: the v5 consumer applies the rest and skips what v2 applied.
 func TestE2ESwitchV2ToV5(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
-		topic, group := proxytest.UniqueName("v2v5"), proxytest.UniqueName("v2v5g")
+		topic, group := proxytest.UniqueName(t, "v2v5"), proxytest.UniqueName(t, "v2v5g")
 		p.CreateTopic(t, topic, 2)
 		const n = 20
 		pr := v2Producer(t, p)
@@ -381,10 +381,10 @@ func TestE2ESwitchV2ToV5(t *testing.T) {
 // TestE2ESwitchV5ToV2: the reverse: the v5 adapter applies half, the
 // producer resends everything, the v2 adapter applies the rest once.
 func TestE2ESwitchV5ToV2(t *testing.T) {
-	p := proxytest.FromEnv(t)
+	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
-		topic, group := proxytest.UniqueName("v5v2"), proxytest.UniqueName("v5v2g")
+		topic, group := proxytest.UniqueName(t, "v5v2"), proxytest.UniqueName(t, "v5v2g")
 		p.CreateTopic(t, topic, 2)
 		const n = 20
 		pr := v2Producer(t, p)
@@ -423,7 +423,7 @@ func v2Consumer(t *testing.T, b *bank, p *proxytest.Env, group, topic string, h 
 	opts = append([]exactlyonce.Option{
 		exactlyonce.WithLogger(nil),
 		exactlyonce.WithClientOptions(
-			consumer.WithNameServer([]string{p.NameServer}),
+			consumer.WithNameServer([]string{p.NameServer()}),
 			consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
 			consumer.WithInstance(fmt.Sprintf("v2-%d", time.Now().UnixNano()))),
 	}, opts...)

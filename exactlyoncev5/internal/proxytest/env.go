@@ -1,89 +1,103 @@
+// Package proxytest gives exactlyoncev5's end-to-end tests the real Apache
+// RocketMQ proxy that scripts/testdb.sh starts (internal/throwaway with
+// WithProxy: the broker runs inside rocketmq-proxy in local mode) and names
+// in ROCKETMQ_PROXY, beside ROCKETMQ_NAMESRV for the remoting clients
+// (internal/brokertest). Tests skip, visibly, without it, and fail under
+// REQUIRE_APACHE_ROCKETMQ=1. It is for tests only.
 package proxytest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/apache/rocketmq-client-go/v2/admin"
-	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
 )
 
-// The environment variables that name a running proxy (Proxy.Env).
-const (
-	EnvProxy      = "ROCKETMQ_PROXY"          // the proxy's gRPC host:port
-	EnvNameServer = "ROCKETMQ_NAMESRV"        // its name server, for remoting clients
-	EnvBroker     = "ROCKETMQ_BROKER"         // the broker's remoting host:port
-	EnvLib        = "ROCKETMQ_LIB"            // the jars, for mqadmin
-	EnvRequire    = "REQUIRE_APACHE_ROCKETMQ" // "1": fail instead of skipping without a proxy
-)
+// EnvProxy names the proxy's gRPC address, host:port.
+const EnvProxy = "ROCKETMQ_PROXY"
 
-// Env is the proxy a test runs against.
+// Env is the proxy a test runs against, and the broker behind it.
 type Env struct {
-	Endpoint, NameServer, Broker, Lib string
+	*brokertest.Broker
+	Endpoint string // the proxy's gRPC address, for the v5 clients
 }
 
-// FromEnv returns the proxy named by the environment. Without one the test
-// is skipped, visibly, or fails when REQUIRE_APACHE_ROCKETMQ=1.
+// FromEnv returns the proxy named by ROCKETMQ_PROXY and its broker
+// (ROCKETMQ_NAMESRV). Without them the test is skipped, or fails when
+// REQUIRE_APACHE_ROCKETMQ=1.
 func FromEnv(t testing.TB) *Env {
 	t.Helper()
-	e := &Env{Endpoint: os.Getenv(EnvProxy), NameServer: os.Getenv(EnvNameServer), Broker: os.Getenv(EnvBroker), Lib: os.Getenv(EnvLib)}
-	if e.Endpoint == "" || e.NameServer == "" || e.Broker == "" || e.Lib == "" {
-		if os.Getenv(EnvRequire) == "1" {
-			t.Fatalf("%s=1 but %s, %s, %s or %s is not set: run under scripts/test.sh (exactlyoncev5/internal/withproxy)", EnvRequire, EnvProxy, EnvNameServer, EnvBroker, EnvLib)
+	endpoint := os.Getenv(EnvProxy)
+	if endpoint == "" {
+		if os.Getenv(brokertest.EnvRequire) == "1" {
+			t.Fatalf("%s=1 but %s is not set: run under scripts/testdb.sh", brokertest.EnvRequire, EnvProxy)
 		}
-		t.Skipf("%s not set: skipping the run on a real Apache RocketMQ proxy (run under exactlyoncev5/internal/withproxy)", EnvProxy)
+		t.Skipf("%s not set: skipping the run on a real Apache RocketMQ proxy (run under scripts/testdb.sh)", EnvProxy)
 	}
-	return e
+	return &Env{Broker: brokertest.Apache(t), Endpoint: endpoint}
 }
 
-// UniqueName returns prefix and a random suffix, a topic or group name of
-// this run only (the proxy is shared by the whole test run).
-func UniqueName(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
-}
+// UniqueName returns a topic or group name of this run only.
+func UniqueName(t testing.TB, prefix string) string { return brokertest.UniqueName(t, prefix) }
 
-// CreateTopic creates a normal topic with queues queues through
-// rocketmq-client-go's admin API. The v5 clients refuse to start on a topic
-// without a route; the name server has it at the broker's next
-// registration, which the clients' retries wait for.
-func (e *Env) CreateTopic(t testing.TB, topic string, queues int) {
+// Remoting request codes the Go admin API does not send (RequestCode in the
+// Java broker).
+const updateAndCreateSubscriptionGroup = 200
+
+// CreateFIFO creates topic as a FIFO topic (attribute message.type=FIFO,
+// which the proxy checks FIFO messages against) and group as an orderly
+// group (the proxy tells its consumers to consume FIFO), with remoting
+// requests to the broker.
+func (e *Env) CreateFIFO(t testing.TB, topic, group string, queues int) {
 	t.Helper()
-	a, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver([]string{e.NameServer})))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n := strconv.Itoa(queues)
+	if _, err := remoting.Expect(ctx, e.Addr(), remoting.UpdateAndCreateTopic, map[string]string{
+		"topic":           topic,
+		"defaultTopic":    "TBW102",
+		"readQueueNums":   n,
+		"writeQueueNums":  n,
+		"perm":            "6",
+		"topicFilterType": "SINGLE_TAG",
+		"topicSysFlag":    "0",
+		"order":           "false",
+		"attributes":      "+message.type=FIFO",
+	}, nil, remoting.Success); err != nil {
+		t.Fatalf("create FIFO topic %s: %v", topic, err)
+	}
+	body, err := json.Marshal(map[string]any{
+		"groupName":                      group,
+		"consumeEnable":                  true,
+		"consumeFromMinEnable":           true,
+		"consumeBroadcastEnable":         true,
+		"consumeMessageOrderly":          true,
+		"retryQueueNums":                 1,
+		"retryMaxTimes":                  16,
+		"brokerId":                       0,
+		"whichBrokerWhenConsumeSlowly":   1,
+		"notifyConsumerIdsChangedEnable": true,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := a.CreateTopic(ctx, admin.WithTopicCreate(topic), admin.WithBrokerAddrCreate(e.Broker),
-		admin.WithReadQueueNums(queues), admin.WithWriteQueueNums(queues)); err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
+	if _, err := remoting.Expect(ctx, e.Addr(), updateAndCreateSubscriptionGroup, nil, body, remoting.Success); err != nil {
+		t.Fatalf("create orderly group %s: %v", group, err)
 	}
-}
-
-// CreateFIFO creates topic as a FIFO topic (message.type=FIFO, which the
-// proxy checks FIFO messages against) and group as an orderly group (the
-// proxy tells its consumers to consume FIFO), through mqadmin.
-func (e *Env) CreateFIFO(t testing.TB, topic, group string, queues int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	q := strconv.Itoa(queues)
-	for _, args := range [][]string{
-		{"updateTopic", "-n", e.NameServer, "-b", e.Broker, "-t", topic, "-r", q, "-w", q, "-a", "+message.type=FIFO"},
-		{"updateSubGroup", "-n", e.NameServer, "-b", e.Broker, "-g", group, "-o", "true"},
-	} {
-		out, err := MQAdmin(ctx, e.Lib, args...)
-		if err != nil || !strings.Contains(out, "success") {
-			t.Fatalf("mqadmin %v: %v\n%s", args, err, out)
+	// The v5 clients refuse a topic without a route.
+	for {
+		if _, err := remoting.Route(ctx, e.NameServer(), topic); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("FIFO topic %s: no route after creating it", topic)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
