@@ -15,7 +15,8 @@
 #    (The example's end-to-end tests run the client in subprocesses built
 #    without -race, so step 2 runs them.)
 #
-# 4. The tests of the nested modules (see nested_modules).
+# 4. The tests of the nested modules (see nested_modules), and
+#    exactlyoncev5's end-to-end tests again without the race detector.
 #
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
 # starts a further pair of database servers and a further Apache RocketMQ.
@@ -32,7 +33,7 @@ cd "$(dirname "$0")/.."
 # Modules nested in this repository, with a go.mod of their own so that the
 # library's go.mod does not require what they use; each is vetted, checked
 # and tested like the root module.
-nested_modules="schema/migrationtest exactlyonce/eoprom"
+nested_modules="schema/migrationtest exactlyonce/eoprom exactlyoncev5"
 
 staticcheck_version=v0.8.2 # honnef.co/go/tools
 govulncheck_version=v1.9.0 # golang.org/x/vuln
@@ -100,3 +101,7 @@ go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/br
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done
+# exactlyoncev5's end-to-end tests (the v5 gRPC client against the proxy
+# that testdb.sh starts, and the v2 client for the switch between them) are
+# skipped under -race, like step 3's: run them here. They print the E2E line.
+(cd exactlyoncev5 && go test -count=1 -timeout 20m -run E2E ./...)
