@@ -73,6 +73,7 @@ require (
 // for the fixes of vulnerabilities govulncheck finds on the client's call
 // paths (scripts/test.sh). golang.org/x/net v0.60.0 needs Go 1.26.
 
-// The library in this repository, for development; users get the released
-// module version required above.
+// The library in this repository, for development. Replace directives do
+// not apply to users of this module: a release must require a tagged
+// version of the library instead of v0.0.0.
 replace github.com/b74fc070/rocketmq-exactlyonce => ../
