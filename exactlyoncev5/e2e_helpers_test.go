@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 	os.Setenv("mq.consoleAppender.enabled", "false")
 	rmq.ResetLogger()
 	rlog.SetLogLevel("error")
+	if os.Getenv(envChild) != "" {
+		os.Exit(childConsumer())
+	}
 	code := m.Run()
 	if code == 0 && e2eRan.Load() > 0 {
 		fmt.Printf("e2e: exactlyonce v5 grpc on apache-rocketmq-proxy %s: ok\n", version.Load())
@@ -107,26 +110,44 @@ func body(idx int) []byte {
 }
 
 func parse(t testing.TB, b []byte) (idx, acct, amount int) {
+	idx, acct, amount, err := parseBody(b)
+	if err != nil {
+		t.Error(err)
+	}
+	return idx, acct, amount
+}
+
+func parseBody(b []byte) (idx, acct, amount int, err error) {
 	parts := strings.Split(string(b), ":")
 	if len(parts) != 3 {
-		t.Errorf("bad body %q", b)
-		return -1, 0, 0
+		return -1, 0, 0, fmt.Errorf("bad body %q", b)
 	}
 	idx, _ = strconv.Atoi(parts[0])
 	acct, _ = strconv.Atoi(parts[1])
 	amount, _ = strconv.Atoi(parts[2])
-	return idx, acct, amount
+	return idx, acct, amount, nil
 }
 
 // apply is the business transaction, through the DataSource with the
 // delivery's context: group and seq are for FIFO checks.
 func (b *bank) apply(ctx context.Context, t testing.TB, payload []byte, group string, seq int) error {
-	idx, acct, amount := parse(t, payload)
+	if _, _, _, err := parseBody(payload); err != nil {
+		t.Error(err)
+		return err
+	}
+	return b.applyBody(ctx, payload, group, seq)
+}
+
+func (b *bank) applyBody(ctx context.Context, payload []byte, group string, seq int) error {
+	idx, acct, amount, err := parseBody(payload)
+	if err != nil {
+		return err
+	}
 	db := b.ds.DB()
 	if _, err := db.ExecContext(ctx, b.e.Rebind("UPDATE "+b.accounts+" SET balance = balance + ? WHERE id = ?"), amount, acct); err != nil {
 		return err
 	}
-	_, err := db.ExecContext(ctx, b.e.Rebind("INSERT INTO "+b.ledger+" (idx, grp, seq) VALUES (?, ?, ?)"), idx, group, seq)
+	_, err = db.ExecContext(ctx, b.e.Rebind("INSERT INTO "+b.ledger+" (idx, grp, seq) VALUES (?, ?, ?)"), idx, group, seq)
 	return err
 }
 
@@ -179,8 +200,10 @@ func (b *bank) check(t testing.TB, n int) {
 	}
 }
 
-func v5Config(p *proxytest.Env, group string) *rmq.Config {
-	return &rmq.Config{Endpoint: p.Endpoint, ConsumerGroup: group, Credentials: &credentials.SessionCredentials{}}
+func v5Config(p *proxytest.Env, group string) *rmq.Config { return v5ConfigAt(p.Endpoint, group) }
+
+func v5ConfigAt(endpoint, group string) *rmq.Config {
+	return &rmq.Config{Endpoint: endpoint, ConsumerGroup: group, Credentials: &credentials.SessionCredentials{}}
 }
 
 // v5Producer returns a started v5 producer for topics.
