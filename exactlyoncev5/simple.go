@@ -131,7 +131,9 @@ func (c *SimpleConsumer) Run(ctx context.Context) error {
 			break
 		}
 		mvs, err := c.client.Receive(rctx, int32(n), c.p.cfg.invisible)
-		c.release(n - len(mvs))
+		if len(mvs) < n {
+			c.release(n - len(mvs))
+		}
 		if err != nil {
 			if rctx.Err() != nil {
 				break
@@ -139,7 +141,12 @@ func (c *SimpleConsumer) Run(ctx context.Context) error {
 			c.receiveFailed(rctx, err)
 			continue
 		}
-		for _, mv := range mvs {
+		for i, mv := range mvs {
+			if i >= n {
+				// More than asked for: it still needs a slot, freed by
+				// a handler started before it.
+				c.slots <- struct{}{}
+			}
 			if mv == nil {
 				c.release(1)
 				continue
