@@ -66,8 +66,19 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 	}
 	queue := queueFromContext(ctx)
 	done := make([]bool, len(msgs))
+	// Every message gets its span now: its phases are the batch's, shared
+	// with the others, so none are reported.
+	endSpan := make([]func(Outcome, error), len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			_, endSpan[i] = l.cfg.tracer.StartMessage(ctx, labels(m), m)
+		}
+	}
 	finish := func(i int, o Outcome, err error) {
 		done[i] = true
+		if endSpan[i] != nil {
+			endSpan[i](o, err)
+		}
 		l.cfg.metrics.MessageDone(labels(msgs[i]), o)
 		if !o.Acked() {
 			errs = append(errs, err)
@@ -114,7 +125,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 	defer cancel()
 	defer l.cfg.gate.onCancel(cancel)()
 	start := time.Now()
-	fresh, err := l.attemptBatch(hctx, todo)
+	fresh, err := l.attemptBatch(hctx, todo, labels)
 	if err == nil {
 		l.reportBatch(ctx, todo, fresh, time.Since(start), labels, finish)
 		return errs, false
@@ -132,7 +143,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 			return errs, true
 		}
 		start := time.Now()
-		fresh, err := l.attemptBatch(hctx, todo[n:n+1])
+		fresh, err := l.attemptBatch(hctx, todo[n:n+1], labels)
 		if err == nil {
 			l.reportBatch(ctx, todo[n:n+1], fresh, time.Since(start), labels, finish)
 			continue
@@ -191,8 +202,8 @@ func (l *listener) precheckBatch(ctx context.Context, todo []pending, finish fun
 
 // attemptBatch runs todo as one DeliverBatch, then again in place while it
 // fails with a transient database error, and returns the indexes into todo
-// that were fresh.
-func (l *listener) attemptBatch(ctx context.Context, todo []pending) ([]int, error) {
+// that were fresh. It reports the time each commit took to a CommitMetrics.
+func (l *listener) attemptBatch(ctx context.Context, todo []pending, labels func(*primitive.MessageExt) Labels) ([]int, error) {
 	ds := make([]mqdatasource.Delivery, len(todo))
 	for n, p := range todo {
 		ds[n] = p.d
@@ -200,13 +211,26 @@ func (l *listener) attemptBatch(ctx context.Context, todo []pending) ([]int, err
 	run := func() ([]int, error) {
 		actx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		return l.ds.DeliverBatch(actx, ds, func(ctx context.Context, fresh []int) error {
+		var committing time.Time // when the handler returned nil
+		fresh, err := l.ds.DeliverBatch(actx, ds, func(ctx context.Context, fresh []int) error {
 			ms := make([]*primitive.MessageExt, len(fresh))
 			for n, i := range fresh {
 				ms[n] = todo[i].m
 			}
-			return protect(func() error { return l.bh(ctx, ms) })
+			err := protect(func() error { return l.bh(ctx, ms) })
+			if err == nil {
+				committing = time.Now()
+			}
+			return err
 		})
+		if cm, ok := l.cfg.metrics.(CommitMetrics); ok && !committing.IsZero() {
+			o := OutcomeProcessed
+			if err != nil {
+				o = batchOutcome(err)
+			}
+			cm.CommitDone(labels(todo[0].m), o, time.Since(committing))
+		}
+		return fresh, err
 	}
 	return inPlace(ctx, l, run, func(_ []int, err error) bool { return mqdatasource.IsRetryable(err) })
 }

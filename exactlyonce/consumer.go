@@ -280,7 +280,11 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := c.ds.Purge(ctx, time.Now().Add(-c.cfg.purgeKeep))
+		start := time.Now()
+		n, err := c.ds.Purge(ctx, start.Add(-c.cfg.purgeKeep))
+		if pm, ok := c.cfg.metrics.(PurgeMetrics); ok && ctx.Err() == nil {
+			pm.PurgeDone(Labels{Group: c.group}, n, time.Since(start), err)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			c.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: purge failed", slog.Int64("deleted", n), slog.Any("error", err))

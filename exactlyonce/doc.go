@@ -107,7 +107,10 @@
 // # Logging and metrics
 //
 // Logs go to log/slog (WithLogger). Counters per Outcome and handler time go
-// to a Metrics implementation (WithMetrics); Stats counts in memory.
+// to a Metrics implementation (WithMetrics); Stats counts in memory. A
+// Tracer (WithTracer) gets a span per message and per Phase; the nested
+// modules eoprom and eotel implement these for Prometheus and
+// OpenTelemetry.
 //
 // docs/consumer.md has the details, and the client bugs this package
 // closes and those that remain.

@@ -30,9 +30,19 @@ import (
 // fault) a real Apache RocketMQ, the one named by ROCKETMQ_NAMESRV
 // (scripts/testdb.sh starts it; see internal/brokertest).
 
+// e2eSuite records the E2E tests' outcomes per broker for the summary.
+var e2eSuite = brokertest.NewSuite("exactlyonce")
+
 func TestMain(m *testing.M) {
 	rlog.SetLogLevel("error")
-	os.Exit(m.Run())
+	code := m.Run()
+	// Under -race the E2E tests skip (skipIfRace): nothing to say.
+	if !raceEnabled {
+		if err := e2eSuite.Report(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
+	os.Exit(code)
 }
 
 var instanceSeq atomic.Int64
@@ -60,8 +70,6 @@ func skipIfRace(t *testing.T) {
 // one: rocketmqtest's in-process broker (fakeBroker) or Apache RocketMQ
 // (apacheBroker).
 type e2eBroker interface {
-	// name names the broker in subtests and in the summary line.
-	name() string
 	// nameServer returns the address clients take as their name server.
 	nameServer() string
 	createTopic(t *testing.T, topic string, queues int)
@@ -94,9 +102,13 @@ type e2eBroker interface {
 // by the whole run.
 func onBrokers(t *testing.T, f func(t *testing.T, b e2eBroker)) {
 	t.Helper()
-	t.Run("rocketmqtest", func(t *testing.T) { f(t, newBroker(t)) })
+	t.Run("rocketmqtest", func(t *testing.T) {
+		e2eSuite.Record(t, "rocketmqtest")
+		f(t, newBroker(t))
+	})
 	t.Run("apache", func(t *testing.T) {
 		skipIfRace(t)
+		e2eSuite.Record(t, "apache")
 		f(t, &apacheBroker{Broker: brokertest.Apache(t), queues: map[string]int{}})
 	})
 }
@@ -113,7 +125,6 @@ func newBroker(t *testing.T) fakeBroker {
 	return fakeBroker{rocketmqtest.NewBroker(t, rocketmqtest.WithDelayScale(time.Millisecond))}
 }
 
-func (b fakeBroker) name() string       { return "rocketmqtest" }
 func (b fakeBroker) nameServer() string { return b.Addr() }
 func (b fakeBroker) createTopic(_ *testing.T, topic string, queues int) {
 	b.CreateTopic(topic, queues)
@@ -163,7 +174,6 @@ type apacheBroker struct {
 	queues map[string]int // of the topics created by createTopic
 }
 
-func (b *apacheBroker) name() string       { return "apache-rocketmq " + b.Version() }
 func (b *apacheBroker) nameServer() string { return b.NameServer() }
 func (b *apacheBroker) createTopic(t *testing.T, topic string, queues int) {
 	b.CreateTopic(t, topic, queues)

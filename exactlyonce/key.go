@@ -10,7 +10,7 @@ import (
 
 // PropertyExtendUniqInfo is the message property that, when present, is the
 // message's dedupe key. Alibaba's Java producers set it when exactly-once
-// delivery is on; StampKey and SetBusinessKey set it here.
+// delivery is on; WrapProducer, StampKey and SetBusinessKey set it here.
 const PropertyExtendUniqInfo = "EXTEND_UNIQ_INFO"
 
 // ErrNoKey means no dedupe key could be derived from a message. The delivery
@@ -39,6 +39,13 @@ type KeyFunc func(msg *primitive.MessageExt) (string, error)
 //
 // It matches the Java ExactlyOnceConsumer (EXTEND_UNIQ_INFO, else msgId) for
 // every message that has a UNIQ_KEY, so a group can move between the two.
+//
+// Only EXTEND_UNIQ_INFO is safe from collisions: the client's UNIQ_KEY has
+// no random part (IP, pid cut to 16 bits, second, 16-bit counter), so two
+// producers with the same IP and pid issue the same ids, and the second
+// message of such a pair is taken for a duplicate of the first. Stamp
+// producers with WrapProducer; WithRequireProducerKey refuses messages
+// without the property.
 func DefaultKey(msg *primitive.MessageExt) (string, error) {
 	if msg == nil {
 		return "", ErrNoKey

@@ -302,3 +302,67 @@ func TestIntegrationKeyCollisionOutcome(t *testing.T) {
 		}
 	})
 }
+
+// TestIntegrationUnstorableKeyOutcome: on the Java client's utf8 (utf8mb3)
+// table, opened with WithCharsetWarnOnly, a message whose key has an emoji
+// is refused before its handler runs (OutcomeInvalid, ErrUnstorableKey),
+// one by one and in a batch, and a CJK key is applied.
+func TestIntegrationUnstorableKeyOutcome(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+		if e.Name != "mysql" {
+			t.Skip("a column's character set is MySQL's")
+		}
+		table, applied := dbtest.UniqueName(t, "mb3"), dbtest.UniqueName(t, "applied")
+		e.CreateClaimTable(t, table, "varchar(255) CHARACTER SET utf8mb3 COLLATE utf8mb3_bin NOT NULL UNIQUE")
+		e.Exec(t, "CREATE TABLE "+applied+" (k varchar(64) CHARACTER SET utf8mb4 NOT NULL)")
+		t.Cleanup(func() { e.Exec(t, "DROP TABLE IF EXISTS "+applied) })
+		if _, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(table)); !errors.Is(err, mqdatasource.ErrSchema) {
+			t.Fatalf("Open of a utf8mb3 message_id: %v, want ErrSchema", err)
+		}
+		ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(table), mqdatasource.WithCharsetWarnOnly(),
+			mqdatasource.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ds.Close()
+		ran := 0
+		apply := func(ctx context.Context, m *primitive.MessageExt) error {
+			ran++
+			_, err := ds.DB().ExecContext(ctx, "INSERT INTO "+applied+" (k) VALUES (?)", m.GetProperty(PropertyExtendUniqInfo))
+			return err
+		}
+		msg := func(key string) *primitive.MessageExt {
+			m := newMsg("t", "U-"+key, 1)
+			m.WithProperty(PropertyExtendUniqInfo, key)
+			return m
+		}
+		for _, batch := range []bool{false, true} {
+			stats := &Stats{}
+			var l ListenerFunc
+			if batch {
+				l = BatchListener(ds, testGroup, func(ctx context.Context, ms []*primitive.MessageExt) error {
+					for _, m := range ms {
+						if err := apply(ctx, m); err != nil {
+							return err
+						}
+					}
+					return nil
+				}, quiet, WithMetrics(stats))
+			} else {
+				l = Listener(ds, testGroup, apply, quiet, WithMetrics(stats))
+			}
+			ran = 0
+			ctx, _ := clientCtx(testGroup, false)
+			res, err := l(ctx, msg(fmt.Sprintf("pay-😀-%v", batch)))
+			if res == consumer.ConsumeSuccess || !errors.Is(err, mqdatasource.ErrUnstorableKey) || ran != 0 || stats.Count(OutcomeInvalid) != 1 {
+				t.Fatalf("batch %v, emoji key: %v, %v, handler ran %d, %v", batch, res, err, ran, stats.Snapshot())
+			}
+			if res, err := l(ctx, msg(fmt.Sprintf("付款-%v", batch))); res != consumer.ConsumeSuccess || err != nil || ran != 1 {
+				t.Fatalf("batch %v, CJK key: %v, %v, handler ran %d", batch, res, err, ran)
+			}
+		}
+		if n := e.QueryInt(t, "SELECT COUNT(*) FROM "+applied); n != 2 {
+			t.Fatalf("%d applied, want 2 (the CJK keys)", n)
+		}
+	})
+}

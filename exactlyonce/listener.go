@@ -165,7 +165,9 @@ func (l *listener) each(ctx context.Context, group string, msgs []*primitive.Mes
 		}
 		o, err := OutcomeFailed, errNilMessage
 		if m != nil {
-			o, err = l.safeOne(ctx, group, m, queue, labels(m))
+			mctx, end := l.cfg.tracer.StartMessage(ctx, labels(m), m)
+			o, err = l.safeOne(mctx, group, m, queue, labels(m))
+			end(o, err)
 		}
 		l.cfg.metrics.MessageDone(labels(m), o)
 		if o.Acked() {
@@ -277,11 +279,14 @@ func (l *listener) one(ctx context.Context, group string, m *primitive.MessageEx
 	defer cancel()
 	defer l.cfg.gate.onCancel(cancel)()
 
-	if o, skip, err := l.precheck(hctx, m, d); skip {
+	pctx, endPrecheck := l.cfg.tracer.StartPhase(hctx, PhasePrecheck)
+	o, skip, err := l.precheck(pctx, m, d)
+	endPrecheck(err)
+	if skip {
 		return o, err
 	}
 	start := time.Now()
-	o, err := l.attempts(hctx, d, m)
+	o, err = l.attempts(hctx, d, m, lbl)
 	elapsed := time.Since(start)
 	if !o.Acked() && hctx.Err() != nil {
 		// Only a Consumer's shutdown cancels hctx while the handler runs.
@@ -359,8 +364,8 @@ func (l *listener) precheck(ctx context.Context, m *primitive.MessageExt, d mqda
 
 // attempts runs the message, then again in place while it fails with a
 // transient database error (see inPlace).
-func (l *listener) attempts(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
-	return inPlace(ctx, l, func() (Outcome, error) { return l.attempt(ctx, d, m) },
+func (l *listener) attempts(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt, lbl Labels) (Outcome, error) {
+	return inPlace(ctx, l, func() (Outcome, error) { return l.attempt(ctx, d, m, lbl) },
 		func(o Outcome, err error) bool { return o == OutcomeFailed && mqdatasource.IsRetryable(err) })
 }
 
@@ -393,12 +398,19 @@ const localRetryBackoff = 20 * time.Millisecond
 
 // attempt runs the handler once as one delivery (mqdatasource.Deliver owns
 // its transactions), with a context cancelled when the attempt ends, so a
-// transaction or rows the handler leaves behind are released.
-func (l *listener) attempt(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt) (Outcome, error) {
+// transaction or rows the handler leaves behind are released. It reports
+// the claim, handler and commit phases to the Tracer, and the commit's
+// time to a CommitMetrics.
+func (l *listener) attempt(ctx context.Context, d mqdatasource.Delivery, m *primitive.MessageExt, lbl Labels) (Outcome, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	tr := l.cfg.tracer
 	var opts []mqdatasource.DeliverOption
+	// endClaim ends the claim phase: when fn starts, or when Deliver
+	// returns without calling fn (a duplicate, a failed claim).
+	var endClaim func(error)
 	if l.txh != nil || len(l.cfg.dataSources) > 0 {
+		_, endClaim = tr.StartPhase(actx, PhaseClaim)
 		// Claim before the handler runs: a TxHandler's tx holds the claim;
 		// several databases must learn which of them applied the message.
 		opts = append(opts, mqdatasource.ClaimIn(l.ds, l.cfg.txOptions))
@@ -406,16 +418,48 @@ func (l *listener) attempt(ctx context.Context, d mqdatasource.Delivery, m *prim
 			opts = append(opts, mqdatasource.ClaimIn(ds, l.cfg.txOptions))
 		}
 	}
+	var (
+		committing time.Time // when fn returned nil; zero otherwise
+		endCommit  func(error)
+	)
 	res, err := mqdatasource.Deliver(actx, d, func(ctx context.Context) error {
-		return protect(func() error { return l.call(ctx, m) })
+		if endClaim != nil {
+			endClaim(nil)
+			endClaim = nil
+		}
+		hctx, endHandler := tr.StartPhase(ctx, PhaseHandler)
+		err := protect(func() error { return l.call(hctx, m) })
+		endHandler(err)
+		if err == nil {
+			_, endCommit = tr.StartPhase(actx, PhaseCommit)
+			committing = time.Now()
+		}
+		return err
 	}, opts...)
+	if endClaim != nil {
+		endClaim(err)
+	}
+	o, err := attemptOutcome(res, err, l.cfg.requireClaim)
+	if !committing.IsZero() {
+		elapsed := time.Since(committing)
+		endCommit(err)
+		if cm, ok := l.cfg.metrics.(CommitMetrics); ok {
+			cm.CommitDone(lbl, o, elapsed)
+		}
+	}
+	return o, err
+}
+
+// attemptOutcome is the outcome of an attempt that Deliver ended with res
+// and err.
+func attemptOutcome(res mqdatasource.Result, err error, requireClaim bool) (Outcome, error) {
 	switch res {
 	case mqdatasource.Committed:
 		return OutcomeProcessed, nil
 	case mqdatasource.Duplicate:
 		return OutcomeDuplicate, nil
 	case mqdatasource.Unclaimed:
-		if l.cfg.requireClaim {
+		if requireClaim {
 			return OutcomeFailed, ErrUnclaimed
 		}
 		return OutcomeUnclaimed, nil
@@ -449,10 +493,18 @@ func (l *listener) call(ctx context.Context, m *primitive.MessageExt) error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil && !errors.Is(err, sql.ErrTxDone) {
-		return fmt.Errorf("exactlyonce: commit: %w", err)
+	err = tx.Commit()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil:
+		// database/sql ended tx because ctx ended, and its rollback may
+		// reach the delivery only after Deliver commits: fail now instead.
+		return fmt.Errorf("exactlyonce: handler context ended before commit: %w", context.Cause(ctx))
+	case errors.Is(err, sql.ErrTxDone):
+		return nil // the handler ended tx itself
 	}
-	return nil
+	return fmt.Errorf("exactlyonce: commit: %w", err)
 }
 
 // report logs the outcome of an attempted message and caches a committed id.

@@ -115,8 +115,31 @@ type Metrics interface {
 	HandlerDone(l Labels, o Outcome, d time.Duration)
 }
 
+// CommitMetrics is an optional extension of Metrics: a Metrics that also
+// implements it is told how long ending each delivery transaction took.
+type CommitMetrics interface {
+	// CommitDone is called for every attempt whose handler returned nil,
+	// with the attempt's outcome and how long ending its delivery
+	// transactions took after the handler returned: the commit (of every
+	// DataSource, WithDataSources), or the rollback of a duplicate or of a
+	// rollback-only delivery. A BatchListener calls it once per batch
+	// transaction, with the labels of the batch's first message.
+	CommitDone(l Labels, o Outcome, d time.Duration)
+}
+
+// PurgeMetrics is an optional extension of Metrics: a Metrics that also
+// implements it is told of every purge a Consumer runs (WithPurge).
+type PurgeMetrics interface {
+	// PurgeDone is called after each purge run, with the consumer's group
+	// (Labels.Topic is empty), the number of records deleted, how long it
+	// took and its error (nil if it succeeded; a run cut short by Shutdown
+	// is not reported).
+	PurgeDone(l Labels, deleted int64, d time.Duration, err error)
+}
+
 // MultiMetrics returns a Metrics that passes every call to each of ms, in
-// order, like io.MultiWriter. Nil entries are left out; with none left it is
+// order, like io.MultiWriter. It implements CommitMetrics and PurgeMetrics
+// too, passing those calls to the sinks that implement them. Nil entries are left out; with none left it is
 // a no-op, and with one it is that one.
 func MultiMetrics(ms ...Metrics) Metrics {
 	var all multiMetrics
@@ -149,6 +172,27 @@ func (ms multiMetrics) MessageDone(l Labels, o Outcome) {
 func (ms multiMetrics) HandlerDone(l Labels, o Outcome, d time.Duration) {
 	for _, m := range ms {
 		m.HandlerDone(l, o, d)
+	}
+}
+
+var (
+	_ CommitMetrics = multiMetrics(nil)
+	_ PurgeMetrics  = multiMetrics(nil)
+)
+
+func (ms multiMetrics) CommitDone(l Labels, o Outcome, d time.Duration) {
+	for _, m := range ms {
+		if m, ok := m.(CommitMetrics); ok {
+			m.CommitDone(l, o, d)
+		}
+	}
+}
+
+func (ms multiMetrics) PurgeDone(l Labels, deleted int64, d time.Duration, err error) {
+	for _, m := range ms {
+		if m, ok := m.(PurgeMetrics); ok {
+			m.PurgeDone(l, deleted, d, err)
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	logger         *slog.Logger
 	metrics        Metrics
+	tracer         Tracer
 	keyFunc        KeyFunc
 	cacheSize      int
 	tableCheck     bool
@@ -48,6 +49,7 @@ func defaultConfig() config {
 	return config{
 		logger:         slog.Default(),
 		metrics:        nopMetrics{},
+		tracer:         nopTracer{},
 		keyFunc:        DefaultKey,
 		cacheSize:      10000,
 		tableCheck:     true,

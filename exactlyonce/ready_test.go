@@ -119,6 +119,10 @@ func probe(t *testing.T, c *Consumer) (int, string) {
 // running), and shut down. Ready and ReadyHandler must agree at each step.
 func TestE2EReady(t *testing.T) {
 	skipIfRace(t)
+	onBrokers(t, testE2EReady)
+}
+
+func testE2EReady(t *testing.T, b e2eBroker) {
 	e := oneDB(t)
 	f := newFixture(t, e)
 	_, server := viaAddr(t, e, "")
@@ -130,9 +134,8 @@ func TestE2EReady(t *testing.T) {
 	}
 	t.Cleanup(func() { ds.Close() })
 	f.ds = ds
-	b := newBroker(t)
-	const topic, group = "ready", "eo_ready"
-	b.CreateTopic(topic, 1)
+	topic, group := unique(t, "ready"), unique(t, "eo_ready")
+	b.createTopic(t, topic, 1)
 	c := newConsumer(t, f, b, group)
 
 	ctx := context.Background()

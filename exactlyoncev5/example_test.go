@@ -14,6 +14,8 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyoncev5"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mysqldriver" // the "mysql" driver, for Example_pushConsumer
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/pgxdriver"   // the "pgx" driver, for Example_simpleConsumer
 )
 
 // A push consumer that applies each order payment once: the handler's

@@ -9,9 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
-	mssql "github.com/microsoft/go-mssqldb"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/internal/driverext"
 )
 
 // errKind is what an error returned by the database means.
@@ -58,11 +56,10 @@ func IsRetryable(err error) bool {
 }
 
 // isConnLost reports whether err says the connection failed: nothing more
-// can be sent on it, and what was in flight has an unknown outcome.
+// can be sent on it, and what was in flight has an unknown outcome. The
+// drivers' own errors for it are known to their packages (driverext).
 func isConnLost(err error) bool {
 	if errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, mysql.ErrInvalidConn) ||
-		errors.Is(err, pgconn.ErrConnClosed) ||
 		errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) ||
@@ -75,22 +72,7 @@ func isConnLost(err error) bool {
 	if errors.As(err, &ne) {
 		return true
 	}
-	var (
-		se mssql.ServerError
-		st mssql.StreamError
-		re mssql.RetryableError
-	)
-	if errors.As(err, &se) || errors.As(err, &st) || errors.As(err, &re) {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return false
-	}
-	// pgconn wraps network failures in unexported types that answer
-	// SafeToRetry or Timeout; a ConnectError means no connection at all.
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ce) || pgconn.Timeout(err)
+	return driverext.ConnLost(err)
 }
 
 func classifyMySQL(err error) errKind {
@@ -106,8 +88,7 @@ func classifyMySQL(err error) errKind {
 // mysqlKind classifies a MySQL server error by its number; ok is false when
 // err is not one.
 func mysqlKind(err error) (k errKind, ok bool) {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
+	if me, ok := mysqlError(err); ok {
 		switch me.Number {
 		case 1213: // ER_LOCK_DEADLOCK: the transaction was rolled back
 			return kindRetryable | kindAborts, true
@@ -143,18 +124,19 @@ func classifyPostgres(err error) errKind {
 	return 0
 }
 
-// mssqlErrors returns every SQL Server error in err's chain (mssql.Error is
-// a value type; its All field lists every error of the response).
-func mssqlErrors(err error) []mssql.Error {
-	var e mssql.Error
-	if !errors.As(err, &e) {
-		return nil
+// mysqlError returns the MySQL server error in err's chain
+// (*mysql.MySQLError, read by mysqldriver).
+func mysqlError(err error) (driverext.ServerError, bool) {
+	es := driverext.Errors("mysql", err)
+	if len(es) == 0 {
+		return driverext.ServerError{}, false
 	}
-	if len(e.All) == 0 {
-		return []mssql.Error{e}
-	}
-	return e.All
+	return es[0], true
 }
+
+// mssqlErrors returns every SQL Server error in err's chain (mssql.Error's
+// All, read by mssqldriver).
+func mssqlErrors(err error) []driverext.ServerError { return driverext.Errors("sqlserver", err) }
 
 // mssqlAbortedMsg is how go-mssqldb (since v1.10) reports a transaction the
 // server ended on its own (error number 0).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/backoff"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/internal/driverext"
 )
 
 // core is the configuration shared by a connector and every connection it
@@ -37,6 +39,10 @@ type core struct {
 	rollbackOnTimeoutVar atomic.Int32
 
 	pool *pool // the delivery connections
+
+	// beginWith begins a claimed transaction in one round trip, when the
+	// driver's package can (pgxdriver); nil otherwise.
+	beginWith func(ctx context.Context, conn driver.Conn, q string, args []driver.NamedValue, broken func()) (driver.Tx, int64, bool, error)
 }
 
 func newCore(cfg *config, drv driver.Driver) (*core, error) {
@@ -46,6 +52,15 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		if d, err = detectDialect(drv); err != nil {
 			return nil, err
 		}
+	}
+	// A wrapped connector (WithDialect) hides the driver's type: then the
+	// package registered for the dialect.
+	ext := driverext.Lookup(drv)
+	if ext == nil {
+		ext = driverext.Dialect(d.Name())
+	}
+	if err := checkDriverPackage(d, drv, ext); err != nil {
+		return nil, err
 	}
 	public := d
 	if d.impl() == sqlserverDialect && mssqlRewritesQueries(drv) {
@@ -58,6 +73,9 @@ func newCore(cfg *config, drv driver.Driver) (*core, error) {
 		logger:  cfg.logger,
 
 		charsetWarnOnly: cfg.charsetWarnOnly,
+	}
+	if ext != nil && ext.Dialect == d.Name() {
+		c.beginWith = ext.BeginWith
 	}
 	c.claimSQL = d.impl().claimSQL(c.table)
 	c.lookupSQL = d.impl().lookupSQL(c.table)
@@ -113,6 +131,19 @@ const openCheckTimeout = 30 * time.Second
 type DataSource struct {
 	db   *sql.DB
 	core *core
+
+	// lookup is IsConsumed's statement, prepared on first use rather than
+	// by Open (which may skip the schema check and not touch the
+	// database). Executing the query text on the pool would cost, with
+	// go-sql-driver/mysql's default DSN, a prepare and a close per call;
+	// a *sql.Stmt is prepared once per pool connection, as database/sql
+	// re-prepares it on each connection it runs on. lookupLock, a
+	// semaphore of one, serialises its creation with Close, so that no
+	// statement is prepared after Close and left open; unlike a mutex, a
+	// caller waiting for another's prepare gives up when its own context
+	// ends.
+	lookupLock chan struct{}
+	lookup     atomic.Pointer[sql.Stmt]
 }
 
 // Open is OpenContext with a context that ends after 30 seconds.
@@ -124,8 +155,10 @@ func Open(driverName, dsn string, opts ...Option) (*DataSource, error) {
 
 // OpenContext opens a DataSource like sql.Open: driverName is "mysql"
 // (go-sql-driver/mysql), "sqlserver" or "mssql" (microsoft/go-mssqldb), or
-// "pgx" (jackc/pgx/v5/stdlib); these drivers are registered by this package.
-// Other registered drivers work with WithDialect. Unless
+// "pgx" (jackc/pgx/v5/stdlib); this package imports none of them: the
+// program imports mysqldriver, mssqldriver or pgxdriver, which registers the
+// driver and tells this package about it (without it OpenContext fails with
+// ErrDriverPackage). Other registered drivers work with WithDialect. Unless
 // WithSchemaCheck(false) is given, it connects and runs CheckSchema (or
 // Migrate, with WithMigrate), and fails if the claim table is missing or has
 // the wrong shape.
@@ -177,7 +210,7 @@ func OpenConnectorContext(ctx context.Context, c driver.Connector, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core}
+	ds := &DataSource{db: sql.OpenDB(wc), core: wc.core, lookupLock: make(chan struct{}, 1)}
 	if cfg.schemaCheck || cfg.migrate {
 		check := ds.CheckSchema
 		if cfg.migrate {
@@ -229,9 +262,17 @@ func (ds *DataSource) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx
 	return ds.db.BeginTx(ctx, opts)
 }
 
-// Close closes the *sql.DB (and the driver's connector if it is an
-// io.Closer).
-func (ds *DataSource) Close() error { return ds.db.Close() }
+// Close closes the statements the DataSource prepared and the *sql.DB (and
+// the driver's connector if it is an io.Closer).
+func (ds *DataSource) Close() error {
+	ds.lookupLock <- struct{}{}
+	defer func() { <-ds.lookupLock }()
+	var err error
+	if s := ds.lookup.Load(); s != nil {
+		err = s.Close()
+	}
+	return errors.Join(err, ds.db.Close())
+}
 
 // Table returns the claim table's name.
 func (ds *DataSource) Table() string { return ds.core.table }
@@ -257,7 +298,8 @@ func (ds *DataSource) ValidateDelivery(d Delivery) error {
 // collation) is not d's: IsConsumed then returns false and a
 // *KeyCollisionError (ErrKeyCollision). It is a pre-check, for skipping
 // work that needs no transaction; the claim in BeginTx remains the guard.
-// It runs outside any transaction and ignores a delivery in ctx. It reads
+// It runs outside any transaction and ignores a delivery in ctx; its
+// statement is prepared once per connection of the pool. It reads
 // at the pool's isolation level: under READ UNCOMMITTED (MySQL, SQL
 // Server) it would also see the claim of a transaction still open, which
 // may yet roll back; use READ COMMITTED or stronger for the sessions.
@@ -266,7 +308,16 @@ func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) 
 	if err := ds.core.validate(d, id); err != nil {
 		return false, err
 	}
-	rows, err := ds.db.QueryContext(WithoutDelivery(ctx), ds.core.lookupSQL, ds.core.dialect.impl().stringArg(id))
+	// Both the prepare and each execution get ctx without its delivery: a
+	// connection routes a statement by the context it is prepared or run
+	// with, and would otherwise claim the delivery and read in its
+	// transaction.
+	ctx = WithoutDelivery(ctx)
+	lookup, err := ds.lookupStmt(ctx)
+	if err != nil {
+		return false, err
+	}
+	rows, err := lookup.QueryContext(ctx, ds.core.dialect.impl().stringArg(id))
 	if err != nil {
 		return false, err
 	}
@@ -289,6 +340,29 @@ func (ds *DataSource) IsConsumed(ctx context.Context, d Delivery) (bool, error) 
 		return false, ds.core.collision(id, other)
 	}
 	return false, nil
+}
+
+// lookupStmt returns the pre-check's prepared statement, preparing it with
+// ctx on first use. A failed prepare is not kept: the next call tries again.
+func (ds *DataSource) lookupStmt(ctx context.Context) (*sql.Stmt, error) {
+	if s := ds.lookup.Load(); s != nil {
+		return s, nil
+	}
+	select {
+	case ds.lookupLock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-ds.lookupLock }()
+	if s := ds.lookup.Load(); s != nil {
+		return s, nil
+	}
+	s, err := ds.db.PrepareContext(ctx, ds.core.lookupSQL)
+	if err != nil {
+		return nil, err
+	}
+	ds.lookup.Store(s)
+	return s, nil
 }
 
 // Purge deletes the claim records older than before (by ctime, the claim

@@ -8,9 +8,7 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/stdlib"
-	mssql "github.com/microsoft/go-mssqldb"
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/internal/driverext"
 )
 
 // A Dialect is the SQL dialect of a database: how the claim is inserted, how
@@ -137,15 +135,61 @@ func (d *dialect) lookupSQL(table string) string {
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s", d.quote("message_id"), d.quote(table), d.quote("message_id"), d.param(1))
 }
 
+// dialects by name, as driverext.Driver.Dialect names them.
+var dialects = map[string]Dialect{"mysql": mysqlDialect, "postgres": postgresDialect, "sqlserver": sqlserverDialect}
+
+// driverPackages are the packages that tell mqdatasource about a driver,
+// by the import path of the driver's package.
+var driverPackages = []struct{ driverPkg, pkg string }{
+	{"github.com/go-sql-driver/mysql", "mysqldriver"},
+	{"github.com/jackc/pgx", "pgxdriver"},
+	{"go-mssqldb", "mssqldriver"},
+}
+
+// driverPackage returns the package of this module that drv needs, when
+// drv is one of the drivers that have one ("" otherwise): the driver is
+// recognised by its type's package path, which needs no import of it.
+func driverPackage(drv driver.Driver) string {
+	t := reflect.TypeOf(drv)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return ""
+	}
+	for _, p := range driverPackages {
+		if strings.Contains(t.PkgPath(), p.driverPkg) {
+			return p.pkg
+		}
+	}
+	return ""
+}
+
+// checkDriverPackage fails with ErrDriverPackage when d's errors cannot be
+// read without the driver's package of this module: MySQL and SQL Server
+// always (a duplicate is known by its error number), PostgreSQL on pgx
+// (its lost-connection errors); ext is the registered package, or nil.
+func checkDriverPackage(d Dialect, drv driver.Driver, ext *driverext.Driver) error {
+	if ext != nil {
+		return nil
+	}
+	pkg := driverPackage(drv)
+	switch d.Name() {
+	case "mysql":
+		pkg = "mysqldriver"
+	case "sqlserver":
+		pkg = "mssqldriver"
+	}
+	if pkg == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: the %s dialect on driver %T needs import _ \"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/%s\"", ErrDriverPackage, d.Name(), drv, pkg)
+}
+
 // detectDialect returns the dialect of the driver behind a connector.
 func detectDialect(drv driver.Driver) (Dialect, error) {
-	switch drv.(type) {
-	case *mysql.MySQLDriver, mysql.MySQLDriver:
-		return MySQL(), nil
-	case *mssql.Driver:
-		return SQLServer(), nil
-	case *stdlib.Driver:
-		return PostgreSQL(), nil
+	if ext := driverext.Lookup(drv); ext != nil {
+		return dialects[ext.Dialect], nil
 	}
 	t := reflect.TypeOf(drv)
 	for t != nil && t.Kind() == reflect.Pointer {

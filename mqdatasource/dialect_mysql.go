@@ -3,12 +3,9 @@ package mqdatasource
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/schema"
 )
@@ -26,8 +23,8 @@ var mysqlDialect = &dialect{
 	param:     func(int) string { return "?" },
 	stringArg: func(s string) any { return s },
 	isDuplicate: func(err error, uk, messageID string) bool {
-		var me *mysql.MySQLError
-		if !errors.As(err, &me) || me.Number != 1062 {
+		me, ok := mysqlError(err)
+		if !ok || me.Number != 1062 {
 			return false
 		}
 		entry, key, ok := parseMySQLDuplicate(me.Message)
@@ -37,8 +34,8 @@ var mysqlDialect = &dialect{
 		return key == uk || duplicateEntryIs(entry, messageID)
 	},
 	dupValue: func(err error) string {
-		var me *mysql.MySQLError
-		if !errors.As(err, &me) || me.Number != 1062 {
+		me, ok := mysqlError(err)
+		if !ok || me.Number != 1062 {
 			return ""
 		}
 		entry, _, _ := parseMySQLDuplicate(me.Message)
@@ -47,8 +44,8 @@ var mysqlDialect = &dialect{
 	incomparable: func(err error) bool {
 		// 1267, 1270, 1271: illegal mix of collations, raised when the
 		// argument has characters the column's character set lacks.
-		var me *mysql.MySQLError
-		return errors.As(err, &me) && (me.Number == 1267 || me.Number == 1270 || me.Number == 1271)
+		me, ok := mysqlError(err)
+		return ok && (me.Number == 1267 || me.Number == 1270 || me.Number == 1271)
 	},
 	classify:         classifyMySQL,
 	defaultUniqueKey: func(string) string { return mysqlUniqueKey },

@@ -47,11 +47,17 @@ var postgresDialect = &dialect{
 // in current_schema().
 func inspectPostgres(ctx context.Context, _ *dialect, db *sql.DB, table string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
-	rows, err := db.QueryContext(ctx, `SELECT c.column_name, c.data_type, COALESCE(c.character_maximum_length, 0), COALESCE(c.collation_name, ''),
+	// A nondeterministic collation (an ICU one that ignores case or
+	// accents) is reported with the suffix " (nondeterministic)", which
+	// the schema check warns about like a MySQL _ci collation.
+	rows, err := db.QueryContext(ctx, `SELECT c.column_name, c.data_type, COALESCE(c.character_maximum_length, 0),
+  COALESCE(co.collname || CASE WHEN co.collisdeterministic THEN '' ELSE ' (nondeterministic)' END, ''),
   (SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database())
 FROM pg_class t
 JOIN pg_namespace n ON n.oid = t.relnamespace
-JOIN information_schema.columns c ON c.table_schema = n.nspname AND c.table_name = t.relname
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN information_schema.columns c ON c.table_schema = n.nspname AND c.table_name = t.relname AND c.column_name = a.attname
+LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 0
 WHERE t.oid = to_regclass(quote_ident($1))`, table)
 	if err != nil {
 		return nil, err

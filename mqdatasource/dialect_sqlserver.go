@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"reflect"
 	"strings"
 
-	mssql "github.com/microsoft/go-mssqldb"
-
+	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/internal/driverext"
 	"github.com/b74fc070/rocketmq-exactlyonce/schema"
 )
 
@@ -69,20 +67,14 @@ var sqlserverDialect = &dialect{
 	},
 }
 
-// sqlserverString returns how s is passed: mssql.VarChar when it is ASCII,
-// else a Go string (nvarchar). go-mssqldb sends a VarChar's bytes as they
-// are, which the server reads in the database's default code page, not as
-// UTF-8: a non-ASCII key would arrive as other characters. As nvarchar it
-// arrives intact, and the server converts it to the column's code page;
-// characters that code page lacks become '?' there, which is why
-// validation refuses them (ErrUnstorableKey) for a varchar column.
+// sqlserverString returns how s is passed: as mssqldriver says
+// (mssql.VarChar for an ASCII string, so that it compares with a varchar
+// column without an implicit conversion), else as a Go string.
 func sqlserverString(s string) any {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return s
-		}
+	if d := driverext.Dialect("sqlserver"); d != nil && d.StringArg != nil {
+		return d.StringArg(s)
 	}
-	return mssql.VarChar(s)
+	return s
 }
 
 // inspectSQLServer reads the catalog about the table the claim's unqualified
@@ -90,7 +82,7 @@ func sqlserverString(s string) any {
 // the user's default schema, else in dbo.
 func inspectSQLServer(ctx context.Context, d *dialect, db *sql.DB, table string) (*tableInfo, error) {
 	ti := &tableInfo{columns: map[string]columnInfo{}}
-	name := mssql.VarChar(table)
+	name := sqlserverString(table)
 	rows, err := db.QueryContext(ctx, sqlserverColumnsSQL(d), name, name)
 	if err != nil {
 		return nil, err
@@ -141,12 +133,8 @@ var sqlserverQDialect = func() *dialect {
 }()
 
 // mssqlRewritesQueries reports whether drv is go-mssqldb's driver of the
-// "mssql" name, which rewrites query text (an unexported setting).
+// "mssql" name, which rewrites query text (asked of mssqldriver).
 func mssqlRewritesQueries(drv driver.Driver) bool {
-	md, ok := drv.(*mssql.Driver)
-	if !ok || md == nil {
-		return false
-	}
-	f := reflect.ValueOf(md).Elem().FieldByName("processQueryText")
-	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
+	d := driverext.Lookup(drv)
+	return d != nil && d.RewritesQueries != nil && d.RewritesQueries(drv)
 }

@@ -84,6 +84,7 @@
 //	ErrTxAborted         statement or commit after the server aborted the transaction. Retry the message.
 //	ErrCommitUnknown     the connection failed during COMMIT. Retry the message.
 //	ErrInvalidTableName  Open: the table name is not a plain identifier. No SQL ran.
+//	ErrDriverPackage     Open: the driver needs its package of this module (mysqldriver, pgxdriver, mssqldriver) imported. No SQL ran.
 //	ErrSchema            Open, CheckSchema, Migrate: the table is missing or wrong, or message_id cannot store every key (*SchemaError).
 //
 // IsRetryable reports whether an error is worth retrying (deadlocks,
@@ -102,7 +103,18 @@
 // MySQL and MariaDB (go-sql-driver/mysql), SQL Server (microsoft/go-mssqldb)
 // and PostgreSQL (jackc/pgx/v5/stdlib; lib/pq is in maintenance mode and
 // only detected, pgx is the supported driver) are detected from the driver
-// and can be set with WithDialect. The claim table's DDL for each is in
+// and can be set with WithDialect (for a wrapped connector, e.g. otelsql).
+// This package imports no driver, so a program links only the one it uses:
+// import the package of yours, which registers it and tells this package
+// how to read its errors (and, for pgx, how to begin a delivery
+// transaction in one round trip):
+//
+//	import _ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mysqldriver" // "mysql"
+//	import _ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/pgxdriver"   // "pgx"
+//	import _ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mssqldriver" // "sqlserver", "mssql"
+//
+// Without it, Open fails with ErrDriverPackage for MySQL and SQL Server
+// (their duplicates are known by error numbers) and for pgx. The claim table's DDL for each is in
 // the schema package (schema/transaction_record.sql and its SQL Server and
 // PostgreSQL siblings); Migrate creates it, CheckSchema (run by Open)
 // verifies it.

@@ -3,6 +3,11 @@ package mqdatasource
 import "errors"
 
 var (
+	// ErrDriverPackage means the DataSource's SQL driver needs the package
+	// of this module that tells mqdatasource about it (mysqldriver,
+	// pgxdriver, mssqldriver), and the program does not import it.
+	ErrDriverPackage = errors.New("mqdatasource: the driver's package of this module is not imported")
+
 	// ErrAlreadyConsumed means the delivery's message was already applied by
 	// its consumer group: its transaction_record row exists. The first
 	// BeginTx or statement of a delivery through a DataSource returns it

@@ -193,3 +193,38 @@ func TestSQLServerCharsetSQL(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchKeyCollision: a batch claim (SQL Server, plain multi-row INSERT)
+// that meets the unique key while the read of the recorded ids finds a
+// value that is none of the batch's, or none at all, fails as a collision
+// instead of looping or taking a message for a duplicate.
+func TestBatchKeyCollision(t *testing.T) {
+	dup := mssql.Error{Number: 2627, Message: "Violation of UNIQUE KEY constraint 'uk_tr_message_id'. Cannot insert duplicate key in object 'dbo.tr'. The duplicate key value is (A#g)."}
+	for name, stored := range map[string][]string{"another value": {"A#g"}, "nothing": nil} {
+		t.Run(name, func(t *testing.T) {
+			s := &fakeServer{
+				fail: func(stmt string) error {
+					if strings.HasPrefix(stmt, "INSERT INTO [tr]") {
+						return dup
+					}
+					return nil
+				},
+				stored: func(string) []string { return stored },
+			}
+			ds, err := OpenConnector(fakeConnector{s}, WithDialect(SQLServer()), WithTable("tr"), WithSchemaCheck(false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ds.Close()
+			ran := false
+			_, err = ds.DeliverBatch(context.Background(), []Delivery{fakeDelivery("a"), fakeDelivery("b")}, func(context.Context, []int) error {
+				ran = true
+				return nil
+			})
+			var ke *KeyCollisionError
+			if !errors.As(err, &ke) || ran || ke.MessageID != "a#g" || ke.Stored != "A#g" {
+				t.Fatalf("DeliverBatch: %v (ran %v); want a collision of a#g with A#g", err, ran)
+			}
+		})
+	}
+}

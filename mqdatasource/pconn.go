@@ -63,9 +63,9 @@ func (pc *pconn) begin(ctx context.Context, d Delivery, id string, opts driver.T
 	}
 	if opts == (driver.TxOptions{}) {
 		switch {
-		case dl.pipelineBegin:
-			if c, ok := pc.inner.(pgxConner); ok {
-				return pc.beginPipelined(ctx, c.Conn(), args)
+		case dl.pipelineBegin && pc.core.beginWith != nil:
+			if dup, handled, err := pc.beginPipelined(ctx, args); handled {
+				return dup, err
 			}
 		case dl.implicitBegin:
 			if e, ok := pc.inner.(driver.ExecerContext); ok {
@@ -80,6 +80,26 @@ func (pc *pconn) begin(ctx context.Context, d Delivery, id string, opts driver.T
 	}
 	pc.itx = itx
 	return pc.claim(ctx, args, id)
+}
+
+// beginPipelined begins the transaction and claims in one round trip, as
+// the driver's package can (pgxdriver: BEGIN and the claim INSERT in one
+// pipeline). It reports handled false when the connection is not the
+// driver's, and dup when the claim inserted nothing (ON CONFLICT DO
+// NOTHING: the message is recorded).
+func (pc *pconn) beginPipelined(ctx context.Context, args []driver.NamedValue) (dup, handled bool, err error) {
+	tx, n, handled, err := pc.core.beginWith(ctx, pc.inner, pc.core.claimSQL, args, func() { pc.broken = true })
+	if !handled {
+		return false, false, nil
+	}
+	if err != nil {
+		if !errors.Is(err, driver.ErrBadConn) {
+			pc.observe(ctx, err)
+		}
+		return false, true, err
+	}
+	pc.itx = tx
+	return n == 0, true, nil
 }
 
 // claim runs the claim INSERT in the open transaction; on an error other

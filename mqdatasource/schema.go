@@ -31,6 +31,10 @@ func (e *SchemaError) Error() string {
 // Unwrap returns ErrSchema.
 func (e *SchemaError) Unwrap() error { return ErrSchema }
 
+// Missing reports whether the table does not exist, rather than having the
+// wrong shape: Migrate creates a missing table, and alters no other.
+func (e *SchemaError) Missing() bool { return e.missing }
+
 type columnInfo struct {
 	dataType  string
 	length    int64
@@ -141,7 +145,7 @@ func checkTable(d *dialect, table string, ti *tableInfo, charsetWarnOnly bool) (
 		facts.narrowCharset = problem
 	}
 	var warnings []string
-	if coll := ti.columns["message_id"].collation; coll != "" && (strings.HasSuffix(coll, "_ci") || strings.Contains(coll, "_ci_")) {
+	if coll := ti.columns["message_id"].collation; coll != "" && (strings.HasSuffix(coll, "_ci") || strings.Contains(coll, "_ci_") || strings.HasSuffix(coll, "(nondeterministic)")) {
 		warnings = append(warnings, fmt.Sprintf("column message_id has the case-insensitive collation %s: keys that differ only in case are one value to the unique key, and the second of two such messages fails with ErrKeyCollision until the column has a binary collation, as in %s", coll, d.migration))
 	}
 	return facts, warnings, nil

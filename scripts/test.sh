@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 # Modules nested in this repository, with a go.mod of their own so that the
 # library's go.mod does not require what they use; each is vetted, checked
 # and tested like the root module.
-nested_modules="schema/migrationtest exactlyonce/eoprom exactlyoncev5"
+nested_modules="schema/migrationtest exactlyonce/eoprom exactlyonce/eotel mqdatasource/ormtest exactlyoncev5"
 
 staticcheck_version=v0.8.2 # honnef.co/go/tools
 govulncheck_version=v1.9.0 # golang.org/x/vuln
@@ -96,8 +96,15 @@ if [ -z "${TESTDB_STARTED:-}" ]; then
 fi
 
 export REQUIRE_APACHE_ROCKETMQ=1
-THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./...
-go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/
+# The end-to-end suites write one line per suite and broker they ran on
+# ("e2e: exactlyonce on apache-rocketmq 5.3.3: ok (...)"; see
+# internal/brokertest, Suite), printed after the Go tests, pass or fail.
+E2E_SUMMARY=$(mktemp)
+export E2E_SUMMARY
+trap 'rm -f "$E2E_SUMMARY"' EXIT
+THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./... || { cat "$E2E_SUMMARY"; exit 1; }
+go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/ || { cat "$E2E_SUMMARY"; exit 1; }
+cat "$E2E_SUMMARY"
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done

@@ -14,6 +14,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,7 +95,7 @@ type e2eVariant struct {
 
 // runE2E runs -mode e2e and returns what every consumption run left in the
 // database; it fails unless each left exactly cfg.messages rows and balance.
-func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
+func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	rlog.SetLogLevel("error") // the client logs every rebalance at info
 	e := &e2e{cfg: cfg, run: randomHex(4)}
 	e.record, e.account, e.ledger, e.dedupe = cfg.prefix+"_record", cfg.prefix+"_account", cfg.prefix+"_ledger", cfg.prefix+"_dedupe"
@@ -111,6 +112,9 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 		defer restore()
 	}
 	if cfg.namesrv == "" {
+		// Retries, if any, come back after milliseconds instead of the
+		// 10 s of the first delay level, so a failure shows as a slow run
+		// rather than a stall.
 		b, err := rocketmqtest.New(rocketmqtest.WithDelayScale(time.Millisecond))
 		if err != nil {
 			return nil, err
@@ -130,9 +134,11 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 	fmt.Fprintf(out, "eobench e2e: driver %s, %s, topic %s, %d messages of %d bytes, %d round(s), %d business rows per variant\n",
 		cfg.driver, where, e.topic, cfg.messages, cfg.bodySize, cfg.rounds, cfg.accounts)
 	if e.serverPID == 0 {
-		fmt.Fprintln(out, "(server CPU unknown: not a local MySQL/MariaDB; its column shows 0)")
+		fmt.Fprintln(out, "(server CPU unknown: not a local server, or PostgreSQL's data_directory not readable; its column shows 0)")
 	}
-	fmt.Fprintln(out, "(client CPU is this process's: with the in-process broker it includes the broker's)")
+	if e.broker != nil {
+		fmt.Fprintln(out, "(client CPU and RSS are this process's: they include the in-process broker's)")
+	}
 	start := time.Now()
 	if err := e.preload(ctx); err != nil {
 		return nil, fmt.Errorf("preload: %w", err)
@@ -146,7 +152,8 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 	}
 	var results []e2eResult
 	walls := map[string][]time.Duration{}
-	last := map[string]consumed{} // by variant: its last run
+	cpus := map[string][]time.Duration{} // client + server
+	last := map[string]consumed{}        // by variant: its last run
 	for r := range cfg.rounds {
 		for _, v := range vs {
 			group := fmt.Sprintf("%s_%s_%s_r%d", cfg.prefix, e.run, v.name, r+1)
@@ -162,7 +169,7 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 					return results, err
 				}
 			}
-			m, err := e.consume(ctx, group, v.batch, l, done)
+			m, err := e.consume(ctx, v.name, group, v.batch, l, done)
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", v.name, err)
 			}
@@ -179,6 +186,7 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 				return results, err
 			}
 			walls[v.name] = append(walls[v.name], m.wall)
+			cpus[v.name] = append(cpus[v.name], m.client+m.server)
 			last[v.name] = consumed{group, slot}
 			fmt.Fprintf(out, "%-5d %-16s %9.0f %8.2f %12.1f %12.1f %9s %9.1f %9.1f\n", r+1, v.name,
 				float64(cfg.messages)/m.wall.Seconds(), m.wall.Seconds(), perMsg(m.client, cfg.messages), perMsg(m.server, cfg.messages), trips, mib(m.rss), mib(m.peakRSS))
@@ -189,10 +197,19 @@ func runE2E(ctx context.Context, cfg e2eConfig) (_ []e2eResult, err error) {
 		fmt.Fprintf(out, "ratio %s/at-least-once %.2f\n", v.name, medianRatio(walls[vs[0].name], walls[v.name]))
 	}
 	fmt.Fprintf(out, "ratio eo-batch32/eo %.2f\n", medianRatio(walls["eo"], walls["eo-batch32"]))
-	if cfg.rounds > 1 {
-		fmt.Fprintln(out, "(msgs/s per variant: higher is faster; each ratio is the median over the rounds of the variant's throughput over at-least-once's in the same round)")
+	if e.serverPID != 0 {
+		// On a shared machine the CPU time per message moves less than
+		// the wall time.
+		for _, v := range vs[1:] {
+			fmt.Fprintf(out, "cpu-ratio %s/at-least-once %.2f\n", v.name, medianRatio(cpus[vs[0].name], cpus[v.name]))
+		}
+		fmt.Fprintf(out, "cpu-ratio eo-batch32/eo %.2f\n", medianRatio(cpus["eo"], cpus["eo-batch32"]))
 	}
+	fmt.Fprintln(out, "(ratio: the variant's messages/s over at-least-once's; cpu-ratio: at-least-once's client+server CPU per message over the variant's; higher is better; with -rounds, the median of the rounds' ratios)")
 
+	if err := e.ceiling(ctx); err != nil {
+		return results, err
+	}
 	storm, err := e.storms(ctx, last)
 	return append(results, storm...), err
 }
@@ -220,6 +237,8 @@ func (e *e2e) open(ctx context.Context) (err error) {
 	e.ds.DB().SetMaxIdleConns(32)
 	if cfg.driver == "mysql" {
 		e.serverPID = findServerPID(e.plain)
+	} else {
+		e.serverPID = findPostgresPID(e.plain)
 	}
 	id := "id bigint AUTO_INCREMENT PRIMARY KEY"
 	if cfg.driver == "pgx" {
@@ -435,10 +454,10 @@ type e2eSample struct {
 }
 
 // consume starts a push consumer of group on the topic from its first
-// offset, with l as its listener, and measures from its first delivery
-// until done reaches the number of messages (CPU time from its start). It
-// fails when done stops moving for cfg.stall.
-func (e *e2e) consume(ctx context.Context, group string, batch int, l exactlyonce.ListenerFunc, done func() int64) (e2eSample, error) {
+// offset, with l, the listener of the variant name, and measures from its
+// first delivery until done reaches the number of messages (CPU time from
+// its start). It fails when done stops moving for cfg.stall.
+func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exactlyonce.ListenerFunc, done func() int64) (e2eSample, error) {
 	pc, err := rocketmq.NewPushConsumer(
 		consumer.WithNameServer(primitive.NamesrvAddr{e.namesrv}),
 		consumer.WithGroupName(group),
@@ -457,12 +476,17 @@ func (e *e2e) consume(ctx context.Context, group string, batch int, l exactlyonc
 			now := time.Now()
 			first.CompareAndSwap(nil, &now)
 		}
-		return l(ctx, msgs...)
+		// Labelled, so that a -cpuprofile splits by variant:
+		// go tool pprof -tagfocus variant=eo ...
+		var res consumer.ConsumeResult
+		var err error
+		pprof.Do(ctx, pprof.Labels("variant", name), func(ctx context.Context) { res, err = l(ctx, msgs...) })
+		return res, err
 	}
 	if err := pc.Subscribe(e.topic, consumer.MessageSelector{}, timed); err != nil {
 		return e2eSample{}, err
 	}
-	cpu0, _ := readCPU(e.serverPID)
+	cpu0, _ := readCPU(e.serverPID, e.cfg.driver == "pgx")
 	if err := pc.Start(); err != nil {
 		return e2eSample{}, err
 	}
@@ -490,7 +514,7 @@ func (e *e2e) consume(ctx context.Context, group string, batch int, l exactlyonc
 		}
 	}
 	s := e2eSample{wall: time.Since(*first.Load())}
-	if cpu1, ok := readCPU(e.serverPID); ok {
+	if cpu1, ok := readCPU(e.serverPID, e.cfg.driver == "pgx"); ok {
 		total, client := cpu1.since(cpu0)
 		s.client, s.server = client, total-client
 	}
@@ -514,6 +538,30 @@ func (e *e2e) check(ctx context.Context, variant, group string, slot int) (e2eRe
 		return r, fmt.Errorf("%s (group %s): %d ledger rows and balance %d, want %d of each", variant, group, r.rows, r.balance, want)
 	}
 	return r, nil
+}
+
+// ceiling consumes the topic with listeners that do nothing, one message
+// and 32 messages per call: the most the client and the broker deliver,
+// which bounds every variant and the storms.
+func (e *e2e) ceiling(ctx context.Context) error {
+	fmt.Fprintf(e.cfg.out, "\nceiling: a listener that does nothing\n%-16s %9s %8s %12s\n", "variant", "msgs/s", "seconds", "client µs/m")
+	for _, batch := range []int{1, 32} {
+		name := "noop"
+		if batch > 1 {
+			name += "-batch" + strconv.Itoa(batch)
+		}
+		var n atomic.Int64
+		l := func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			n.Add(int64(len(msgs)))
+			return consumer.ConsumeSuccess, nil
+		}
+		m, err := e.consume(ctx, name, fmt.Sprintf("%s_%s_%s", e.cfg.prefix, e.run, name), batch, l, n.Load)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(e.cfg.out, "%-16s %9.0f %8.2f %12.1f\n", name, float64(e.cfg.messages)/m.wall.Seconds(), m.wall.Seconds(), perMsg(m.client, e.cfg.messages))
+	}
+	return nil
 }
 
 // storms redelivers every message, already applied, to the exactly-once
@@ -571,16 +619,18 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 			}
 			before := counts()
 			skipped := acked(stats)
-			m, err := e.consume(ctx, group, base.batch, l, func() int64 { return acked(stats) - skipped })
+			m, err := e.consume(ctx, name, group, base.batch, l, func() int64 { return acked(stats) - skipped })
+			// A handler that ran failed its messages, which then stall
+			// the pass: report the cause rather than the stall.
+			if n := ran.Load(); n > 0 {
+				return results, fmt.Errorf("%s: the handler ran for %d applied messages", name, n)
+			}
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", name, err)
 			}
 			c1, err := e.dbCounters(ctx)
 			if err != nil {
 				return results, err
-			}
-			if n := ran.Load(); n > 0 {
-				return results, fmt.Errorf("%s: the handler ran for %d applied messages", name, n)
 			}
 			dups := float64(e.cfg.messages)
 			after := counts()

@@ -29,6 +29,24 @@
 // or any server: go run ./cmd/eobench -driver mysql -dsn 'user@tcp(host:3306)/db'.
 // It creates and drops the tables eobench_record, eobench_account and
 // eobench_dedupe.
+//
+// With -mode e2e it measures instead the consumers users would pick, end to
+// end: it preloads -messages messages into a topic (on an in-process
+// rocketmqtest broker, or the broker of -namesrv) and consumes all of them
+// with rocketmq-client-go's PushConsumer once per variant, each in its own
+// consumer group, to committed rows: at-least-once (no dedupe),
+// select-insert (hand-written dedupe), eo and eo-nocheck
+// (exactlyonce.TxListener with and without its pre-check lookup),
+// eo-batch8 and eo-batch32 (exactlyonce.BatchListener), and listeners that
+// do nothing (the ceiling of the client and the broker); then a redelivery
+// storm replays every message to the eo and eo-batch32 groups, rewound to
+// offset 0, found first in the claim table and then in the listener's
+// cache. It prints messages/s, CPU per message, RSS and the ratios to
+// at-least-once, and fails unless every variant applied every message
+// exactly once. Its tables are named eobench_e2e_*. docs/benchmarks.md
+// ("End to end") has the details and figures:
+//
+//	TESTDB_ONLY=mysql scripts/testdb.sh go run ./cmd/eobench -mode e2e
 package main
 
 import (
@@ -43,6 +61,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -117,16 +136,6 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	switch *mode {
 	case "tx":
 		for _, name := range e2eFlags {
@@ -146,7 +155,12 @@ func run() error {
 		if *messages < 1 || *bodySize < 1 || *queues < 1 || *rounds < 1 || *accounts < 1 {
 			return errors.New("-messages, -body-size, -queues, -rounds and -accounts must be at least 1")
 		}
-		_, err := runE2E(ctx, e2eConfig{
+		stopProfile, err := startProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+		_, err = runE2E(ctx, e2eConfig{
 			driver: *driverName, dsn: *dsn, messages: *messages, bodySize: *bodySize, queues: *queues,
 			accounts: *accounts, rounds: *rounds, namesrv: *namesrv, prefix: "eobench_e2e",
 			flushLog: *flushLog, stall: time.Minute, pgStatWait: 11 * time.Second, out: os.Stdout,
@@ -189,6 +203,11 @@ func run() error {
 		}
 	}
 
+	stopProfile, err := startProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	b, err := setup(*driverName, *dsn, *accounts)
 	if err != nil {
 		return err
@@ -229,6 +248,26 @@ func run() error {
 		fmt.Println("eobench: note: the server has no mysql.table_stats (a datadir without the system schema): MariaDB then tries to open its statistics tables at every statement that opens a table, which inflates the cost of each statement alike")
 	}
 	return b.run(ctx, workers, *ops, *rounds)
+}
+
+// startProfile starts a CPU profile into the file named path ("": none)
+// and returns what stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // txFlags and e2eFlags are the flags of only one -mode.
@@ -693,12 +732,13 @@ func (b *bench) cpuTime() (cpuSnapshot, bool) {
 	if b.serverPID == 0 {
 		return cpuSnapshot{}, false
 	}
-	return readCPU(b.serverPID)
+	return readCPU(b.serverPID, false)
 }
 
 // readCPU reads the CPU time used so far by this process and, unless
-// serverPID is 0, by each thread of the server process serverPID.
-func readCPU(serverPID int) (cpuSnapshot, bool) {
+// serverPID is 0, by each thread of the server process serverPID and, with
+// children, of its child processes (PostgreSQL's backends).
+func readCPU(serverPID int, children bool) (cpuSnapshot, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return cpuSnapshot{}, false
@@ -707,22 +747,60 @@ func readCPU(serverPID int) (cpuSnapshot, bool) {
 	if serverPID == 0 {
 		return snap, true
 	}
-	// Per-thread scheduler statistics: nanoseconds on the CPU.
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", serverPID))
-	if err != nil {
-		return cpuSnapshot{}, false
+	pids := []int{serverPID}
+	if children {
+		pids = append(pids, childPIDs(serverPID)...)
 	}
-	for _, t := range tasks {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", serverPID, t.Name()))
+	for i, pid := range pids {
+		// Per-thread scheduler statistics: nanoseconds on the CPU.
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {
-			continue // the thread ended
+			if i == 0 {
+				return cpuSnapshot{}, false
+			}
+			continue // the child ended
 		}
-		if f := strings.Fields(string(data)); len(f) > 0 {
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			snap.server[t.Name()] = time.Duration(n)
+		for _, t := range tasks {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				continue // the thread ended
+			}
+			if f := strings.Fields(string(data)); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				snap.server[t.Name()] = time.Duration(n) // thread ids are unique across processes
+			}
 		}
 	}
 	return snap, true
+}
+
+// childPIDs returns the processes whose parent is pid.
+func childPIDs(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The parent pid is the second field after the command name,
+		// which is in parentheses and may contain spaces.
+		rest := string(data)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // since returns the CPU time used between s0 and s, client + server, and
@@ -740,6 +818,29 @@ func (s cpuSnapshot) since(s0 cpuSnapshot) (total, client time.Duration) {
 	}
 	client = s.client - s0.client
 	return client + server, client
+}
+
+// findPostgresPID finds a PostgreSQL server's postmaster pid through the
+// postmaster.pid file of its data directory, if the server runs here and
+// the user may read data_directory (a superuser, or pg_read_all_settings).
+func findPostgresPID(db *sql.DB) int {
+	var dir string
+	if err := db.QueryRow("SHOW data_directory").Scan(&dir); err != nil {
+		return 0
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task", pid)); err != nil {
+		return 0
+	}
+	return pid
 }
 
 // findServerPID finds the MySQL/MariaDB server's pid through its pid file,

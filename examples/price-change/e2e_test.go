@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
 )
 
 // TestDemo runs the demo's scenario, smaller, on the in-process broker:
@@ -101,27 +103,41 @@ func TestDemoUnreachableServers(t *testing.T) {
 	}
 }
 
-// TestKillConsumer runs the parts as processes: the standalone broker of
-// cmd/rocketmqtest, the producer, and a consumer that is killed with SIGKILL
-// mid-run and started again; the verifier must then find every change
-// applied exactly once. On MariaDB with the plain handler, and on PostgreSQL
-// with the managed transaction.
+// TestKillConsumer runs the parts as processes: a broker, the producer, and
+// a consumer that is killed with SIGKILL mid-run and started again; the
+// verifier must then find every change applied exactly once. On MariaDB
+// with the plain handler, and on PostgreSQL with the managed transaction;
+// each on the standalone broker of cmd/rocketmqtest and on Apache RocketMQ
+// (the shared one named by ROCKETMQ_NAMESRV; see internal/brokertest).
 func TestKillConsumer(t *testing.T) {
-	for _, tc := range []struct{ db, style string }{
-		{"mysql", "plain"},
-		{"postgres", "tx"},
-	} {
-		t.Run(tc.db+"-"+tc.style, func(t *testing.T) {
-			t.Parallel()
-			testKillConsumer(t, tc.db, tc.style)
+	for _, broker := range []string{"rocketmqtest", "apache"} {
+		t.Run(broker, func(t *testing.T) {
+			for _, tc := range []struct{ db, style string }{
+				{"mysql", "plain"},
+				{"postgres", "tx"},
+			} {
+				t.Run(tc.db+"-"+tc.style, func(t *testing.T) {
+					t.Parallel()
+					e2eSuite.Record(t, broker)
+					testKillConsumer(t, broker, tc.db, tc.style)
+				})
+			}
 		})
 	}
 }
 
-func testKillConsumer(t *testing.T, kind, style string) {
+func testKillConsumer(t *testing.T, broker, kind, style string) {
+	// The example's topic and group on a broker of its own; names of the
+	// test's own on the shared one.
+	nameServer, topic, group := "", "price-change", "product-service"
+	if broker == "apache" {
+		nameServer = brokertest.Apache(t).NameServer()
+		topic, group = brokertest.UniqueName(t, "price_change"), brokertest.UniqueName(t, "product_service")
+	} else {
+		nameServer = startBroker(t)
+	}
 	db := newTestDB(t, kind)
 	bin := programBinary(t)
-	nameServer := startBroker(t)
 	const products, changes = 30, 60
 	total := int64(products * changes)
 	plan := []string{"-products", fmt.Sprint(products), "-changes", fmt.Sprint(changes)}
@@ -131,7 +147,7 @@ func testKillConsumer(t *testing.T, kind, style string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, bin, args("produce", "-namesrv", nameServer, "-resend", "0.05")...).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, bin, args("produce", "-namesrv", nameServer, "-resend", "0.05", "-topic", topic)...).CombinedOutput(); err != nil {
 		t.Fatalf("produce: %v\n%s", err, out)
 	}
 
@@ -145,7 +161,7 @@ func testKillConsumer(t *testing.T, kind, style string) {
 	}
 	consume := func(name string) (*exec.Cmd, *syncBuffer) {
 		cmd := exec.CommandContext(ctx, bin, "consume", "-namesrv", nameServer, "-driver", db.driver, "-dsn", db.dsn,
-			"-instance", "consumer", "-style", style, "-products", fmt.Sprint(products))
+			"-instance", "consumer", "-style", style, "-products", fmt.Sprint(products), "-topic", topic, "-group", group)
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -185,7 +201,7 @@ func testKillConsumer(t *testing.T, kind, style string) {
 		t.Errorf("the restarted consumer skipped %d duplicates, want > 0 (resends at least)", skipped)
 	}
 
-	out, err := exec.CommandContext(ctx, bin, args("verify", "-driver", db.driver, "-dsn", db.dsn, "-group", "product-service")...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, args("verify", "-driver", db.driver, "-dsn", db.dsn, "-group", group)...).CombinedOutput()
 	t.Logf("verify:\n%s", out)
 	if err != nil {
 		t.Fatalf("verify: %v", err)

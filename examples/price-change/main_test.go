@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
@@ -27,8 +29,15 @@ var (
 	binBuilt = map[string]string{} // package -> binary
 )
 
+// e2eSuite records the end-to-end tests' outcomes per broker for the
+// summary.
+var e2eSuite = brokertest.NewSuite("price-change")
+
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if err := e2eSuite.Report(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -15,6 +15,11 @@ import (
 	"github.com/go-sql-driver/mysql"   // also registers the "mysql" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/jmoiron/sqlx"
+
+	// What mqdatasource needs to know about these drivers, for every test
+	// that opens a DataSource on them.
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mysqldriver"
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/pgxdriver"
 )
 
 // Env is one real database the tests run against.

@@ -210,8 +210,11 @@ func aptInstall(pkg string) error {
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "throwaway: installing %s with apt-get\n", pkg)
-	if err := run("apt-get", "update", "-qq"); err != nil {
+	// Another install (unattended upgrades, another test run) may hold
+	// dpkg's lock for a while: wait for it rather than fail at once.
+	wait := "-oDPkg::Lock::Timeout=600"
+	if err := run("apt-get", wait, "update", "-qq"); err != nil {
 		return err
 	}
-	return run("apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg)
+	return run("apt-get", wait, "install", "-y", "-qq", "--no-install-recommends", pkg)
 }
