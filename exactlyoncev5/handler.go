@@ -3,7 +3,6 @@ package exactlyoncev5
 import (
 	"context"
 	"database/sql"
-	"errors"
 
 	rmq "github.com/apache/rocketmq-clients/golang/v5"
 )
@@ -41,6 +40,3 @@ type Handler func(ctx context.Context, msg *rmq.MessageView) error
 // called for a message already applied. tx.Commit ends nothing; do not call
 // tx.Rollback to give up, return an error.
 type TxHandler func(ctx context.Context, tx *sql.Tx, msg *rmq.MessageView) error
-
-// ErrNotRunning means a consumer was not started, or is already shut down.
-var ErrNotRunning = errors.New("exactlyoncev5: consumer not running")

@@ -99,7 +99,7 @@ type PushConsumer struct {
 // NewPushConsumer builds a push consumer of cfg's group (cfg.ConsumerGroup,
 // required) that runs h once per message as Listener does, with the
 // options of WithPushOptions (subscriptions, await duration, consumption
-// threads, ...). cfg is not modified.
+// threads, ...).
 func NewPushConsumer(ds *mqdatasource.DataSource, cfg *rmq.Config, h Handler, opts ...Option) (*PushConsumer, error) {
 	if h == nil {
 		return nil, errors.New("exactlyoncev5: NewPushConsumer needs a Handler")
