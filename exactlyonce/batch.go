@@ -59,7 +59,7 @@ type pending struct {
 // built and checked, then the pre-check (cache, then one query for the
 // misses), then one transaction for the rest, and, if it fails, each of
 // them alone. It records every message's outcome, like each.
-func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels, orderly bool) (errs []error, shutdown bool) {
+func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels, orderly bool) (fails []failure, shutdown bool) {
 	if l.cfg.gate.draining() {
 		l.notRun(msgs, labels)
 		return nil, true
@@ -81,7 +81,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 		}
 		l.cfg.metrics.MessageDone(labels(msgs[i]), o)
 		if !o.Acked() {
-			errs = append(errs, err)
+			fails = append(fails, failure{msgs[i], err})
 		}
 	}
 	// stop ends an orderly delivery at a message that failed: the ones
@@ -118,7 +118,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 	}
 	todo = l.precheckBatch(ctx, todo, finish)
 	if len(todo) == 0 {
-		return errs, false
+		return fails, false
 	}
 
 	hctx, cancel := context.WithCancel(ctx)
@@ -128,7 +128,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 	fresh, err := l.attemptBatch(hctx, todo, labels)
 	if err == nil {
 		l.reportBatch(ctx, todo, fresh, time.Since(start), labels, finish)
-		return errs, false
+		return fails, false
 	}
 	if len(todo) > 1 {
 		l.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "exactlyonce: batch failed, applying its messages one by one",
@@ -140,7 +140,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 			for _, rest := range todo[n:] {
 				finish(rest.i, OutcomeNotRun, nil)
 			}
-			return errs, true
+			return fails, true
 		}
 		start := time.Now()
 		fresh, err := l.attemptBatch(hctx, todo[n:n+1], labels)
@@ -160,7 +160,7 @@ func (l *listener) batch(ctx context.Context, group string, msgs []*primitive.Me
 			break
 		}
 	}
-	return errs, false
+	return fails, false
 }
 
 // precheckBatch finishes the messages found in the cache, then those found

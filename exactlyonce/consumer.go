@@ -148,7 +148,9 @@ func (c *Consumer) listenerOptions(opts []Option) ([]Option, error) {
 		return nil, errors.New("exactlyonce: WithClientOptions and WithPurge configure the whole Consumer: pass them to NewConsumer, not to Subscribe")
 	}
 	all := append(append([]Option(nil), c.opts...), opts...)
-	return append(all, withGate(c.gate)), nil
+	// A rebuilt client (startClient) has the same options, so the
+	// send-back read from this one holds for it too.
+	return append(all, withGate(c.gate), withSendBack(newSendBack(c.Client()))), nil
 }
 
 // startTimeout bounds Start.

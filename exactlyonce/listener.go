@@ -125,7 +125,14 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 	if l.bh != nil {
 		process = l.batch
 	}
-	errs, shutdown := process(ctx, group, msgs, labels, orderly)
+	fails, shutdown := process(ctx, group, msgs, labels, orderly)
+	if len(fails) > 0 && !shutdown && !orderly && l.cfg.sendBack != nil && !g.draining() {
+		fails, shutdown = l.resolve(ctx, group, fails, labels, process)
+	}
+	var errs []error
+	for _, f := range fails {
+		errs = append(errs, f.err)
+	}
 	if len(errs) > 0 && g.draining() {
 		// A message that failed while the consumer is shutting down (its
 		// handler cancelled when the grace period ended, or any other
@@ -152,16 +159,18 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 
 var errNilMessage = errors.New("exactlyonce: nil message")
 
+// processFunc processes the messages of a delivery (each or batch).
+type processFunc func(ctx context.Context, group string, msgs []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels, orderly bool) (fails []failure, shutdown bool)
+
 // each processes the messages of a delivery one by one, each its own
-// delivery transaction, and returns the errors of those not acknowledged
-// and whether it stopped for a shutdown. It records every message's
-// outcome.
-func (l *listener) each(ctx context.Context, group string, msgs []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels, orderly bool) (errs []error, shutdown bool) {
+// delivery transaction, and returns those not acknowledged and whether it
+// stopped for a shutdown. It records every message's outcome.
+func (l *listener) each(ctx context.Context, group string, msgs []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels, orderly bool) (fails []failure, shutdown bool) {
 	queue := queueFromContext(ctx)
 	for i, m := range msgs {
 		if l.cfg.gate.draining() {
 			l.notRun(msgs[i:], labels)
-			return errs, true
+			return fails, true
 		}
 		o, err := OutcomeFailed, errNilMessage
 		if m != nil {
@@ -173,16 +182,16 @@ func (l *listener) each(ctx context.Context, group string, msgs []*primitive.Mes
 		if o.Acked() {
 			continue
 		}
-		errs = append(errs, err)
+		fails = append(fails, failure{m, err})
 		if orderly {
 			// Keep the queue's order: nothing after a failed message.
 			l.notRun(msgs[i+1:], labels)
 			break
 		}
-		// Concurrent mode: the whole batch is sent back anyway; the rest
-		// commit now and are skipped on redelivery.
+		// Concurrent mode: the failed ones are sent back; the rest commit
+		// now (and are skipped if the client sends the whole batch back).
 	}
-	return errs, false
+	return fails, false
 }
 
 func (l *listener) notRun(rest []*primitive.MessageExt, labels func(*primitive.MessageExt) Labels) {

@@ -42,7 +42,8 @@ type config struct {
 	purgeKeep     time.Duration
 
 	// Set by Consumer for the listeners it builds; nil for plain listeners.
-	gate *gate
+	gate     *gate
+	sendBack *sendBack // nil: failures go back to the client (ConsumeRetryLater)
 }
 
 func defaultConfig() config {
@@ -204,6 +205,8 @@ func WithPurge(keep, interval time.Duration) Option {
 }
 
 func withGate(g *gate) Option { return optionFunc(func(c *config) { c.gate = g }) }
+
+func withSendBack(s *sendBack) Option { return optionFunc(func(c *config) { c.sendBack = s }) }
 
 // WithDataSources names further DataSources (other databases) the handler
 // writes to through its context. The listener then claims the message in

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,16 +18,15 @@ import (
 	"github.com/apache/rocketmq-clients/golang/v5/credentials"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyoncev5/internal/proxytest"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
-// e2eRan counts the end-to-end tests that ran against a real proxy, and
-// version is its release, for the closing E2E line.
-var (
-	e2eRan  atomic.Int32
-	version atomic.Value // string
-)
+// suite records the end-to-end tests' outcomes for the run's E2E line
+// ("e2e: exactlyonce v5 grpc on apache-rocketmq-proxy 5.3.3: ok (...)"),
+// written to E2E_SUMMARY when scripts/test.sh sets it.
+var suite = brokertest.NewSuite("exactlyonce v5 grpc")
 
 // apache returns the proxy of the run (see proxytest.FromEnv).
 //
@@ -42,7 +40,7 @@ func apache(t *testing.T) *proxytest.Env {
 		t.Skip("skipped under -race: run without it (scripts/test.sh does)")
 	}
 	p := proxytest.FromEnv(t)
-	version.Store(p.Version())
+	suite.Record(t, "apache-rocketmq-proxy "+p.Version())
 	return p
 }
 
@@ -56,8 +54,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childConsumer())
 	}
 	code := m.Run()
-	if code == 0 && e2eRan.Load() > 0 {
-		fmt.Printf("e2e: exactlyonce v5 grpc on apache-rocketmq-proxy %s: ok\n", version.Load())
+	if err := suite.Report(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e summary:", err)
 	}
 	os.Exit(code)
 }
@@ -75,7 +73,6 @@ const nAccounts = 4
 
 func newBank(t *testing.T, e *dbtest.Env) *bank {
 	t.Helper()
-	e2eRan.Add(1)
 	b := &bank{e: e, accounts: dbtest.UniqueName(t, "acct"), ledger: dbtest.UniqueName(t, "ledger"), records: dbtest.UniqueName(t, "tr")}
 	ds, err := mqdatasource.Open(e.Driver, e.DSN, mqdatasource.WithTable(b.records), mqdatasource.WithSchemaCheck(false))
 	if err != nil {

@@ -27,7 +27,7 @@ type demoConfig struct {
 	Style      string // handler style: "plain" or "tx"
 	Topic      string // "" picks one
 	Group      string // "" picks one
-	Queues     int    // queues of the topic (in-process broker)
+	Queues     int    // queues of the topic, when the demo creates it
 	Timeout    time.Duration
 	Logger     *slog.Logger // the listeners' logger
 	Verbose    bool         // keep the client's logs at shutdown
@@ -103,8 +103,13 @@ func (d *demo) run(ctx context.Context) error {
 		d.broker = b
 		nameServer = b.Addr()
 		d.prog.event("in-process RocketMQ broker on %s, topic %s with %d queues", nameServer, topic, cfg.Queues)
-	} else if topic == "" {
-		topic = "price-change-" + runID
+	} else {
+		// The consumers start before anything is published, and a client
+		// refuses to start on a topic without a route: the topic must exist.
+		if topic == "" {
+			return errors.New("with -namesrv, -topic names an existing topic (create it with mqadmin updateTopic; scripts/demo.sh apache does)")
+		}
+		d.prog.event("RocketMQ at %s, topic %s", nameServer, topic)
 	}
 	if group == "" {
 		// A group of its own, so that records of earlier runs in the same

@@ -31,8 +31,9 @@
 //	go run ./examples/price-change -driver mysql -dsn 'root@tcp(127.0.0.1:3306)/test'
 //
 // scripts/demo.sh in the repository runs it on a throwaway MariaDB or
-// PostgreSQL. -namesrv (or $NAMESRV_ADDR) points it at a real RocketMQ
-// cluster instead of the in-process broker. The subcommands produce,
+// PostgreSQL, and with "apache" on a throwaway Apache RocketMQ too.
+// -namesrv (or $NAMESRV_ADDR) points it at a real RocketMQ cluster instead
+// of the in-process broker, with -topic naming an existing topic. The subcommands produce,
 // consume and verify run the parts as separate processes; README.md shows a
 // run where the consumer process is killed with SIGKILL mid-run.
 package main

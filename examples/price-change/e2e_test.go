@@ -32,11 +32,11 @@ func TestDemo(t *testing.T) {
 			t.Parallel()
 			db := newTestDB(t, tc.db)
 			bin := programBinary(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "demo", "-namesrv=", "-driver", db.driver, "-dsn", db.dsn,
 				"-style", tc.style, "-products", "20", "-changes", "30", "-resend", "0.05",
-				"-timeout", "80s", "-json")
+				"-timeout", "170s", "-json")
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			start := time.Now()

@@ -151,19 +151,6 @@ func (f *flags) setFlags() map[string]bool {
 	return set
 }
 
-// refuseUnused reports a flag set along with the flag that makes it
-// meaningless (its value in pairs), rather than ignoring it.
-func (f *flags) refuseUnused(pairs map[string]string) error {
-	set := f.setFlags()
-	for unused, because := range pairs {
-		if set[unused] && f.Lookup(because).Value.String() != "" {
-			fmt.Fprintf(f.Output(), "-%s has no effect with -%s\n", unused, because)
-			return errUsage
-		}
-	}
-	return nil
-}
-
 func (f *flags) plan() (plan, error) {
 	if f.products < 1 || f.changes < 1 {
 		return plan{}, errors.New("-products and -changes must be at least 1")
@@ -191,12 +178,9 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	f := newFlags("demo", stderr, "namesrv", "dsn", "driver", "topic", "group", "style",
 		"products", "changes", "seed", "resend", "json")
 	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
-	queues := f.Int("queues", 8, "queues of the topic on the in-process broker")
+	queues := f.Int("queues", 8, "queues of the topic on the in-process broker (with -namesrv the topic exists already)")
 	timeout := f.Duration("timeout", 3*time.Minute, "give up after this long")
 	if err := f.parse(args); err != nil {
-		return err
-	}
-	if err := f.refuseUnused(map[string]string{"queues": "namesrv"}); err != nil {
 		return err
 	}
 	if set := f.setFlags(); set["driver"] && f.dsn == "" {

@@ -315,7 +315,6 @@ func TestUsageErrors(t *testing.T) {
 		{"demo", "-style", "bogus"},
 		{"consume", "-style", "bogus", "-namesrv", "127.0.0.1:1", "-dsn", "unused"},
 		{"demo", "-no-such-flag"},
-		{"demo", "-namesrv", "127.0.0.1:1", "-queues", "4"},
 		{"demo", "-driver", "pgx"},
 		{"demo", "-queues", "0"},
 		{"demo", "-timeout", "0s"},

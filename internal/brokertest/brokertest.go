@@ -134,6 +134,21 @@ func (b *Broker) CreateTopic(t testing.TB, topic string, queues int) {
 	}
 }
 
+// SetRetryWritable makes the broker accept (true) or refuse (false, with
+// NO_PERMISSION) the send-backs of group, by making its one-queue retry
+// topic writable or read-only: a real refusal, and one that no other
+// group of the shared broker sees.
+func (b *Broker) SetRetryWritable(t testing.TB, group string, writable bool) {
+	t.Helper()
+	perm := remoting.PermRead
+	if writable {
+		perm = remoting.PermReadWrite
+	}
+	call(t, "set the retry topic's permission", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, remoting.CreateTopicPerm(ctx, b.addr, "%RETRY%"+group, 1, perm)
+	})
+}
+
 // call runs f with a short deadline and fails the test on an error.
 func call[T any](t testing.TB, what string, f func(ctx context.Context) (T, error)) T {
 	t.Helper()

@@ -13,10 +13,16 @@ import (
 // scripts/test.sh sets it and prints the file at the end of the run.
 const EnvSummary = "E2E_SUMMARY"
 
+// EnvClient names, when set, the rocketmq-client-go the tests were built
+// with, for Report's lines: scripts/test.sh sets it for its run with the
+// second go.mod (a test binary's build information lists no modules).
+const EnvClient = "E2E_CLIENT"
+
 // Suite records how an end-to-end suite's tests went on each broker, so
 // that a run says which brokers a suite really ran against: Report writes
 // one line per broker, e.g. "e2e: exactlyonce on apache-rocketmq 5.3.3: ok
-// (12 passed)".
+// (12 passed)", or with E2E_CLIENT set "e2e: exactlyonce with <E2E_CLIENT>
+// on ...".
 type Suite struct {
 	name string
 
@@ -63,6 +69,10 @@ func (s *Suite) Report() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b strings.Builder
+	name := s.name
+	if c := os.Getenv(EnvClient); c != "" {
+		name += " with " + c
+	}
 	for _, broker := range s.brokers {
 		c := s.counts[broker]
 		if broker == "apache" {
@@ -78,7 +88,7 @@ func (s *Suite) Report() error {
 		case c.passed == 0:
 			status = "skipped"
 		}
-		fmt.Fprintf(&b, "e2e: %s on %s: %s (%d passed, %d failed, %d skipped)\n", s.name, broker, status, c.passed, c.failed, c.skipped)
+		fmt.Fprintf(&b, "e2e: %s on %s: %s (%d passed, %d failed, %d skipped)\n", name, broker, status, c.passed, c.failed, c.skipped)
 	}
 	var w io.Writer = os.Stdout
 	if path := os.Getenv(EnvSummary); path != "" {

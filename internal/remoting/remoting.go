@@ -1,7 +1,10 @@
 // Package remoting sends single RocketMQ remoting requests with JSON
 // headers, for the project's test tooling: the readiness probe of the
 // throwaway Apache RocketMQ and the broker queries that rocketmq-client-go's
-// admin API lacks (committed offsets, a group's consumers, a queue's end).
+// admin API lacks (committed offsets, a group's consumers, a queue's end);
+// for exactlyonce's send-backs, whose response code rocketmq-client-go
+// v2.1.2 ignores (a failure path: one connection each is cheap enough); and
+// for the price-change example's topic on a real cluster.
 //
 // It is written from the protocol, independently of rocketmqtest, so that
 // what the tests read from the real broker does not go through the fake's
@@ -16,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strconv"
 	"time"
 )
@@ -28,8 +32,10 @@ const (
 	UpdateAndCreateTopic    = 17
 	GetBrokerRuntimeInfo    = 28
 	GetMaxOffset            = 30
+	ConsumerSendMsgBack     = 36
 	GetConsumerListByGroup  = 38
 	GetRouteInfoByTopic     = 105
+	GetBrokerClusterInfo    = 106
 	InvokeBrokerResetOffset = 222
 )
 
@@ -140,21 +146,54 @@ func Expect(ctx context.Context, addr string, code int, ext map[string]string, b
 	return r, nil
 }
 
+// Topic permissions (PermName in the Java broker).
+const (
+	PermRead      = 4
+	PermReadWrite = 6
+)
+
 // CreateTopic creates (or updates) topic on the broker at brokerAddr with
 // queues read and write queues, readable and writable.
 func CreateTopic(ctx context.Context, brokerAddr, topic string, queues int) error {
+	return CreateTopicPerm(ctx, brokerAddr, topic, queues, PermReadWrite)
+}
+
+// CreateTopicPerm is CreateTopic with the permission perm.
+func CreateTopicPerm(ctx context.Context, brokerAddr, topic string, queues, perm int) error {
 	n := strconv.Itoa(queues)
 	_, err := Expect(ctx, brokerAddr, UpdateAndCreateTopic, map[string]string{
 		"topic":           topic,
 		"defaultTopic":    "TBW102",
 		"readQueueNums":   n,
 		"writeQueueNums":  n,
-		"perm":            "6", // PermName.PERM_READ | PERM_WRITE
+		"perm":            strconv.Itoa(perm),
 		"topicFilterType": "SINGLE_TAG",
 		"topicSysFlag":    "0",
 		"order":           "false",
 	}, nil, Success)
 	return err
+}
+
+// masterAddr matches a master's entry (broker id 0) in the brokerAddrs
+// tables of the name server's JSON text, whose numeric keys encoding/json
+// does not read.
+var masterAddr = regexp.MustCompile(`[{,]0:"([^"]+)"`)
+
+// MasterAddrs returns the addresses of the master brokers registered with
+// the name server at namesrvAddr.
+func MasterAddrs(ctx context.Context, namesrvAddr string) ([]string, error) {
+	r, err := Expect(ctx, namesrvAddr, GetBrokerClusterInfo, nil, nil, Success)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, m := range masterAddr.FindAllSubmatch(r.Body, -1) {
+		addrs = append(addrs, string(m[1]))
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("remoting: the name server at %s knows no master broker", namesrvAddr)
+	}
+	return addrs, nil
 }
 
 // Route returns the route of topic from the name server at namesrvAddr, as
@@ -261,4 +300,41 @@ func BrokerVersion(ctx context.Context, brokerAddr string) (string, error) {
 		return "", fmt.Errorf("remoting: runtime info of %s has no brokerVersionDesc", brokerAddr)
 	}
 	return v, nil
+}
+
+// EnsureTopic creates topic with queues queues on every master broker of the
+// cluster, unless the name server already serves a route for it, and waits
+// for that route: the consumers start before anything is published, and a
+// client refuses to start on a topic without a route (auto-creation, where
+// the broker allows it, happens only at the first send). An existing topic
+// is left as it is.
+//
+// rocketmq-client-go v2.1.2's admin API creates a topic on a broker address
+// but cannot list the brokers.
+func EnsureTopic(ctx context.Context, nameServer, topic string, queues int) (created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := Route(ctx, nameServer, topic); err == nil {
+		return false, nil
+	}
+	masters, err := MasterAddrs(ctx, nameServer)
+	if err != nil {
+		return false, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	for _, addr := range masters {
+		if err := CreateTopic(ctx, addr, topic, queues); err != nil {
+			return false, fmt.Errorf("create topic %s on the broker at %s: %w", topic, addr, err)
+		}
+	}
+	for {
+		_, err := Route(ctx, nameServer, topic)
+		if err == nil {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("topic %s created, but the name server at %s serves no route for it: %w", topic, nameServer, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
