@@ -128,10 +128,15 @@ func (s *state) sendMessage(in *inbound, h *sendHeader) *Command {
 		flag:           h.flag,
 		sysFlag:        h.sysFlag,
 		body:           in.cmd.Body,
-		props:          withCluster(h.properties),
+		props:          withBrokerProperties(h.properties),
 		bornTimestamp:  h.bornTimestamp,
 		bornHost:       hostPortOf(in.c.remote),
 		reconsumeTimes: h.reconsumeTimes,
+	}
+	// 5.x gives a message sent without a UNIQ_KEY one (rocketmq-client-go
+	// always sets it on single messages; raw clients may not).
+	if _, ok := property(m.props, propUniqKey); !ok {
+		m.props = withProperty(m.props, propUniqKey, s.newUniqKey())
 	}
 	s.retryToDLQ(m, h)
 	if err := m.check(); err != nil {
@@ -144,7 +149,13 @@ func (s *state) sendMessage(in *inbound, h *sendHeader) *Command {
 	}
 	// The response names the requested queue even for a delayed message,
 	// whose offset is in the schedule topic, as the Java broker does.
-	return sendResponse(queueID, stored.queueOffset, stored.offsetMsgID())
+	sent := sendResponse(queueID, stored.queueOffset, stored.offsetMsgID())
+	// 5.x answers the message's UNIQ_KEY as its transaction id, for any
+	// message that has one.
+	if id, ok := property(stored.props, propUniqKey); ok {
+		sent.ExtFields["transactionId"] = id
+	}
+	return sent
 }
 
 // checkSend is AbstractSendMessageProcessor.msgCheck: the topic must exist
@@ -177,7 +188,8 @@ func (s *state) checkSend(h *sendHeader) (*topic, *Command) {
 }
 
 // retryToDLQ is SendMessageProcessor.handleRetryAndDLQ: a message sent to a
-// retry topic whose reconsume count reached the maximum goes to the DLQ.
+// retry topic whose reconsume count is past the maximum goes to the DLQ (5.x;
+// 4.9 sent it there once the count reached the maximum).
 func (s *state) retryToDLQ(m *message, h *sendHeader) {
 	group, ok := strings.CutPrefix(m.topic, retryTopicPrefix)
 	if !ok {
@@ -187,22 +199,29 @@ func (s *state) retryToDLQ(m *message, h *sendHeader) {
 	if h.maxReconsumeTimes >= 0 {
 		maxTimes = h.maxReconsumeTimes
 	}
-	if m.reconsumeTimes < maxTimes {
+	if m.reconsumeTimes <= maxTimes {
 		return
 	}
 	dlq := s.topic(dlqTopicPrefix+group, false)
 	m.topic, m.queueID = dlq.name, 0
 }
 
-// withCluster adds the CLUSTER property the Java broker stamps on messages.
-func withCluster(props string) string {
-	if _, ok := property(props, propCluster); ok {
+// withBrokerProperties adds the properties the Java broker (5.x) stamps on
+// every message sent, singly or in a batch, where the message has none:
+// CLUSTER, MSG_REGION and TRACE_ON.
+func withBrokerProperties(props string) string {
+	return withProperty(withProperty(withProperty(props, propCluster, clusterName), "MSG_REGION", "DefaultRegion"), "TRACE_ON", "true")
+}
+
+// withProperty adds the property key=value to props unless it has key.
+func withProperty(props, key, value string) string {
+	if _, ok := property(props, key); ok {
 		return props
 	}
 	if props != "" && !strings.HasSuffix(props, "\x02") {
 		props += "\x02"
 	}
-	return props + propCluster + "\x01" + clusterName + "\x02"
+	return props + key + "\x01" + value + "\x02"
 }
 
 func sendResponse(queueID int32, queueOffset int64, msgID string) *Command {

@@ -137,23 +137,25 @@ func (s *state) pull(in *inbound, r *pullRequest, allowSuspend bool) *Command {
 	const minOffset = 0
 	var (
 		code     int16
+		status   string // GetMessageStatus's name: the response's remark
 		next     int64
 		body     [][]byte
 		foundAny bool
 	)
 	switch {
 	case maxOffset == 0:
-		code, next = codePullNotFound, 0
+		code, next, status = codePullNotFound, 0, "NO_MESSAGE_IN_QUEUE"
 		if r.offset != 0 {
 			code = codePullOffsetMoved
 		}
 	case r.offset < minOffset:
-		code, next = codePullOffsetMoved, minOffset
+		code, next, status = codePullOffsetMoved, minOffset, "OFFSET_TOO_SMALL"
 	case r.offset == maxOffset:
-		code, next = codePullNotFound, r.offset
+		code, next, status = codePullNotFound, r.offset, "OFFSET_OVERFLOW_ONE"
 	case r.offset > maxOffset:
-		// OFFSET_OVERFLOW_BADLY: back to the min offset when it is 0.
-		code, next = codePullOffsetMoved, minOffset
+		// OFFSET_OVERFLOW_BADLY: to the max offset, as 5.x answers (4.9
+		// went back to the min offset when it was 0).
+		code, next, status = codePullOffsetMoved, maxOffset, "OFFSET_OVERFLOW_BADLY"
 	default:
 		scanLimit := int64(max(minFilterEntries, r.maxMsgs))
 		size, off := 0, r.offset
@@ -171,9 +173,9 @@ func (s *state) pull(in *inbound, r *pullRequest, allowSuspend bool) *Command {
 			foundAny = true
 		}
 		next = off
-		code = codePullRetryImmediately
+		code, status = codePullRetryImmediately, "NO_MATCHED_MESSAGE"
 		if foundAny {
-			code = codeSuccess
+			code, status = codeSuccess, "FOUND"
 		}
 	}
 
@@ -190,12 +192,16 @@ func (s *state) pull(in *inbound, r *pullRequest, allowSuspend bool) *Command {
 	}
 
 	resp = &Command{
-		Code: code,
+		Code:   code,
+		Remark: status,
 		ExtFields: map[string]string{
 			"nextBeginOffset":      strconv.FormatInt(next, 10),
 			"minOffset":            strconv.FormatInt(minOffset, 10),
 			"maxOffset":            strconv.FormatInt(maxOffset, 10),
 			"suggestWhichBrokerId": "0",
+			// 5.x adds these; the clients do not read them.
+			"topicSysFlag": "0",
+			"groupSysFlag": "0",
 		},
 	}
 	if body != nil {

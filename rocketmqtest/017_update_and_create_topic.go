@@ -33,5 +33,9 @@ func handleUpdateAndCreateTopic(s *state, in *inbound) *Command {
 		return respond(codeSystemError, err.Error())
 	}
 	s.createTopic(name, int(read), int(write), int(perm))
-	return success()
+	ok := success()
+	// What the Java broker answers: it never sets this response's remark,
+	// which keeps RemotingCommand's default.
+	ok.Remark = "not set any response code"
+	return ok
 }

@@ -63,7 +63,7 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 	newTopic := s.topic(retryTopicPrefix+groupName, false)
 	if int64(orig.reconsumeTimes) >= maxTimes || delayLevel < 0 {
 		newTopic = s.topic(dlqTopicPrefix+groupName, false)
-		delete(props, propDelay)
+		props[propDelay] = "0" // as 5.x: what a retry carried must not delay the DLQ
 	} else {
 		if delayLevel == 0 {
 			delayLevel = 3 + int64(orig.reconsumeTimes)

@@ -23,13 +23,15 @@ type queueData struct {
 	ReadQueueNums  int    `json:"readQueueNums"`
 	WriteQueueNums int    `json:"writeQueueNums"`
 	Perm           int    `json:"perm"`
-	TopicSynFlag   int    `json:"topicSynFlag"`
+	TopicSysFlag   int    `json:"topicSysFlag"` // 4.x spelt it topicSynFlag; clients ignore it
 }
 
 type brokerData struct {
 	Cluster     string            `json:"cluster"`
 	BrokerName  string            `json:"brokerName"`
 	BrokerAddrs map[string]string `json:"brokerAddrs"`
+	// EnableActingMaster is 5.x's, false without a controller.
+	EnableActingMaster bool `json:"enableActingMaster"`
 }
 
 type topicRouteData struct {

@@ -52,7 +52,7 @@ func (s *state) sendBatch(in *inbound, h *sendHeader) *Command {
 		}
 		m.topic, m.queueID, m.sysFlag, m.bornTimestamp = t.name, h.queueID, h.sysFlag, h.bornTimestamp
 		m.bornHost = hostPortOf(in.c.remote)
-		m.props = withCluster(m.props)
+		m.props = withBrokerProperties(m.props)
 		if err := m.check(); err != nil {
 			return respond(codeMessageIllegal, err.Error())
 		}

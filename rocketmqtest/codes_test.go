@@ -46,7 +46,7 @@ func TestPullStatuses(t *testing.T) {
 		{"tag filter", pullReq("p", 0, 0, flagSubscription, "a"), 0, 3, 2},
 		{"tag filter, no match", pullReq("p", 0, 0, flagSubscription, "zzz"), 20, 3, 0},
 		{"offset at max", pullReq("p", 0, 3, flagSubscription, "*"), 19, 3, 0},
-		{"offset past max", pullReq("p", 0, 9, flagSubscription, "*"), 21, 0, 0},
+		{"offset past max", pullReq("p", 0, 9, flagSubscription, "*"), 21, 3, 0}, // to the max, as 5.x
 		{"negative offset", pullReq("p", 0, -1, flagSubscription, "*"), 21, 0, 0},
 		{"empty queue at 0", pullReq("p", 1, 0, flagSubscription, "*"), 19, 0, 0},
 		{"empty queue past 0", pullReq("p", 1, 4, flagSubscription, "*"), 21, 0, 0},

@@ -23,10 +23,6 @@ type conn struct {
 	wake    chan struct{} // capacity 1: "out is not empty"
 	closed  chan struct{}
 	closeMu sync.Once
-
-	// ser is the serialization of the client's last request, used for
-	// broker-to-client requests. Run loop only.
-	ser Serialization
 }
 
 // outFrame is a command to write; body parts are written as they are, so a

@@ -21,7 +21,7 @@ type control struct {
 //   - err != nil closes the client's connection without a response;
 //   - resp == nil sends no response (the client times out);
 //   - otherwise resp is sent as the response, as the broker sends its own:
-//     Opaque and Serialization are set from the request, Version to the
+//     Opaque is set from the request, Serialization to JSON, Version to the
 //     broker's version, and the response bit is added to resp's Flag (a
 //     one-way request gets a response too); the DropResponses and
 //     DelayResponses faults for the request's code apply to it.

@@ -59,8 +59,9 @@ type Command struct {
 	ExtFields map[string]string
 	Body      []byte
 
-	// Serialization is the header encoding the command arrived in; a response
-	// is written in the request's encoding, as the Java broker does.
+	// Serialization is the header encoding the command arrived in, or is
+	// written in: the broker writes JSON, as the Java broker does by
+	// default, whatever the request's.
 	Serialization Serialization
 }
 

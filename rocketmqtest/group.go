@@ -155,7 +155,7 @@ func (s *state) sendToClient(c *conn, code int16, ext map[string]string, body []
 		Opaque:        s.opaque,
 		Flag:          flagOneway,
 		ExtFields:     ext,
-		Serialization: c.ser,
+		Serialization: JSON, // as every command the Java broker creates
 	}}
 	if body != nil {
 		f.body = [][]byte{body}

@@ -72,7 +72,8 @@ func TestProtocolSerializations(t *testing.T) {
 			Code: rocketmqtest.CodeGetRouteInfoByTopic, Language: "GO", Opaque: 7,
 			ExtFields: map[string]string{"topic": "t1"}, Serialization: ser,
 		})
-		if resp.Serialization != ser || resp.Code != 0 {
+		// JSON whatever the request's, as the Java broker answers.
+		if resp.Serialization != rocketmqtest.JSON || resp.Code != 0 {
 			t.Fatalf("serialization %d: response %+v", ser, resp)
 		}
 		var route struct {

@@ -8,6 +8,7 @@ package rocketmqtest_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestSendBackRetries(t *testing.T) {
 	}
 	for i, m := range retries {
 		if m.GetProperty("RETRY_TOPIC") != "work" || m.MsgId != res.MsgID || m.ReconsumeTimes != int32(i+1) ||
-			m.GetProperty("ORIGIN_MESSAGE_ID") != res.OffsetMsgID || m.GetProperty("DELAY") != "" {
+			m.GetProperty("ORIGIN_MESSAGE_ID") != res.OffsetMsgID || m.GetProperty("DELAY") != strconv.Itoa(3+i) {
 			t.Errorf("retry %d: reconsume %d props %v", i, m.ReconsumeTimes, m.GetProperties())
 		}
 	}
@@ -117,17 +118,20 @@ func TestSendBackDLQ(t *testing.T) {
 }
 
 // With the broker's own maximum, used when the client sends none (a Java
-// client before 3.4.9), a retry-topic send past it goes to the DLQ.
+// client before 3.4.9), a retry-topic send past it goes to the DLQ; one at
+// the maximum stays in the retry topic, as on 5.x.
 func TestRetryTopicSendPastMaxGoesToDLQ(t *testing.T) {
 	b := rocketmqtest.NewBroker(t, rocketmqtest.WithMaxReconsumeTimes(1))
 	c := dial(t, b)
-	resp := c.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeSendMessage, Opaque: 1, Body: []byte("x"),
-		ExtFields: map[string]string{"producerGroup": "p", "topic": "%RETRY%g", "queueId": "0", "sysFlag": "0",
-			"bornTimestamp": "1", "flag": "0", "properties": "", "reconsumeTimes": "1"}})
-	if resp.Code != 0 {
-		t.Fatalf("send: %+v", resp)
+	for i, times := range []string{"1", "2"} {
+		resp := c.roundTrip(&rocketmqtest.Command{Code: rocketmqtest.CodeSendMessage, Opaque: int32(i + 1), Body: []byte("x"),
+			ExtFields: map[string]string{"producerGroup": "p", "topic": "%RETRY%g", "queueId": "0", "sysFlag": "0",
+				"bornTimestamp": "1", "flag": "0", "properties": "", "reconsumeTimes": times}})
+		if resp.Code != 0 {
+			t.Fatalf("send: %+v", resp)
+		}
 	}
-	if n := len(b.Messages("%DLQ%g")); n != 1 {
-		t.Errorf("%d messages in %%DLQ%%g, want 1", n)
+	if n, m := len(b.Messages("%RETRY%g")), len(b.Messages("%DLQ%g")); n != 1 || m != 1 {
+		t.Errorf("%d messages in %%RETRY%%g and %d in %%DLQ%%g, want 1 and 1", n, m)
 	}
 }

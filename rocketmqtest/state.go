@@ -1,9 +1,13 @@
 package rocketmqtest
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +24,9 @@ type state struct {
 	commitLog       map[int64]*message // by commit-log offset, for send-back
 	nextCommitLog   int64
 	storeHost       hostPort
+	uniqPrefix      []byte    // of generated UNIQ_KEYs: IPv4, pid, random
+	uniqStart       time.Time // generated UNIQ_KEYs count milliseconds from it
+	uniqSeq         uint16
 	offsets         map[offsetKey]int64
 	groups          map[string]*group
 	locks           map[string]map[queueKey]*queueLock // group -> queue -> lock
@@ -60,6 +67,13 @@ func newState(b *Broker) (*state, error) {
 		producerClients: map[string]map[*conn]string{},
 	}
 	s.storeHost = hostPortOf(b.ln.Addr())
+	ip := s.storeHost.ip.To4()
+	if ip == nil {
+		ip = make(net.IP, 4) // an IPv6 listener: Java would write 16 bytes, the key's uniqueness is elsewhere
+	}
+	s.uniqPrefix = append(binary.BigEndian.AppendUint16(slices.Clone(ip), uint16(os.Getpid())), make([]byte, 4)...)
+	_, _ = rand.Read(s.uniqPrefix[6:])
+	s.uniqStart = time.Now()
 	s.createTopic(defaultTopic, 8, 8, permRead|permWrite|permInherit)
 	if b.cfg.dataDir != "" {
 		s.replaying = true
@@ -108,7 +122,7 @@ func (s *state) topic(name string, autoCreate bool) *topic {
 	case strings.HasPrefix(name, retryTopicPrefix):
 		return s.createTopic(name, 1, 1, permRead|permWrite)
 	case strings.HasPrefix(name, dlqTopicPrefix):
-		return s.createTopic(name, 1, 1, permWrite)
+		return s.createTopic(name, 1, 1, permRead|permWrite) // readable since 5.x
 	case name == scheduleTopic:
 		n := len(s.cfg.delayLevels)
 		return s.createTopic(name, n, n, permRead|permWrite)
@@ -124,6 +138,15 @@ func (s *state) queue(topicName string, queueID int32) *queue {
 		return nil
 	}
 	return t.queues[queueID]
+}
+
+// newUniqKey returns a fresh UNIQ_KEY in MessageClientIDSetter's layout:
+// IPv4, pid, a random number per broker (the class loader's hash in Java),
+// milliseconds since the broker started, a counter; upper-case hex.
+func (s *state) newUniqKey() string {
+	s.uniqSeq++
+	b := binary.BigEndian.AppendUint32(slices.Clip(s.uniqPrefix), uint32(time.Since(s.uniqStart).Milliseconds()))
+	return strings.ToUpper(hex.EncodeToString(binary.BigEndian.AppendUint16(b, s.uniqSeq)))
 }
 
 // put appends a message to its queue, or to the schedule topic when it carries
@@ -155,14 +178,13 @@ func (s *state) delay(level int) time.Duration {
 }
 
 // deliverScheduled is ScheduleMessageService.messageTimeup: the message goes
-// to its real topic and queue without the DELAY property.
+// to its real topic and queue with the properties it was scheduled with
+// (DELAY, REAL_TOPIC, REAL_QID and WAIT unchanged), as 5.x stores it.
 func (s *state) deliverScheduled(sm *message) {
 	s.record('S', binary.BigEndian.AppendUint64(nil, uint64(sm.commitLogOffset)))
 	props := parseProperties(sm.props)
 	realTopic := props[propRealTopic]
 	qid, _ := strconv.Atoi(props[propRealQueueID])
-	delete(props, propDelay)
-	props[propWait] = "false"
 	m := &message{
 		topic:          realTopic,
 		queueID:        int32(qid),
@@ -213,7 +235,6 @@ func (s *state) handle(in *inbound) {
 	if !s.conns[in.c] {
 		return // read before its connection was closed by the broker
 	}
-	in.c.ser = in.cmd.Serialization
 	if s.cfg.debug {
 		s.cfg.logger.Debug("rocketmqtest: request", "code", in.cmd.Code, "remote", in.c.remote.String(), "fields", in.cmd.ExtFields)
 	}
@@ -260,7 +281,9 @@ func (s *state) writeBody(in *inbound, resp *Command, body [][]byte) {
 	resp.Opaque = in.cmd.Opaque
 	resp.Flag |= flagResponse
 	resp.Version = brokerVersion
-	resp.Serialization = in.cmd.Serialization
+	// The Java broker writes every command it creates in its configured
+	// serialization, JSON by default, whatever the request's.
+	resp.Serialization = JSON
 	if resp.Body != nil {
 		body = append([][]byte{resp.Body}, body...)
 		resp.Body = nil

@@ -143,7 +143,7 @@ func (m *message) encode() {
 	b := make([]byte, 0, size)
 	b = binary.BigEndian.AppendUint32(b, uint32(size))
 	b = binary.BigEndian.AppendUint32(b, messageMagic)
-	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(m.body))
+	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(m.body)&0x7fffffff) // UtilAll.crc32: a non-negative int
 	b = binary.BigEndian.AppendUint32(b, uint32(m.queueID))
 	b = binary.BigEndian.AppendUint32(b, uint32(m.flag))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.queueOffset))

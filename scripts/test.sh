@@ -24,8 +24,11 @@
 #    GOFLAGS=-modfile (so that the example's tests build their subprocess
 #    with it too). go.mod keeps v2.1.2, the newest tag, as the minimum;
 #    docs/consumer.md says what differs between the two.
-# 5. The tests of the nested modules (see nested_modules); exactlyoncev5's
-#    end-to-end tests run without the race detector before them, with 4.
+# 5. A short run of the chaos test (internal/chaos, docs/apache-rocketmq.md):
+#    1,000 messages over 20 s on an Apache RocketMQ of its own, killed and
+#    restarted three times; about a minute and a half.
+# 6. The tests of the nested modules (see nested_modules); exactlyoncev5's
+#    end-to-end tests run without the race detector with 4.
 #
 # Step 2 also runs internal/throwaway's own test (THROWAWAY_TEST=1), which
 # starts a further pair of database servers and a further Apache RocketMQ.
@@ -130,6 +133,7 @@ head_test ./examples/price-change/ || { cat "$E2E_SUMMARY"; exit 1; }
 # under -race, like step 3's: run them here; their line joins the summary.
 (cd exactlyoncev5 && go test -count=1 -timeout 20m -run E2E ./...) || { cat "$E2E_SUMMARY"; exit 1; }
 cat "$E2E_SUMMARY"
+CHAOS=1 CHAOS_MESSAGES=1000 CHAOS_DURATION=20s go test -count=1 -timeout 15m ./internal/chaos/
 for m in $nested_modules; do
 	(cd "$m" && go test -race -count=1 -timeout 10m ./...)
 done

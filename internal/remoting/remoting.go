@@ -1,10 +1,11 @@
-// Package remoting sends single RocketMQ remoting requests with JSON
-// headers, for the project's test tooling: the readiness probe of the
+// Package remoting sends single RocketMQ remoting requests, with JSON or
+// binary headers, for the project's test tooling: the readiness probe of the
 // throwaway Apache RocketMQ and the broker queries that rocketmq-client-go's
 // admin API lacks (committed offsets, a group's consumers, a queue's end);
-// for exactlyonce's send-backs, whose response code rocketmq-client-go
-// v2.1.2 ignores (a failure path: one connection each is cheap enough); and
-// for the price-change example's topic on a real cluster.
+// for the raw half of the differential test of rocketmqtest against it; for
+// exactlyonce's send-backs, whose response code rocketmq-client-go v2.1.2
+// ignores (a failure path: one connection each is cheap enough); and for
+// creating a topic on a real cluster (internal/mktopic).
 //
 // It is written from the protocol, independently of rocketmqtest, so that
 // what the tests read from the real broker does not go through the fake's
@@ -16,6 +17,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,16 +29,24 @@ import (
 // Request codes used by the project's tooling (RequestCode in the Java
 // broker).
 const (
+	SendMessage             = 10
+	PullMessage             = 11
 	QueryConsumerOffset     = 14
 	UpdateConsumerOffset    = 15
 	UpdateAndCreateTopic    = 17
 	GetBrokerRuntimeInfo    = 28
+	SearchOffsetByTimestamp = 29
 	GetMaxOffset            = 30
+	GetMinOffset            = 31
+	HeartBeat               = 34
 	ConsumerSendMsgBack     = 36
 	GetConsumerListByGroup  = 38
+	LockBatchMQ             = 41
+	UnlockBatchMQ           = 42
 	GetRouteInfoByTopic     = 105
 	GetBrokerClusterInfo    = 106
 	InvokeBrokerResetOffset = 222
+	SendMessageV2           = 310
 )
 
 // Response codes (ResponseCode in the Java broker).
@@ -50,9 +60,13 @@ const (
 // Response is a broker's or name server's answer.
 type Response struct {
 	Code      int               `json:"code"`
+	Opaque    int32             `json:"opaque"`
+	Flag      int32             `json:"flag"`
 	Remark    string            `json:"remark"`
 	ExtFields map[string]string `json:"extFields"`
 	Body      []byte            `json:"-"`
+	// Serialization is the encoding the response's header came in.
+	Serialization Serialization `json:"-"`
 }
 
 // Int returns the header field key as an integer.
@@ -76,61 +90,211 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("remoting: request %d answered code %d (%s), want %d", e.Request, e.Code, e.Remark, e.Expected)
 }
 
+// Serialization is the encoding of a frame's header: the JSON one the Go
+// and Java clients send by default, or the binary ROCKETMQ one
+// (RocketMQSerializable in Java). A broker answers in the request's.
+type Serialization byte
+
+const (
+	JSON   Serialization = 0 // JSON (RemotingSerializable)
+	Binary Serialization = 1 // ROCKETMQ (RocketMQSerializable)
+)
+
 // Call sends request code with the header fields ext and body to addr and
 // returns the response, whatever its code. ctx bounds the whole exchange.
 func Call(ctx context.Context, addr string, code int, ext map[string]string, body []byte) (*Response, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	return CallAs(ctx, addr, JSON, code, ext, body)
+}
+
+// CallAs is Call with the header encoded as ser.
+func CallAs(ctx context.Context, addr string, ser Serialization, code int, ext map[string]string, body []byte) (*Response, error) {
+	c, err := Dial(ctx, addr, ser)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer c.Close()
+	return c.Call(ctx, code, ext, body)
+}
+
+// Conn is one connection to a broker or name server, for requests whose
+// effect lasts as long as their connection: a heartbeat registers its
+// client until the connection closes. Not safe for concurrent use.
+type Conn struct {
+	nc     net.Conn
+	addr   string
+	ser    Serialization
+	opaque int32
+}
+
+// Dial connects to addr; requests on the connection have headers encoded as
+// ser.
+func Dial(ctx context.Context, addr string, ser Serialization) (*Conn, error) {
+	if ser > Binary {
+		return nil, fmt.Errorf("remoting: unknown serialization %d", ser)
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{nc: nc, addr: addr, ser: ser}, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// Call sends request code with the header fields ext and body, and returns
+// its response, whatever its code. Requests the server sends meanwhile
+// (NOTIFY_CONSUMER_IDS_CHANGED to a consumer's connection) are read and
+// dropped. ctx's deadline (else 10 s) bounds the exchange.
+func (c *Conn) Call(ctx context.Context, code int, ext map[string]string, body []byte) (*Response, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(10 * time.Second)
 	}
-	_ = conn.SetDeadline(deadline)
-
-	header, err := json.Marshal(struct {
-		Code      int               `json:"code"`
-		Language  string            `json:"language"`
-		Version   int               `json:"version"`
-		Opaque    int               `json:"opaque"`
-		Flag      int               `json:"flag"`
-		ExtFields map[string]string `json:"extFields"`
-	}{Code: code, Language: "GO", Version: 317, Opaque: 1, ExtFields: ext})
-	if err != nil {
-		return nil, err
+	_ = c.nc.SetDeadline(deadline)
+	c.opaque++
+	var header []byte
+	if c.ser == JSON {
+		var err error
+		header, err = json.Marshal(struct {
+			Code      int               `json:"code"`
+			Language  string            `json:"language"`
+			Version   int               `json:"version"`
+			Opaque    int32             `json:"opaque"`
+			Flag      int               `json:"flag"`
+			ExtFields map[string]string `json:"extFields"`
+		}{Code: code, Language: "GO", Version: 317, Opaque: c.opaque, ExtFields: ext})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		header = encodeBinaryHeader(code, c.opaque, ext)
 	}
 	// Frame: total length (header length field + header + body), then the
-	// header length with the serialization type (0, JSON) in its top byte.
+	// header length with the serialization type in its top byte.
 	frame := make([]byte, 8, 8+len(header)+len(body))
 	binary.BigEndian.PutUint32(frame[0:4], uint32(4+len(header)+len(body)))
-	binary.BigEndian.PutUint32(frame[4:8], uint32(len(header)))
+	binary.BigEndian.PutUint32(frame[4:8], uint32(c.ser)<<24|uint32(len(header)))
 	frame = append(append(frame, header...), body...)
-	if _, err := conn.Write(frame); err != nil {
+	if _, err := c.nc.Write(frame); err != nil {
 		return nil, err
 	}
+	for {
+		r, err := c.read()
+		if err != nil {
+			return nil, fmt.Errorf("remoting: reading the response to request %d from %s: %w", code, c.addr, err)
+		}
+		if r.Flag&flagResponse != 0 && r.Opaque == c.opaque {
+			return r, nil
+		}
+	}
+}
 
+// flagResponse is the flag bit of a response (RemotingCommand's RPC_TYPE).
+const flagResponse = 1
+
+// read reads one frame.
+func (c *Conn) read() (*Response, error) {
 	var prefix [8]byte
-	if _, err := io.ReadFull(conn, prefix[:]); err != nil {
-		return nil, fmt.Errorf("remoting: reading the response to request %d from %s: %w", code, addr, err)
+	if _, err := io.ReadFull(c.nc, prefix[:]); err != nil {
+		return nil, err
 	}
 	total := binary.BigEndian.Uint32(prefix[0:4])
 	headerLen := binary.BigEndian.Uint32(prefix[4:8]) & 0xffffff
-	if prefix[4] != 0 || headerLen+4 > total || total > 64<<20 {
-		return nil, fmt.Errorf("remoting: response from %s is not a JSON-header frame (length %d, header %x)", addr, total, prefix[4:8])
+	// The response's serialization is the server's choice: the Java
+	// broker answers JSON (its default) whatever the request's was.
+	ser := Serialization(prefix[4])
+	if ser > Binary || headerLen+4 > total || total > 64<<20 {
+		return nil, fmt.Errorf("not a remoting frame (length %d, header %x)", total, prefix[4:8])
 	}
 	rest := make([]byte, total-4)
-	if _, err := io.ReadFull(conn, rest); err != nil {
+	if _, err := io.ReadFull(c.nc, rest); err != nil {
 		return nil, err
 	}
-	var r Response
-	if err := json.Unmarshal(rest[:headerLen], &r); err != nil {
-		return nil, fmt.Errorf("remoting: response header from %s: %w", addr, err)
+	var (
+		r   *Response
+		err error
+	)
+	if ser == JSON {
+		r = new(Response)
+		err = json.Unmarshal(rest[:headerLen], r)
+	} else {
+		r, err = decodeBinaryHeader(rest[:headerLen])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
 	}
 	r.Body = rest[headerLen:]
-	return &r, nil
+	r.Serialization = ser
+	return r, nil
+}
+
+// encodeBinaryHeader encodes a request header as RocketMQSerializable does:
+//
+//	int16 code | int8 language | int16 version | int32 opaque | int32 flag |
+//	int32 remarkLen | remark | int32 extLen | (int16 keyLen | key | int32 valueLen | value)...
+func encodeBinaryHeader(code int, opaque int32, ext map[string]string) []byte {
+	var fields []byte
+	for k, v := range ext {
+		fields = binary.BigEndian.AppendUint16(fields, uint16(len(k)))
+		fields = append(fields, k...)
+		fields = binary.BigEndian.AppendUint32(fields, uint32(len(v)))
+		fields = append(fields, v...)
+	}
+	b := binary.BigEndian.AppendUint16(nil, uint16(code))
+	b = append(b, 9) // LanguageCode.GO
+	b = binary.BigEndian.AppendUint16(b, 317)
+	b = binary.BigEndian.AppendUint32(b, uint32(opaque))
+	b = binary.BigEndian.AppendUint32(b, 0) // flag: a request, not one-way
+	b = binary.BigEndian.AppendUint32(b, 0) // no remark
+	b = binary.BigEndian.AppendUint32(b, uint32(len(fields)))
+	return append(b, fields...)
+}
+
+// decodeBinaryHeader reads a response header encoded as encodeBinaryHeader
+// describes.
+func decodeBinaryHeader(b []byte) (*Response, error) {
+	short := errors.New("binary header too short")
+	if len(b) < 17 {
+		return nil, short
+	}
+	r := &Response{
+		Code:   int(int16(binary.BigEndian.Uint16(b))),
+		Opaque: int32(binary.BigEndian.Uint32(b[5:])),
+		Flag:   int32(binary.BigEndian.Uint32(b[9:])),
+	}
+	b = b[13:] // code, language, version, opaque, flag
+	n := int(binary.BigEndian.Uint32(b))
+	if len(b) < 4+n+4 {
+		return nil, short
+	}
+	r.Remark, b = string(b[4:4+n]), b[4+n:]
+	n = int(binary.BigEndian.Uint32(b))
+	if len(b) < 4+n {
+		return nil, short
+	}
+	ext := b[4 : 4+n]
+	if n > 0 {
+		r.ExtFields = map[string]string{}
+	}
+	for len(ext) > 0 {
+		if len(ext) < 2 {
+			return nil, short
+		}
+		kl := int(binary.BigEndian.Uint16(ext))
+		if len(ext) < 2+kl+4 {
+			return nil, short
+		}
+		k := string(ext[2 : 2+kl])
+		ext = ext[2+kl:]
+		vl := int(binary.BigEndian.Uint32(ext))
+		if len(ext) < 4+vl {
+			return nil, short
+		}
+		r.ExtFields[k], ext = string(ext[4:4+vl]), ext[4+vl:]
+	}
+	return r, nil
 }
 
 // Expect calls Call and turns a response whose code is not want into an

@@ -44,6 +44,7 @@ func serve(t *testing.T, respond func(t *testing.T, code int, ext map[string]str
 				}
 				var req struct {
 					Code      int               `json:"code"`
+					Opaque    int32             `json:"opaque"`
 					Flag      int               `json:"flag"`
 					ExtFields map[string]string `json:"extFields"`
 				}
@@ -53,6 +54,7 @@ func serve(t *testing.T, respond func(t *testing.T, code int, ext map[string]str
 				}
 				header, body := respond(t, req.Code, req.ExtFields, rest[headerLen:])
 				header["flag"] = 1 // a response
+				header["opaque"] = req.Opaque
 				h, _ := json.Marshal(header)
 				frame := binary.BigEndian.AppendUint32(nil, uint32(4+len(h)+len(body)))
 				frame = binary.BigEndian.AppendUint32(frame, uint32(len(h)))
@@ -118,5 +120,26 @@ func TestCallUnreachable(t *testing.T) {
 	defer cancel()
 	if _, err := Call(ctx, addr, GetMaxOffset, nil, nil); err == nil {
 		t.Error("Call to a closed port succeeded")
+	}
+}
+
+// The binary header decodes back to what was encoded: requests and
+// responses share the layout.
+func TestBinaryHeader(t *testing.T) {
+	ext := map[string]string{"topic": "t", "queueId": "3", "empty": ""}
+	r, err := decodeBinaryHeader(encodeBinaryHeader(GetMaxOffset, 7, ext))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Code != GetMaxOffset || r.Opaque != 7 || r.Flag != 0 || r.Remark != "" || len(r.ExtFields) != len(ext) {
+		t.Fatalf("decoded %+v", r)
+	}
+	for k, v := range ext {
+		if r.ExtFields[k] != v {
+			t.Errorf("%s = %q, want %q", k, r.ExtFields[k], v)
+		}
+	}
+	if _, err := decodeBinaryHeader(encodeBinaryHeader(GetMaxOffset, 7, ext)[:20]); err == nil {
+		t.Error("a truncated header decoded")
 	}
 }

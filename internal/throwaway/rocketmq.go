@@ -48,6 +48,9 @@ type RocketMQ struct {
 	namesrvAddr, brokerAddr string
 	proxyAddr               string // "" without WithProxy
 	dir                     string
+	// startBroker starts the broker JVM on the instance's configuration
+	// (ports, store): again after KillBroker.
+	startBroker func() (*Server, error)
 }
 
 // NameServer returns the name server's address, host:port: what clients
@@ -228,18 +231,22 @@ func ApacheRocketMQ(ctx context.Context, opts ...RocketMQOption) (_ *RocketMQ, e
 	if err := r.waitNameServer(ctx); err != nil {
 		return nil, err
 	}
+	var proxyConf string
 	if cfg.proxy {
-		proxyConf, err := r.proxyConf(dir)
-		if err != nil {
+		if proxyConf, err = r.proxyConf(dir); err != nil {
 			return nil, err
 		}
-		if r.broker, err = startJVM("proxy", "768m", "org.apache.rocketmq.proxy.ProxyStartup",
-			[]string{"-pm", "local", "-bc", brokerConf, "-n", r.namesrvAddr, "-pc", proxyConf},
-			"-XX:MaxDirectMemorySize=512m"); err != nil {
-			return nil, err
+	}
+	r.startBroker = func() (*Server, error) {
+		if cfg.proxy {
+			return startJVM("proxy", "768m", "org.apache.rocketmq.proxy.ProxyStartup",
+				[]string{"-pm", "local", "-bc", brokerConf, "-n", r.namesrvAddr, "-pc", proxyConf},
+				"-XX:MaxDirectMemorySize=512m")
 		}
-	} else if r.broker, err = startJVM("broker", "512m", "org.apache.rocketmq.broker.BrokerStartup", []string{"-c", brokerConf},
-		"-XX:MaxDirectMemorySize=512m"); err != nil {
+		return startJVM("broker", "512m", "org.apache.rocketmq.broker.BrokerStartup", []string{"-c", brokerConf},
+			"-XX:MaxDirectMemorySize=512m")
+	}
+	if r.broker, err = r.startBroker(); err != nil {
 		return nil, err
 	}
 	if err := r.waitRoute(ctx); err != nil {
@@ -289,6 +296,33 @@ func (r *RocketMQ) waitProxy(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// KillBroker kills the broker JVM with SIGKILL, as a crash would, and waits
+// until it has exited; the name server and the broker's store stay. For
+// fault injection on an instance of the test's own: the one of
+// ROCKETMQ_NAMESRV is shared by every test of the run.
+func (r *RocketMQ) KillBroker() error {
+	return r.broker.Stop() // the broker's Server owns no directory: the store stays
+}
+
+// RestartBroker starts the broker again after KillBroker, on the same
+// ports and store (it recovers what it had written, as after a crash), and
+// returns once it takes requests and the name server routes to it.
+func (r *RocketMQ) RestartBroker(ctx context.Context) error {
+	select {
+	case <-r.broker.done:
+	default:
+		return errors.New("throwaway: RestartBroker: the broker is running (KillBroker first)")
+	}
+	b, err := r.startBroker()
+	if err != nil {
+		return err
+	}
+	r.broker = b
+	ctx, cancel := context.WithTimeout(ctx, rocketMQStartTimeout)
+	defer cancel()
+	return r.waitRoute(ctx)
 }
 
 // waitRoute waits until the broker takes a topic and the name server serves

@@ -40,6 +40,40 @@ func TestApacheRocketMQ(t *testing.T) {
 		t.Error("a route for a topic never created")
 	}
 
+	// Killed and restarted, the broker keeps its store: a message sent
+	// before is still there (the queue index is rebuilt asynchronously:
+	// poll).
+	if _, err := remoting.Expect(ctx, r.Broker(), remoting.SendMessage, map[string]string{
+		"producerGroup": "throwaway_test", "topic": "throwaway_test", "defaultTopic": "TBW102",
+		"defaultTopicQueueNums": "4", "queueId": "0", "sysFlag": "0", "bornTimestamp": "0", "flag": "0",
+		"properties": "", "reconsumeTimes": "0", "unitMode": "false", "batch": "false",
+	}, []byte("kept"), remoting.Success); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RestartBroker(ctx); err == nil {
+		t.Error("RestartBroker of a running broker succeeded")
+	}
+	if err := r.KillBroker(); err != nil {
+		t.Fatal(err)
+	}
+	begin = time.Now()
+	if err := r.RestartBroker(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("broker restarted in %v", time.Since(begin).Round(time.Millisecond))
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		off, err := remoting.MaxOffset(ctx, r.Broker(), "throwaway_test", 0)
+		if err == nil && off == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("after the restart, max offset %d (%v), want 1", off, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
