@@ -8,8 +8,9 @@
 # mariadb-server / postgresql / a JRE and Maven with apt-get when missing;
 # the first run fetches Apache RocketMQ's jars, ~85 MB, from Maven Central
 # into ~/.cache/rocketmq-exactlyonce), exports MYSQL_DSN (go-sql-driver
-# form), POSTGRES_DSN (pgx URL form) and ROCKETMQ_NAMESRV (the name server's
-# host:port) to the command, runs it, then stops the servers and removes
+# form), POSTGRES_DSN (pgx URL form), ROCKETMQ_NAMESRV (the name server's
+# host:port) and ROCKETMQ_PROXY (the gRPC address of the proxy the broker
+# runs in, local mode) to the command, runs it, then stops the servers and removes
 # their data, whatever the outcome, and exits with the command's status.
 # A variable already set in the environment is used as is, and that server
 # is not started. TESTDB_ONLY, a comma-separated list of mysql (or mariadb),

@@ -4,9 +4,11 @@
 //	go run ./internal/testdb [command args...]
 //
 // It starts the servers (see package throwaway), exports MYSQL_DSN
-// (go-sql-driver form), POSTGRES_DSN (pgx URL form) and ROCKETMQ_NAMESRV (the
-// name server's host:port) to the command, waits for it, stops the servers
-// and exits with the command's status. A variable that is already set in the
+// (go-sql-driver form), POSTGRES_DSN (pgx URL form), ROCKETMQ_NAMESRV (the
+// name server's host:port) and ROCKETMQ_PROXY (the gRPC address of the
+// rocketmq-proxy the broker runs in, for the RocketMQ 5 clients) to the
+// command, waits for it, stops the servers and exits with the command's
+// status. A variable that is already set in the
 // environment is passed through and no server of that kind is started.
 // TESTDB_ONLY, a comma-separated list of mysql (or mariadb), postgres and
 // rocketmq, starts only those (TESTDB_ONLY=mysql,postgres: no Java needed);
@@ -75,10 +77,13 @@ func run(args []string) int {
 	launch("POSTGRES_DSN", "postgres", database(throwaway.PostgreSQL))
 	launch("ROCKETMQ_NAMESRV", "rocketmq", func(ctx context.Context) (string, func() error, error) {
 		begin := time.Now()
-		r, err := throwaway.ApacheRocketMQ(ctx)
+		r, err := throwaway.ApacheRocketMQ(ctx, throwaway.WithProxy())
 		if err != nil {
 			return "", nil, err
 		}
+		// The same broker, through its proxy, for exactlyoncev5's tests.
+		os.Setenv("ROCKETMQ_PROXY", r.Proxy())
+		fmt.Fprintf(os.Stderr, "testdb: ROCKETMQ_PROXY=%s\n", r.Proxy())
 		fmt.Fprintf(os.Stderr, "testdb: Apache RocketMQ %s up in %v\n", throwaway.ApacheRocketMQVersion, time.Since(begin).Round(100*time.Millisecond))
 		return r.NameServer(), r.Stop, nil
 	})

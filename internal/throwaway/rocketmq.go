@@ -46,6 +46,7 @@ const rocketMQStartTimeout = 90 * time.Second
 type RocketMQ struct {
 	namesrv, broker         *Server
 	namesrvAddr, brokerAddr string
+	proxyAddr               string // "" without WithProxy
 	dir                     string
 	// startBroker starts the broker JVM on the instance's configuration
 	// (ports, store): again after KillBroker.
@@ -59,6 +60,24 @@ func (r *RocketMQ) NameServer() string { return r.namesrvAddr }
 // Broker returns the broker's address, host:port, for requests clients
 // send to a broker directly (topic creation, offset queries).
 func (r *RocketMQ) Broker() string { return r.brokerAddr }
+
+// Proxy returns the gRPC address, host:port, of the rocketmq-proxy that
+// serves the RocketMQ 5 clients (github.com/apache/rocketmq-clients), or ""
+// when the broker was started without WithProxy.
+func (r *RocketMQ) Proxy() string { return r.proxyAddr }
+
+// A RocketMQOption configures ApacheRocketMQ.
+type RocketMQOption func(*rocketMQConfig)
+
+type rocketMQConfig struct{ proxy bool }
+
+// WithProxy runs the broker inside rocketmq-proxy in local mode (broker and
+// proxy in one JVM, DESIGN.md §6), which also serves the gRPC protocol of
+// the RocketMQ 5 clients at Proxy(). The broker is the same, on the same
+// ports, for remoting clients. The proxy accepts invisible durations from
+// 1 s (its default minimum is 10 s), so that tests of their expiry are
+// quick. Default: a plain broker.
+func WithProxy() RocketMQOption { return func(c *rocketMQConfig) { c.proxy = true } }
 
 // Stop kills both JVMs and removes their store and logs. It is safe to
 // call more than once.
@@ -99,7 +118,11 @@ var jvmFlags = []string{
 // mapped files are sized for a small machine; retries of sent-back messages
 // wait 1 s per level instead of 10 s, 30 s, 1 min ...; topics are created
 // automatically on first send.
-func ApacheRocketMQ(ctx context.Context) (_ *RocketMQ, err error) {
+func ApacheRocketMQ(ctx context.Context, opts ...RocketMQOption) (_ *RocketMQ, err error) {
+	var cfg rocketMQConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	java, err := ensureBinary("default-jre-headless", "java")
 	if err != nil {
 		return nil, err
@@ -180,7 +203,7 @@ func ApacheRocketMQ(ctx context.Context) (_ *RocketMQ, err error) {
 		return nil, err
 	}
 
-	startJVM := func(name, heap, mainClass, conf string, extra ...string) (*Server, error) {
+	startJVM := func(name, heap, mainClass string, mainArgs []string, extra ...string) (*Server, error) {
 		args := append([]string{"-Xmx" + heap}, extra...)
 		args = append(args, jvmFlags...)
 		args = append(args,
@@ -190,13 +213,14 @@ func ApacheRocketMQ(ctx context.Context) (_ *RocketMQ, err error) {
 			// file; without this the first one found wins.
 			"-Drmq.logback.configurationFile=rmq."+name+".logback.xml",
 			"-cp", filepath.Join(lib, "*"),
-			mainClass, "-c", conf,
+			mainClass,
 		)
+		args = append(args, mainArgs...)
 		// SIGKILL: the store is thrown away, so a clean shutdown (seconds
 		// of flushing) buys nothing.
 		return start(exec.Command(java, args...), "", filepath.Join(dir, name+".out"), syscall.SIGKILL)
 	}
-	if r.namesrv, err = startJVM("namesrv", "128m", "org.apache.rocketmq.namesrv.NamesrvStartup", namesrvConf); err != nil {
+	if r.namesrv, err = startJVM("namesrv", "128m", "org.apache.rocketmq.namesrv.NamesrvStartup", []string{"-c", namesrvConf}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, rocketMQStartTimeout)
@@ -207,8 +231,19 @@ func ApacheRocketMQ(ctx context.Context) (_ *RocketMQ, err error) {
 	if err := r.waitNameServer(ctx); err != nil {
 		return nil, err
 	}
+	var proxyConf string
+	if cfg.proxy {
+		if proxyConf, err = r.proxyConf(dir); err != nil {
+			return nil, err
+		}
+	}
 	r.startBroker = func() (*Server, error) {
-		return startJVM("broker", "512m", "org.apache.rocketmq.broker.BrokerStartup", brokerConf,
+		if cfg.proxy {
+			return startJVM("proxy", "768m", "org.apache.rocketmq.proxy.ProxyStartup",
+				[]string{"-pm", "local", "-bc", brokerConf, "-n", r.namesrvAddr, "-pc", proxyConf},
+				"-XX:MaxDirectMemorySize=512m")
+		}
+		return startJVM("broker", "512m", "org.apache.rocketmq.broker.BrokerStartup", []string{"-c", brokerConf},
 			"-XX:MaxDirectMemorySize=512m")
 	}
 	if r.broker, err = r.startBroker(); err != nil {
@@ -217,7 +252,50 @@ func ApacheRocketMQ(ctx context.Context) (_ *RocketMQ, err error) {
 	if err := r.waitRoute(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.proxy {
+		if err := r.waitProxy(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// proxyConf writes the proxy's JSON configuration into dir, choosing the
+// gRPC port (r.proxyAddr) and the proxy's own remoting port (unused here,
+// but its default 8080 would collide).
+func (r *RocketMQ) proxyConf(dir string) (string, error) {
+	grpcPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	remotingPort, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	r.proxyAddr = fmt.Sprintf("127.0.0.1:%d", grpcPort)
+	conf := fmt.Sprintf(`{"rocketMQClusterName": "DefaultCluster", "namesrvAddr": %q, "grpcServerPort": %d, "remotingListenPort": %d, "minInvisibleTimeMillsForRecv": 1000}`,
+		r.namesrvAddr, grpcPort, remotingPort)
+	path := filepath.Join(dir, "proxy.json")
+	return path, os.WriteFile(path, []byte(conf), 0o600)
+}
+
+// waitProxy waits until the proxy accepts connections on its gRPC port (it
+// opens it after the broker is up); ctx's deadline bounds it.
+func (r *RocketMQ) waitProxy(ctx context.Context) error {
+	for {
+		c, err := net.DialTimeout("tcp", r.proxyAddr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-r.broker.done:
+			return fmt.Errorf("throwaway: the RocketMQ proxy exited at start-up:\n%s", r.logs())
+		case <-ctx.Done():
+			return fmt.Errorf("throwaway: the RocketMQ proxy did not open %s (%v):\n%s", r.proxyAddr, err, r.logs())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // KillBroker kills the broker JVM with SIGKILL, as a crash would, and waits
@@ -302,7 +380,7 @@ func (r *RocketMQ) waitNameServer(ctx context.Context) error {
 // logs returns the end of each JVM's standard output and RocketMQ log.
 func (r *RocketMQ) logs() string {
 	var b strings.Builder
-	for _, f := range []string{"namesrv.out", "home/logs/rocketmqlogs/namesrv.log", "broker.out", "home/logs/rocketmqlogs/broker.log"} {
+	for _, f := range []string{"namesrv.out", "home/logs/rocketmqlogs/namesrv.log", "broker.out", "proxy.out", "home/logs/rocketmqlogs/broker.log", "home/logs/rocketmqlogs/proxy.log"} {
 		fmt.Fprintf(&b, "--- %s:\n%s\n", f, tail(filepath.Join(r.dir, f)))
 	}
 	return b.String()

@@ -1,0 +1,5 @@
+//go:build !race
+
+package exactlyoncev5_test
+
+const raceEnabled = false
