@@ -28,6 +28,7 @@ const envChild = "EOV5_CHILD"
 // acknowledged), and a consumer of the same group finishes the topic: each
 // message is applied once.
 func TestE2ESimpleKill9(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)

@@ -99,6 +99,7 @@ func (a *attempts) get(idx int) int {
 // its first attempt (the client gives it back, it returns after the retry
 // delay): each is applied once.
 func TestE2EPushConcurrent(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
@@ -133,6 +134,7 @@ func TestE2EPushConcurrent(t *testing.T) {
 // message id each) with the same keys; a TxHandler consumer keyed by the
 // keys applies each once.
 func TestE2EPushKeysTx(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
@@ -177,6 +179,7 @@ func (lostAcks) Ack(context.Context, *rmq.MessageView) error { return nil }
 // invisible duration expires, to a second consumer of the group, which
 // skips them and applies the rest once.
 func TestE2ESimpleRedeliveryAfterExpiry(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
@@ -225,6 +228,7 @@ func TestE2ESimpleRedeliveryAfterExpiry(t *testing.T) {
 // it; without, it comes back to a consumer while the first still runs, and
 // the claim makes that delivery a duplicate. Either way: applied once.
 func TestE2ESimpleSlowHandler(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		for _, extend := range []bool{true, false} {
@@ -288,6 +292,7 @@ func TestE2ESimpleSlowHandler(t *testing.T) {
 // in order (each message sees exactly its predecessors applied), each
 // message once, and the failing group waited.
 func TestE2EFIFO(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
@@ -341,6 +346,7 @@ func TestE2EFIFO(t *testing.T) {
 // resends everything, and the group moves to the v5 adapter on the same
 // table: the v5 consumer applies the rest and skips what v2 applied.
 func TestE2ESwitchV2ToV5(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)
@@ -381,6 +387,7 @@ func TestE2ESwitchV2ToV5(t *testing.T) {
 // TestE2ESwitchV5ToV2: the reverse: the v5 adapter applies half, the
 // producer resends everything, the v2 adapter applies the rest once.
 func TestE2ESwitchV5ToV2(t *testing.T) {
+	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
 	p := apache(t)
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		b := newBank(t, e)

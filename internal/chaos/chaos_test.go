@@ -34,6 +34,7 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/throwaway"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
+	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mysqldriver"
 )
 
 // The environment the test reads.
