@@ -36,6 +36,7 @@ var e2eSuite = brokertest.NewSuite("exactlyonce")
 
 func TestMain(m *testing.M) {
 	rlog.SetLogLevel("error")
+	skipDBExamples()
 	code := m.Run()
 	// Under -race the E2E tests skip (skipIfRace): nothing to say.
 	if !raceEnabled {
