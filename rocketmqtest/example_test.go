@@ -69,7 +69,10 @@ func Example() {
 	_, _ = p.SendSync(context.Background(), primitive.NewMessage("prices", []byte("pear=5")))
 	dup.Remove()
 
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	// Up to 30 s: longer than the client's 20 s long poll, so that one pull
+	// the client holds past the arrival (seen once, in a loaded full run)
+	// delays the output instead of changing it.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
 		n := total
 		mu.Unlock()
