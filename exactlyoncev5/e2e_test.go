@@ -341,88 +341,73 @@ func TestE2EFIFO(t *testing.T) {
 	})
 }
 
-// TestE2ESwitchV2ToV5: a group consumes half a topic with the v2 adapter
-// (the other half fails and goes to the group's retry topic), the producer
-// resends everything, and the group moves to the v5 adapter on the same
-// table: the v5 consumer applies the rest and skips what v2 applied.
-func TestE2ESwitchV2ToV5(t *testing.T) {
-	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
-	p := apache(t)
-	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		b := newBank(t, e)
-		topic, group := proxytest.UniqueName(t, "v2v5"), proxytest.UniqueName(t, "v2v5g")
-		p.CreateTopic(t, topic, 2)
-		const n = 20
-		pr := v2Producer(t, p)
-		msgs := make([]*primitive.Message, n)
-		for i := range msgs {
-			msgs[i] = primitive.NewMessage(topic, body(i))
-		}
-		sendV2(t, pr, msgs...)
-
-		v2c := v2Consumer(t, b, p, group, topic, func(ctx context.Context, m *primitive.MessageExt) error {
-			if idx, _, _ := parse(t, m.Body); idx >= n/2 {
-				return errors.New("not in the v2 half")
-			}
-			return b.apply(ctx, t, m.Body, "", 0)
-		})
-		b.waitApplied(t, n/2, 60*time.Second)
-		if err := v2c.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		sendV2(t, pr, msgs...) // redelivery of everything, same UNIQ_KEYs
-
-		var stats exactlyonce.Stats
-		pushConsumer(t, b, p, group, topic, func(ctx context.Context, mv *rmq.MessageView) error {
-			return b.apply(ctx, t, mv.GetBody(), "", 0)
-		}, exactlyoncev5.WithMetrics(&stats))
-		b.waitApplied(t, n, 90*time.Second)
-		b.check(t, n)
-		if skipped := stats.Count(exactlyonce.OutcomeSkippedTable) + stats.Count(exactlyonce.OutcomeDuplicate); skipped < n/2 {
-			t.Errorf("v5 skipped %d messages v2 applied, want at least %d (outcomes %v)", skipped, n/2, stats.Snapshot())
-		}
-	})
+// switchAdapter starts one client generation's adapter as a group's
+// consumer; apply gets each message's body.
+type switchAdapter struct {
+	name  string
+	start func(t *testing.T, b *bank, p *proxytest.Env, group, topic string, apply func(ctx context.Context, body []byte) error, stats *exactlyonce.Stats) shutdowner
 }
 
-// TestE2ESwitchV5ToV2: the reverse: the v5 adapter applies half, the
-// producer resends everything, the v2 adapter applies the rest once.
-func TestE2ESwitchV5ToV2(t *testing.T) {
-	t.Parallel() // own topic and group; the suite is mostly waiting on the broker
+// shutdowner is either generation's consumer.
+type shutdowner interface{ Shutdown(context.Context) error }
+
+// TestE2ESwitch: a group consumes half a topic with one adapter (the other
+// half fails and goes to the group's retry topic), the producer resends
+// everything (same UNIQ_KEYs), and the group moves to the other adapter on
+// the same table: it applies the rest and skips what the first applied.
+// Both directions, v2 to v5 and v5 to v2.
+func TestE2ESwitch(t *testing.T) {
+	t.Parallel() // own topics and groups; the suite is mostly waiting on the broker
 	p := apache(t)
-	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
-		b := newBank(t, e)
-		topic, group := proxytest.UniqueName(t, "v5v2"), proxytest.UniqueName(t, "v5v2g")
-		p.CreateTopic(t, topic, 2)
-		const n = 20
-		pr := v2Producer(t, p)
-		msgs := make([]*primitive.Message, n)
-		for i := range msgs {
-			msgs[i] = primitive.NewMessage(topic, body(i))
-		}
-		sendV2(t, pr, msgs...)
+	v2 := switchAdapter{"V2", func(t *testing.T, b *bank, p *proxytest.Env, group, topic string, apply func(context.Context, []byte) error, stats *exactlyonce.Stats) shutdowner {
+		return v2Consumer(t, b, p, group, topic, func(ctx context.Context, m *primitive.MessageExt) error {
+			return apply(ctx, m.Body)
+		}, exactlyonce.WithMetrics(stats))
+	}}
+	v5 := switchAdapter{"V5", func(t *testing.T, b *bank, p *proxytest.Env, group, topic string, apply func(context.Context, []byte) error, stats *exactlyonce.Stats) shutdowner {
+		return pushConsumer(t, b, p, group, topic, func(ctx context.Context, mv *rmq.MessageView) error {
+			return apply(ctx, mv.GetBody())
+		}, exactlyoncev5.WithMetrics(stats))
+	}}
+	for _, tc := range []struct{ first, then switchAdapter }{{v2, v5}, {v5, v2}} {
+		t.Run(tc.first.name+"To"+tc.then.name, func(t *testing.T) {
+			t.Parallel()
+			dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
+				b := newBank(t, e)
+				topic, group := proxytest.UniqueName(t, "switch"), proxytest.UniqueName(t, "switchg")
+				p.CreateTopic(t, topic, 2)
+				const n = 20
+				pr := v2Producer(t, p)
+				msgs := make([]*primitive.Message, n)
+				for i := range msgs {
+					msgs[i] = primitive.NewMessage(topic, body(i))
+				}
+				sendV2(t, pr, msgs...)
 
-		v5c := pushConsumer(t, b, p, group, topic, func(ctx context.Context, mv *rmq.MessageView) error {
-			if idx, _, _ := parse(t, mv.GetBody()); idx >= n/2 {
-				return errors.New("not in the v5 half")
-			}
-			return b.apply(ctx, t, mv.GetBody(), "", 0)
+				first := tc.first.start(t, b, p, group, topic, func(ctx context.Context, body []byte) error {
+					if idx, _, _ := parse(t, body); idx >= n/2 {
+						return errors.New("not in the first adapter's half")
+					}
+					return b.apply(ctx, t, body, "", 0)
+				}, new(exactlyonce.Stats))
+				b.waitApplied(t, n/2, 60*time.Second)
+				if err := first.Shutdown(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				sendV2(t, pr, msgs...) // redelivery of everything, same UNIQ_KEYs
+
+				var stats exactlyonce.Stats
+				tc.then.start(t, b, p, group, topic, func(ctx context.Context, body []byte) error {
+					return b.apply(ctx, t, body, "", 0)
+				}, &stats)
+				b.waitApplied(t, n, 90*time.Second)
+				b.check(t, n)
+				if skipped := stats.Count(exactlyonce.OutcomeSkippedTable) + stats.Count(exactlyonce.OutcomeDuplicate); skipped < n/2 {
+					t.Errorf("%s skipped %d messages %s applied, want at least %d (outcomes %v)", tc.then.name, skipped, tc.first.name, n/2, stats.Snapshot())
+				}
+			})
 		})
-		b.waitApplied(t, n/2, 60*time.Second)
-		if err := v5c.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		sendV2(t, pr, msgs...)
-
-		var stats exactlyonce.Stats
-		v2Consumer(t, b, p, group, topic, func(ctx context.Context, m *primitive.MessageExt) error {
-			return b.apply(ctx, t, m.Body, "", 0)
-		}, exactlyonce.WithMetrics(&stats))
-		b.waitApplied(t, n, 90*time.Second)
-		b.check(t, n)
-		if skipped := stats.Count(exactlyonce.OutcomeSkippedTable) + stats.Count(exactlyonce.OutcomeDuplicate); skipped < n/2 {
-			t.Errorf("v2 skipped %d messages v5 applied, want at least %d (outcomes %v)", skipped, n/2, stats.Snapshot())
-		}
-	})
+	}
 }
 
 func v2Consumer(t *testing.T, b *bank, p *proxytest.Env, group, topic string, h exactlyonce.Handler, opts ...exactlyonce.Option) *exactlyonce.Consumer {

@@ -22,6 +22,7 @@ func main() {
 	queues := flag.Int("queues", 8, "queues of the topic on each master broker")
 	flag.Parse()
 	if *nameServer == "" || *topic == "" || *queues < 1 || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "mktopic: -namesrv (or $ROCKETMQ_NAMESRV) and -topic are required, -queues must be at least 1, and no arguments are taken")
 		flag.Usage()
 		os.Exit(2)
 	}
