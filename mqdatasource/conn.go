@@ -30,6 +30,11 @@ type conn struct {
 	tx     *tx  // the open transaction of the connection's own, nil if none
 	vtx    *vtx // the open transaction routed to a delivery, nil if none
 	broken bool // the connection failed: discard it
+
+	// resetDue is set when database/sql handed the connection out for a
+	// delivery's work without the inner driver's session reset; guard runs
+	// it before the connection's next work of its own.
+	resetDue bool
 }
 
 func newConn(inner driver.Conn, c *core) *conn { return &conn{inner: inner, core: c} }
@@ -65,7 +70,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 		// Prepared on the delivery's connection when it runs.
 		return &stmt{c: c, query: query}, nil
 	}
-	if err := c.guard(); err != nil {
+	if err := c.guard(ctx); err != nil {
 		return nil, err
 	}
 	s, err := prepareInner(ctx, c.inner, query)
@@ -99,6 +104,9 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		c.vtx = &vtx{c: c, t: t}
 		return c.vtx, nil
 	}
+	if err := c.guard(ctx); err != nil {
+		return nil, err
+	}
 	itx, err := beginInner(ctx, c.inner, opts)
 	if err != nil {
 		c.observe(ctx, err)
@@ -108,9 +116,15 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	return c.tx, nil
 }
 
-// guard refuses any statement on a transaction the server already aborted:
-// MySQL would run it in autocommit.
-func (c *conn) guard() error {
+// guard runs before the connection's own work (not a delivery's): it runs
+// a session reset ResetSession deferred, and refuses any statement on a
+// transaction the server already aborted: MySQL would run it in autocommit.
+func (c *conn) guard(ctx context.Context) error {
+	if c.resetDue {
+		if err := c.resetInner(ctx); err != nil {
+			return err
+		}
+	}
 	if c.tx != nil {
 		return c.tx.abortedErr()
 	}
@@ -140,7 +154,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	if t != nil {
 		return t.exec(ctx, query, args)
 	}
-	if err := c.guard(); err != nil {
+	if err := c.guard(ctx); err != nil {
 		return nil, err
 	}
 	e, ok := c.inner.(driver.ExecerContext)
@@ -160,7 +174,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if t != nil {
 		return t.query(ctx, query, args)
 	}
-	if err := c.guard(); err != nil {
+	if err := c.guard(ctx); err != nil {
 		return nil, err
 	}
 	q, ok := c.inner.(driver.QueryerContext)
@@ -179,6 +193,11 @@ func (c *conn) Ping(ctx context.Context) error {
 	if c.broken {
 		return driver.ErrBadConn
 	}
+	if c.resetDue {
+		if err := c.resetInner(ctx); err != nil {
+			return err
+		}
+	}
 	if p, ok := c.inner.(driver.Pinger); ok {
 		err := p.Ping(ctx)
 		c.observe(ctx, err)
@@ -187,12 +206,36 @@ func (c *conn) Ping(ctx context.Context) error {
 	return nil
 }
 
+// ResetSession runs before database/sql hands the connection out again.
+// Handed out for a delivery's work (ctx carries one), the connection only
+// routes statements to the delivery's own connection and never uses its
+// inner one, so the inner driver's reset is deferred to the connection's
+// next work of its own (see guard): go-sql-driver/mysql's liveness check
+// is a system call, and GORM's default per-write transactions hand a
+// connection out for every write.
 func (c *conn) ResetSession(ctx context.Context) error {
 	if c.broken {
 		return driver.ErrBadConn
 	}
-	if r, ok := c.inner.(driver.SessionResetter); ok {
-		return r.ResetSession(ctx)
+	if scopeFromContext(ctx) != nil {
+		c.resetDue = true
+		return nil
+	}
+	return c.resetInner(ctx)
+}
+
+// resetInner runs the inner driver's session reset. As database/sql does
+// with it, only ErrBadConn counts: the connection is discarded (and the
+// call retried on another by database/sql).
+func (c *conn) resetInner(ctx context.Context) error {
+	c.resetDue = false
+	r, ok := c.inner.(driver.SessionResetter)
+	if !ok {
+		return nil
+	}
+	if err := r.ResetSession(ctx); errors.Is(err, driver.ErrBadConn) {
+		c.broken = true
+		return driver.ErrBadConn
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 // local returns the statement prepared on the connection, preparing it now
 // if need be.
 func (s *stmt) local(ctx context.Context) (driver.Stmt, error) {
-	if err := s.c.guard(); err != nil {
+	if err := s.c.guard(ctx); err != nil {
 		return nil, err
 	}
 	if s.inner == nil {

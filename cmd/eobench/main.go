@@ -689,7 +689,9 @@ func (b *bench) measure(stop context.Context, v variant, workers, ops int) (samp
 	start := time.Now()
 	for w := range workers {
 		wg.Add(1)
-		go func() {
+		go pprof.Do(ctx, pprof.Labels("variant", v.name), func(ctx context.Context) {
+			// Labelled, so that a -cpuprofile splits by variant:
+			// go tool pprof -tagfocus variant=claim-3tx ...
 			defer wg.Done()
 			for {
 				i := next.Add(1)
@@ -706,7 +708,7 @@ func (b *bench) measure(stop context.Context, v variant, workers, ops int) (samp
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	s := sample{wall: time.Since(start)}
@@ -890,8 +892,12 @@ func (b *bench) run(ctx context.Context, workers []int, ops, rounds int) error {
 			}
 		}
 		samples := make(map[string][]sample)
-		for range rounds {
-			for _, v := range vs {
+		for r := range rounds {
+			// Each round starts with the next variant, so that none always
+			// runs first or right after another (warm caches, a compaction
+			// or checkpoint the one before set off).
+			for i := range vs {
+				v := vs[(i+r)%len(vs)]
 				var st0 map[string]float64
 				if b.status != nil {
 					var err error

@@ -44,6 +44,7 @@ const (
 	Lookup   = "LOOKUP"
 	Add      = "ADD"
 	Read     = "READ"
+	Reset    = "RESET" // a session reset, before database/sql reuses a connection
 )
 
 // DB is one in-memory database. It is a driver.Connector.
@@ -140,14 +141,21 @@ type conn struct {
 }
 
 var (
-	_ driver.ConnBeginTx    = (*conn)(nil)
-	_ driver.ExecerContext  = (*conn)(nil)
-	_ driver.QueryerContext = (*conn)(nil)
+	_ driver.ConnBeginTx     = (*conn)(nil)
+	_ driver.ExecerContext   = (*conn)(nil)
+	_ driver.QueryerContext  = (*conn)(nil)
+	_ driver.SessionResetter = (*conn)(nil)
 )
 
 func (c *conn) Prepare(q string) (driver.Stmt, error) { return stmt{c, q}, nil }
 func (c *conn) Close() error                          { return nil }
 func (c *conn) Begin() (driver.Tx, error)             { return c.BeginTx(context.Background(), driver.TxOptions{}) }
+
+func (c *conn) ResetSession(context.Context) error {
+	c.db.mu.Lock()
+	defer c.db.mu.Unlock()
+	return c.db.hit(Reset)
+}
 
 func (c *conn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
 	c.db.mu.Lock()
