@@ -22,14 +22,6 @@ func openBun(f *fixture) *bun.DB {
 	return bun.NewDB(f.ds.DB(), pgdialect.New())
 }
 
-// ledgerRow is a row of the fixture's ledger table, whose id the database
-// assigns.
-type ledgerRow struct {
-	ID      int64 `bun:"id,pk,autoincrement"`
-	Account int   `bun:"account"`
-	Amount  int   `bun:"amount"`
-}
-
 // TestBun: unchanged bun handlers, on MariaDB (mysqldialect) and
 // PostgreSQL (pgdialect): RunInTx, writes without a transaction, and an
 // insert that reads its id back; each message delivered concurrently and
@@ -42,7 +34,7 @@ func TestBun(t *testing.T) {
 	}
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		runCases(t, e, []handlerCase{
-			{"RunInTx with two writes", func(f *fixture) func(context.Context, int) error {
+			{"RunInTx with two writes", func(_ *testing.T, f *fixture) func(context.Context, int) error {
 				db := openBun(f)
 				return func(ctx context.Context, m int) error {
 					return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -53,7 +45,7 @@ func TestBun(t *testing.T) {
 					})
 				}
 			}, 12, 0},
-			{"two writes without a transaction", func(f *fixture) func(context.Context, int) error {
+			{"two writes without a transaction", func(_ *testing.T, f *fixture) func(context.Context, int) error {
 				db := openBun(f)
 				return func(ctx context.Context, m int) error {
 					if err := add(ctx, db, f, m, 5); err != nil {
@@ -65,7 +57,7 @@ func TestBun(t *testing.T) {
 			// Returning("id") is INSERT ... RETURNING on PostgreSQL, and on
 			// MariaDB from 10.5 (bun's mysqldialect asks the server's
 			// version); before that bun reads LAST_INSERT_ID instead.
-			{"Insert with Returning id, then a write", func(f *fixture) func(context.Context, int) error {
+			{"Insert with Returning id, then a write", func(_ *testing.T, f *fixture) func(context.Context, int) error {
 				db := openBun(f)
 				return func(ctx context.Context, m int) error {
 					row := ledgerRow{Account: m, Amount: 12}

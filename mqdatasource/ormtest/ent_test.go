@@ -137,7 +137,7 @@ func TestEnt(t *testing.T) {
 		runCases(t, e, []handlerCase{
 			// client.Tx, the builders on the transaction, Rollback on an
 			// error and Commit, as ent's documentation writes it.
-			{"client transaction", func(f *fixture) func(context.Context, int) error {
+			{"client transaction", func(_ *testing.T, f *fixture) func(context.Context, int) error {
 				drv := openEnt(f)
 				return func(ctx context.Context, m int) error {
 					tx, err := drv.Tx(ctx)
@@ -153,7 +153,7 @@ func TestEnt(t *testing.T) {
 					return tx.Commit()
 				}
 			}, 12, 1},
-			{"builders without a transaction", func(f *fixture) func(context.Context, int) error {
+			{"builders without a transaction", func(_ *testing.T, f *fixture) func(context.Context, int) error {
 				drv := openEnt(f)
 				return func(ctx context.Context, m int) error { return work(ctx, drv, f, m) }
 			}, 12, 1},

@@ -11,9 +11,14 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
-// Each test delivers messages 1..messages, message m to account m: copies
-// deliveries of each at once, then two more in turn.
-const messages, copies = 3, 8
+// Each test delivers messages 1..messages, message m to account m: message
+// lone alone first, then copies deliveries of each of the others at once,
+// then two more of every message in turn.
+const messages, copies = 4, 8
+
+// lone is the message delivered alone, before any other: with nothing to
+// wait for or retry, its first delivery must be Committed at once.
+const lone = messages
 
 // fixture is a claim table, an account table (id, balance) with accounts
 // 1..messages at balance 0 and a ledger table (an id the database assigns,
@@ -84,39 +89,58 @@ var claimModes = []struct {
 // deliverFunc runs fn as one delivery of d through ds.
 type deliverFunc func(ctx context.Context, ds *mqdatasource.DataSource, d mqdatasource.Delivery, fn func(context.Context) error) (mqdatasource.Result, error)
 
+// ledgerRow is a row of the fixture's ledger table, whose id the database
+// assigns, with the tags bun and GORM read.
+type ledgerRow struct {
+	ID      int64 `bun:"id,pk,autoincrement" gorm:"primaryKey"`
+	Account int   `bun:"account"`
+	Amount  int   `bun:"amount"`
+}
+
 // handlerCase is a handler of message m (to account m), written as a user
-// of the ORM would, for the ORM opened on f.ds.DB(), and what it leaves
-// once applied: account m's balance and the ledger rows per message.
+// of the ORM would, for the ORM opened on f.ds.DB() (failing t if it
+// cannot), and what it leaves once applied: account m's balance and the
+// ledger rows per message.
 type handlerCase struct {
 	name        string
-	handler     func(f *fixture) func(ctx context.Context, m int) error
+	handler     func(t *testing.T, f *fixture) func(ctx context.Context, m int) error
 	wantBalance int64
 	wantLedger  int64
 }
 
 // runCases runs each case on e in each claim mode, on a fixture of its
-// own: every message delivered by copies goroutines at once, then twice
-// more in turn. Each message must be applied by exactly one delivery, the
-// others being clean duplicates, and leave the case's balance, ledger
-// rows and one claim record.
+// own: message lone delivered alone, which must be Committed at its first
+// attempt; every other message delivered by copies goroutines at once,
+// retrying as a consumer would; then every message twice more in turn,
+// each a Duplicate at its first attempt. Each message must be applied by
+// exactly one delivery and leave the case's balance, ledger rows and one
+// claim record.
 func runCases(t *testing.T, e *dbtest.Env, cases []handlerCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, mode := range claimModes {
 				t.Run(mode.name, func(t *testing.T) {
 					f := newFixture(t, e)
-					apply := tc.handler(f)
-					deliver := func(m int) (bool, error) {
-						return redeliver(f.ds, mode.deliver, fmt.Sprintf("orm-%d", m), func(ctx context.Context) error { return apply(ctx, m) })
+					apply := tc.handler(t, f)
+					// once is one delivery of message m, as a consumer
+					// makes it.
+					once := func(m int) (mqdatasource.Result, error) {
+						d := mqdatasource.Delivery{ConsumerGroup: "g", Key: fmt.Sprintf("orm-%d", m), Topic: "T", BrokerName: "broker-a", QueueID: 1, QueueOffset: 42}
+						return mode.deliver(context.Background(), f.ds, d, func(ctx context.Context) error { return apply(ctx, m) })
 					}
 					var applied [messages + 1]atomic.Int32
+					if res, err := once(lone); res != mqdatasource.Committed || err != nil {
+						t.Errorf("message %d delivered alone: %v, %v; want Committed", lone, res, err)
+					} else {
+						applied[lone].Add(1)
+					}
 					var wg sync.WaitGroup
-					for m := 1; m <= messages; m++ {
+					for m := 1; m < lone; m++ {
 						for range copies {
 							wg.Add(1)
 							go func() {
 								defer wg.Done()
-								ok, err := deliver(m)
+								ok, err := redeliver(func() (mqdatasource.Result, error) { return once(m) })
 								if err != nil {
 									t.Errorf("message %d: %v", m, err)
 								}
@@ -129,8 +153,8 @@ func runCases(t *testing.T, e *dbtest.Env, cases []handlerCase) {
 					wg.Wait()
 					for range 2 {
 						for m := 1; m <= messages; m++ {
-							if ok, err := deliver(m); err != nil || ok {
-								t.Errorf("sequential redelivery of message %d: applied=%v, %v; want a duplicate", m, ok, err)
+							if res, err := once(m); res != mqdatasource.Duplicate || err != nil {
+								t.Errorf("sequential redelivery of message %d: %v, %v; want Duplicate", m, res, err)
 							}
 						}
 					}
@@ -154,14 +178,13 @@ func runCases(t *testing.T, e *dbtest.Env, cases []handlerCase) {
 	}
 }
 
-// redeliver runs apply as one delivery of key to consumer group "g" the
-// way a consumer would: a retryable error is retried as a redelivery (a
-// new deliver), Committed or Duplicate ends it. It reports whether this
-// call applied the message.
-func redeliver(ds *mqdatasource.DataSource, deliver deliverFunc, key string, apply func(ctx context.Context) error) (applied bool, err error) {
-	d := mqdatasource.Delivery{ConsumerGroup: "g", Key: key, Topic: "T", BrokerName: "broker-a", QueueID: 1, QueueOffset: 42}
-	for attempt := 0; ; attempt++ {
-		res, err := deliver(context.Background(), ds, d, apply)
+// redeliver makes deliveries of one message with attempt the way a
+// consumer would: a retryable error is retried as a redelivery (a new
+// attempt), Committed or Duplicate ends it. It reports whether this call
+// applied the message.
+func redeliver(attempt func() (mqdatasource.Result, error)) (applied bool, err error) {
+	for n := 0; ; n++ {
+		res, err := attempt()
 		switch {
 		case res == mqdatasource.Committed:
 			return true, nil
@@ -169,7 +192,7 @@ func redeliver(ds *mqdatasource.DataSource, deliver deliverFunc, key string, app
 			return false, nil
 		case err == nil:
 			return false, fmt.Errorf("delivery ended %v", res)
-		case mqdatasource.IsRetryable(err) && attempt < 100:
+		case mqdatasource.IsRetryable(err) && n < 100:
 			continue
 		default:
 			return false, err
