@@ -149,8 +149,9 @@ func (c *Consumer) listenerOptions(opts []Option) ([]Option, error) {
 	}
 	all := append(append([]Option(nil), c.opts...), opts...)
 	// A rebuilt client (startClient) has the same options, so the
-	// send-back read from this one holds for it too.
-	return append(all, withGate(c.gate), withSendBack(newSendBack(c.Client()))), nil
+	// send-back read from this one holds for it too; its route lookups ask
+	// the current client.
+	return append(all, withGate(c.gate), withSendBack(newSendBack(func() any { return c.Client() }))), nil
 }
 
 // startTimeout bounds Start.

@@ -65,7 +65,12 @@
 // SuspendCurrentQueueAMoment, with the orderly context's
 // SuspendCurrentQueueTimeMillis set to the back-off (WithSuspendBackoff,
 // default 1s), never ConsumeRetryLater, which v2.1.2's orderly
-// consumer never redelivers. Success is never returned together with an error.
+// consumer never redelivers. Under a Consumer, an orderly message that
+// fails past the client's maximum reconsume times is sent to the
+// dead-letter queue by the listener, with the answer checked (the queue is
+// suspended while the broker refuses), and the rest of its batch runs
+// (docs/consumer.md, Orderly mode). Success is never returned together
+// with an error.
 //
 // # Pre-check
 //

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -1026,45 +1027,67 @@ func testE2EOrderlyBatch(t *testing.T, b e2eBroker, e *dbtest.Env) {
 	}
 }
 
-// A limitation of the v2.1.2 client, kept as a test so that a client upgrade
-// that changes it is noticed (docs/consumer.md, Orderly mode): with orderly
-// batches and a retry limit, the client counts every suspension against
-// every message of the batch and dead-letters them together, so the
-// messages after a failing one go to the DLQ without ever being attempted.
-func TestE2EOrderlyBatchDeadLettersTogether(t *testing.T) {
+// Orderly dead-lettering is the listener's, checked: past the client's
+// maximum (here 1) a failing message is sent to the DLQ by the listener,
+// which suspends the queue while the broker refuses it (rocketmqtest:
+// RejectSendBacks; Apache RocketMQ: the group's retry topic read-only,
+// which it checks before choosing the DLQ), where v2.1.2's own unchecked
+// send-back would take the refusal for success and commit past the
+// message (upstream #1106). In a batch (here of 3) the suspensions count
+// against the failing message only: the messages after it, never
+// attempted, are applied once it is dead-lettered, where the client alone
+// would have dead-lettered them with it.
+func TestE2EOrderlyDeadLetter(t *testing.T) {
 	skipIfRace(t)
 	onBrokers(t, func(t *testing.T, b e2eBroker) {
-		dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) { testE2EOrderlyBatchDeadLettersTogether(t, b, e) })
+		dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) { testE2EOrderlyDeadLetter(t, b, e) })
 	})
 }
 
-func testE2EOrderlyBatchDeadLettersTogether(t *testing.T, b e2eBroker, e *dbtest.Env) {
+func testE2EOrderlyDeadLetter(t *testing.T, b e2eBroker, e *dbtest.Env) {
 	f := newFixture(t, e)
 	topic, group := unique(t, "orderly_dlq"), unique(t, "eo_orderly_dlq")
 	b.createTopic(t, topic, 1)
 	p := newProducer(t, b)
 	sendEach(t, p, messages(topic, "m", 3)...)
-	stats := &Stats{}
-	c := newConsumer(t, f, b, group, WithMetrics(stats), WithSuspendBackoff(20*time.Millisecond),
+	var runs atomic.Int64
+	c := newConsumer(t, f, b, group, WithSuspendBackoff(20*time.Millisecond),
 		WithClientOptions(consumer.WithConsumerOrder(true), consumer.WithConsumeMessageBatchMaxSize(3),
 			consumer.WithMaxReconsumeTimes(1)))
+	// After newConsumer, which creates the group's retry topic on Apache
+	// RocketMQ (newGroup), writable.
+	accept := b.rejectSendBacks(t, group)
 	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
 		if string(m.Body) == "m0" {
+			runs.Add(1)
 			return errBusiness
 		}
 		return f.applyMsg(ctx, tx, group, m)
 	})
-	eventually(t, 60*time.Second, "the batch dead-lettered", func() bool { return b.deadLetters(t, group) == 3 })
-	dlq := "[m0 m1 m2]" // on Apache RocketMQ, its count only
-	if fake, ok := b.(fakeBroker); ok {
-		var bodies []string
-		for _, m := range fake.Messages("%DLQ%" + group) {
-			bodies = append(bodies, string(m.Body))
-		}
-		dlq = fmt.Sprint(bodies)
+	// Two failures up to the maximum, then refused dead-letterings.
+	eventually(t, 60*time.Second, "m0 past the maximum, its dead-lettering refused twice", func() bool { return runs.Load() >= 4 })
+	if n, rows := b.deadLetters(t, group), f.recordCount(t); n != 0 || rows != 0 {
+		t.Fatalf("%d dead letters, %d applied while the broker refuses: want the queue suspended at m0", n, rows)
 	}
-	if rows, _ := f.appliedCount(t); dlq != "[m0 m1 m2]" || rows != 0 || stats.Count(OutcomeNotRun) == 0 {
-		t.Fatalf("DLQ %v, %d applied, stats %v: the client's behaviour changed, revisit docs/consumer.md", dlq, rows, stats.Snapshot())
+	if off := b.committedOffset(t, group, topic, 0); off > 0 {
+		t.Fatalf("committed offset %d while m0 is neither applied nor dead-lettered", off)
+	}
+	if hits := accept(); hits == 0 {
+		t.Fatal("no send-back was refused")
+	}
+	eventually(t, 60*time.Second, "m0 dead-lettered", func() bool { return b.deadLetters(t, group) == 1 })
+	f.eventuallyApplied(t, 60*time.Second, "m1 and m2 applied", 2)
+	eventuallyCommitted(t, b, c, group, topic, 3)
+	if fake, ok := b.(fakeBroker); ok {
+		if dlq := fake.Messages("%DLQ%" + group); len(dlq) != 1 || string(dlq[0].Body) != "m0" {
+			t.Fatalf("DLQ %v, want m0 alone", dlq)
+		}
+	}
+	if n, rows := b.deadLetters(t, group), f.recordCount(t); n != 1 || rows != 2 {
+		t.Fatalf("%d dead letters, %d records: want m0 dead-lettered once, m1 and m2 applied once", n, rows)
+	}
+	if rows, distinct := f.appliedCount(t); rows != 2 || distinct != 2 {
+		t.Fatalf("%d rows, %d distinct messages applied, want 2 each", rows, distinct)
 	}
 }
 
@@ -1165,6 +1188,77 @@ func TestE2ERejectedSendBackRetried(t *testing.T) {
 			t.Fatalf("%d rows for 3 messages", rows)
 		}
 	})
+}
+
+// A send-back goes to the address the route gives for the queue's broker,
+// as the client's own does, not to the address the message was stored at:
+// a broker that moved to another address with its store (here rocketmqtest
+// closed and started again on the same data directory on a new port) keeps
+// the old address in its stored messages (MessageExt.StoreHost), where
+// nothing answers for it any more. A listener on the old address counts
+// what still arrives there.
+func TestE2ESendBackToRouteAddress(t *testing.T) {
+	skipIfRace(t)
+	f := newFixture(t, oneDB(t))
+	dir := t.TempDir()
+	const topic, group = "sendback_route", "eo_sendback_route"
+	old := rocketmqtest.NewBroker(t, rocketmqtest.WithDataDir(dir))
+	old.CreateTopic(topic, 1)
+	p := newProducer(t, fakeBroker{old})
+	sendEach(t, p, messages(topic, "m", 2)...)
+	_ = p.Shutdown() // it would ask the old address for routes
+	oldAddr := old.Addr()
+	old.Close()
+	var stale atomic.Int64
+	trap, err := net.Listen("tcp", oldAddr)
+	if err != nil {
+		t.Fatalf("listening on the moved broker's old address: %v", err)
+	}
+	t.Cleanup(func() { _ = trap.Close() })
+	go func() {
+		for {
+			conn, err := trap.Accept()
+			if err != nil {
+				return
+			}
+			stale.Add(1)
+			_ = conn.Close()
+		}
+	}()
+	b := fakeBroker{rocketmqtest.NewBroker(t, rocketmqtest.WithDataDir(dir), rocketmqtest.WithDelayScale(time.Millisecond))}
+
+	fails := newFirstAttemptFails("m0")
+	var mu sync.Mutex
+	reconsumed := map[string]int32{}
+	storeHosts := map[string]bool{}
+	c := newConsumer(t, f, b, group)
+	startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		mu.Lock()
+		reconsumed[string(m.Body)] = m.ReconsumeTimes
+		storeHosts[m.StoreHost] = true
+		mu.Unlock()
+		if err := fails.check(string(m.Body)); err != nil {
+			return err
+		}
+		return f.applyMsg(ctx, tx, group, m)
+	})
+	f.eventuallyApplied(t, 30*time.Second, "both applied", 2)
+	eventuallyCommitted(t, b, c, group, topic, 2)
+	if got := masterAddr(c.Client(), "broker-a"); got != b.Addr() {
+		t.Fatalf("route lookup of broker-a: %q, want %q", got, b.Addr())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !storeHosts[oldAddr] {
+		t.Fatalf("store hosts %v: want the old address %s in the messages stored before the move", storeHosts, oldAddr)
+	}
+	if n := b.sentBack(t, group); n != 1 || reconsumed["m0"] != 1 || stale.Load() != 0 {
+		t.Fatalf("%d sent back, reconsume times %v, %d connections to the old address: want m0 sent back to the route's address and reconsumed once",
+			n, reconsumed, stale.Load())
+	}
+	if rows, _ := f.appliedCount(t); rows != 2 {
+		t.Fatalf("%d rows for 2 messages", rows)
+	}
 }
 
 // Rejected send-backs at volume (the chaos run of issue 10 lost 116 of

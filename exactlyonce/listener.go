@@ -52,6 +52,9 @@ func (l *listener) consume(ctx context.Context, msgs ...*primitive.MessageExt) (
 		if r := recover(); r != nil {
 			pe := &PanicError{Value: r, Stack: debug.Stack()}
 			res, err = l.retry(ctx, pe)
+			if res == consumer.SuspendCurrentQueueAMoment && l.cfg.sendBack != nil {
+				l.cfg.sendBack.orderlyCounts(msgs, nil)
+			}
 			l.cfg.logger.LogAttrs(ctx, slog.LevelError, "exactlyonce: listener panicked, retrying the delivery",
 				slog.Any("error", pe), slog.String("stack", string(pe.Stack)))
 		}
@@ -72,10 +75,23 @@ func (l *listener) retry(ctx context.Context, err error) (consumer.ConsumeResult
 	return consumer.ConsumeRetryLater, err
 }
 
-func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.MessageExt) (res consumer.ConsumeResult, err error) {
 	oc, orderly := primitive.GetOrderlyCtx(ctx)
 	orderly = orderly && oc != nil
 	retry := func(err error) (consumer.ConsumeResult, error) { return l.retry(ctx, err) }
+	// failed is the message of an orderly delivery whose failure counts
+	// against the maximum reconsume times (see deadLetter).
+	var failed *primitive.MessageExt
+	if all := msgs; orderly && l.cfg.sendBack != nil {
+		defer func() {
+			if res == consumer.SuspendCurrentQueueAMoment {
+				l.cfg.sendBack.orderlyCounts(all, failed)
+			}
+		}()
+		// Those this listener dead-lettered came back with a later
+		// failure of their batch: not run again.
+		msgs = notDeadLettered(msgs)
+	}
 	if len(msgs) == 0 {
 		return consumer.ConsumeSuccess, nil
 	}
@@ -126,8 +142,12 @@ func (l *listener) consumeMessages(ctx context.Context, msgs ...*primitive.Messa
 		process = l.batch
 	}
 	fails, shutdown := process(ctx, group, msgs, labels, orderly)
-	if len(fails) > 0 && !shutdown && !orderly && l.cfg.sendBack != nil && !g.draining() {
-		fails, shutdown = l.resolve(ctx, group, fails, labels, process)
+	if len(fails) > 0 && !shutdown && l.cfg.sendBack != nil && !g.draining() {
+		if orderly {
+			fails, shutdown, failed = l.deadLetter(ctx, group, msgs, fails, labels, process)
+		} else {
+			fails, shutdown = l.resolve(ctx, group, fails, labels, process)
+		}
 	}
 	var errs []error
 	for _, f := range fails {

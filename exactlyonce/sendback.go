@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
@@ -36,6 +39,13 @@ type sendBack struct {
 	// maxReconsumeTimes is the client's, sent with each send-back as the
 	// client does, since the broker's default for the group may differ.
 	maxReconsumeTimes int32
+	// orderlyMax is the client's maximum for an orderly consumer, which
+	// dead-letters a message whose ReconsumeTimes (its suspensions so far)
+	// exceeds it: WithMaxReconsumeTimes, math.MaxInt32 (never) by default.
+	orderlyMax int32
+	// brokerAddr returns the master address of the named broker from the
+	// client's route, "" when the route has none.
+	brokerAddr func(brokerName string) string
 	// call sends one request to addr and returns the broker's response.
 	call func(ctx context.Context, addr string, code int, ext map[string]string) (*remoting.Response, error)
 }
@@ -47,17 +57,19 @@ const sendBackTimeout = 3 * time.Second
 // again: the broker refused to store it, so give it time.
 const sendBackPause = time.Second
 
-// newSendBack returns the send-back of the listeners of pc, or nil when pc
-// keeps its own: a client whose options this package cannot read, a
-// broadcasting one (no retry topic), or one with ACL credentials, which the
-// send-back here does not sign.
+// newSendBack returns the send-back of the listeners of the push consumer
+// that client returns, or nil when it keeps its own: a client whose options
+// this package cannot read, a broadcasting one (no retry topic), or one with
+// ACL credentials, which the send-back here does not sign. client is called
+// again for each send-back's route lookup: a Consumer replaces a client
+// whose start failed by one with the same options.
 //
 // The options are read with reflection, since the client exports no getter:
 // pc.option.MaxReconsumeTimes, ConsumerModel and ClientOptions.Credentials,
 // the same in v2.1.2 and the newest commit; TestSendBackReadsClientOptions
 // notices a change.
-func newSendBack(pc any) *sendBack {
-	v := reflect.ValueOf(pc)
+func newSendBack(client func() any) *sendBack {
+	v := reflect.ValueOf(client())
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return nil
 	}
@@ -81,40 +93,113 @@ func newSendBack(pc any) *sendBack {
 			return nil
 		}
 	}
-	n := int32(maxTimes.Int())
+	n, orderlyMax := int32(maxTimes.Int()), int32(maxTimes.Int())
 	if n == -1 {
-		n = 16 // the client's default, see getMaxReconsumeTimes
+		// The client's defaults, see getMaxReconsumeTimes and
+		// getOrderlyMaxReconsumeTimes.
+		n, orderlyMax = 16, math.MaxInt32
 	}
-	return &sendBack{maxReconsumeTimes: n, call: func(ctx context.Context, addr string, code int, ext map[string]string) (*remoting.Response, error) {
-		return remoting.Call(ctx, addr, code, ext, nil)
-	}}
+	return &sendBack{
+		maxReconsumeTimes: n,
+		orderlyMax:        orderlyMax,
+		brokerAddr:        func(name string) string { return masterAddr(client(), name) },
+		call: func(ctx context.Context, addr string, code int, ext map[string]string) (*remoting.Response, error) {
+			return remoting.Call(ctx, addr, code, ext, nil)
+		},
+	}
 }
+
+// masterAddr returns the address of the master of the named broker in the
+// route table of pc, a rocketmq-client-go push consumer, as the client's
+// own send-back finds it (pc.defaultConsumer.client.GetNameSrv().
+// FindBrokerAddrByName, the same in v2.1.2 and the newest commit); "" when
+// the table has none, or pc is not such a client.
+//
+// Both methods are on types internal to the client, reached through
+// unexported fields: reflect calls a method of a value read from an
+// unexported field only when the value is read through its address, hence
+// reflect.NewAt.
+func masterAddr(pc any, brokerName string) string {
+	v := reflect.ValueOf(pc)
+	if brokerName == "" || v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return ""
+	}
+	dc := v.Elem().FieldByName("defaultConsumer")
+	if dc.Kind() != reflect.Pointer || dc.IsNil() || dc.Elem().Kind() != reflect.Struct {
+		return ""
+	}
+	client := dc.Elem().FieldByName("client")
+	if client.Kind() != reflect.Interface || client.IsNil() {
+		return ""
+	}
+	client = reflect.NewAt(client.Type(), unsafe.Pointer(client.UnsafeAddr())).Elem()
+	getNameSrv := client.MethodByName("GetNameSrv")
+	if !getNameSrv.IsValid() || getNameSrv.Type().NumIn() != 0 || getNameSrv.Type().NumOut() != 1 {
+		return ""
+	}
+	ns := getNameSrv.Call(nil)[0]
+	if ns.Kind() == reflect.Interface && ns.IsNil() {
+		return ""
+	}
+	find := ns.MethodByName("FindBrokerAddrByName")
+	if !find.IsValid() || find.Type() != reflect.TypeFor[func(string) string]() {
+		return ""
+	}
+	return find.Call([]reflect.Value{reflect.ValueOf(brokerName)})[0].String()
+}
+
+// The delay levels of a send-back: the broker's next retry delay, or the
+// dead-letter queue at once.
+const (
+	delayRetry      = 0
+	delayDeadLetter = -1
+)
 
 // errNotSentBack wraps the failure of a send-back.
 var errNotSentBack = errors.New("exactlyonce: send-back to the retry topic failed")
 
-// send sends m back to the broker that stored it, for group (the client's
-// name for it, namespace included), with delay level 0 (the broker's
-// 3+ReconsumeTimes), as the client's sendMessageBack does.
-func (s *sendBack) send(ctx context.Context, group string, m *primitive.MessageExt) error {
+// send sends m, pulled from queue, back to its broker, for group (the
+// client's name for it, namespace included), with delay level 0 (the
+// broker's 3+ReconsumeTimes) or, to dead-letter it, -1, as the client's
+// send-backs do, and to the address its concurrent send-back uses:
+// the master address of the queue's broker in the client's route, not the
+// address the message was stored at (MessageExt.StoreHost), which a broker
+// that moved to another address with its store no longer answers on.
+// StoreHost is used only when the route has no address for the broker.
+func (s *sendBack) send(ctx context.Context, group string, m *primitive.MessageExt, queue *primitive.MessageQueue, delayLevel int) error {
 	ctx, cancel := context.WithTimeout(ctx, sendBackTimeout)
 	defer cancel()
 	ext := map[string]string{
 		"group":             group,
 		"originTopic":       m.Topic,
 		"offset":            strconv.FormatInt(m.CommitLogOffset, 10),
-		"delayLevel":        "0",
+		"delayLevel":        strconv.Itoa(delayLevel),
 		"originMsgId":       m.MsgId,
 		"maxReconsumeTimes": strconv.Itoa(int(s.maxReconsumeTimes)),
 	}
-	r, err := s.call(ctx, m.StoreHost, remoting.ConsumerSendMsgBack, ext)
+	addr := s.addr(m, queue)
+	r, err := s.call(ctx, addr, remoting.ConsumerSendMsgBack, ext)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: %s: %w", errNotSentBack, m.StoreHost, err)
+		return fmt.Errorf("%w: %s: %w", errNotSentBack, addr, err)
 	case r.Code != remoting.Success:
-		return fmt.Errorf("%w: %s answered code %d (%s)", errNotSentBack, m.StoreHost, r.Code, r.Remark)
+		return fmt.Errorf("%w: %s answered code %d (%s)", errNotSentBack, addr, r.Code, r.Remark)
 	}
 	return nil
+}
+
+// addr returns the address to send m back to: its queue's broker master
+// from the route, else its store host.
+func (s *sendBack) addr(m *primitive.MessageExt, queue *primitive.MessageQueue) string {
+	if m.Queue != nil {
+		queue = m.Queue
+	}
+	if queue != nil && s.brokerAddr != nil {
+		if a := s.brokerAddr(queue.BrokerName); a != "" {
+			return a
+		}
+	}
+	return m.StoreHost
 }
 
 // failure is a message of a delivery that was not acknowledged, and why.
@@ -128,10 +213,7 @@ type failure struct {
 // returns what is left when the consumer starts shutting down, with
 // shutdown set.
 func (l *listener) resolve(ctx context.Context, group string, fails []failure, labels func(*primitive.MessageExt) Labels, process processFunc) ([]failure, bool) {
-	clientGroup := group
-	if mc, ok := primitive.GetConsumerCtx(ctx); ok && mc != nil && mc.ConsumerGroup != "" {
-		clientGroup = mc.ConsumerGroup
-	}
+	clientGroup := clientGroupOf(ctx, group)
 	for {
 		var left []*primitive.MessageExt
 		for _, f := range fails {
@@ -142,7 +224,7 @@ func (l *listener) resolve(ctx context.Context, group string, fails []failure, l
 				left = append(left, f.m) // held below, not sent: shutdown must not wait for sends
 				continue
 			}
-			if err := l.cfg.sendBack.send(ctx, clientGroup, f.m); err != nil {
+			if err := l.cfg.sendBack.send(ctx, clientGroup, f.m, queueFromContext(ctx), delayRetry); err != nil {
 				l.log(ctx, slog.LevelWarn, "exactlyonce: send-back failed, running the message again", f.m,
 					deliveryOf(group, "", f.m, queueFromContext(ctx)), slog.Any("error", err), slog.Any("cause", f.err))
 				left = append(left, f.m)
@@ -167,6 +249,98 @@ func (l *listener) resolve(ctx context.Context, group string, fails []failure, l
 		var shutdown bool
 		if fails, shutdown = process(ctx, group, left, labels, false); shutdown || len(fails) == 0 {
 			return fails, shutdown
+		}
+	}
+}
+
+// clientGroupOf returns the client's name for group (namespace included),
+// which send-backs carry, as the client's own do.
+func clientGroupOf(ctx context.Context, group string) string {
+	if mc, ok := primitive.GetConsumerCtx(ctx); ok && mc != nil && mc.ConsumerGroup != "" {
+		return mc.ConsumerGroup
+	}
+	return group
+}
+
+// deadLetterMark is the property by which an orderly listener marks a
+// message it dead-lettered. The client keeps the same *MessageExt in its
+// process queue until the queue's offset passes it, and puts it back with
+// its batch when a later message of the batch fails: the mark keeps it from
+// being run (and dead-lettered) again. It never leaves the process.
+const deadLetterMark = "EXACTLYONCE_DEAD_LETTERED"
+
+// deadLetter handles the failure of an orderly delivery (process ran msgs
+// and returned fails) when the failed message is past the client's
+// maximum: v2.1.2's orderly consumer would send it to the DLQ with an
+// unchecked send-back (upstream #1106), losing it when the broker refuses.
+// Here the send-back is checked: once the broker has stored the message in
+// %DLQ%group, it is marked (deadLetterMark) and the rest of the delivery
+// is processed, as the client would go on with the queue; a refused
+// dead-lettering leaves the failure, and the queue is suspended.
+//
+// It returns the failures left, whether it stopped for a shutdown, and the
+// message whose failure counts against the maximum (see orderlyCounts): nil
+// when none failed by itself.
+func (l *listener) deadLetter(ctx context.Context, group string, msgs []*primitive.MessageExt, fails []failure, labels func(*primitive.MessageExt) Labels, process processFunc) ([]failure, bool, *primitive.MessageExt) {
+	s := l.cfg.sendBack
+	for {
+		i := slices.IndexFunc(fails, func(f failure) bool { return f.m != nil && f.err != nil })
+		if i < 0 {
+			return fails, false, nil
+		}
+		m := fails[i].m
+		if m.ReconsumeTimes <= s.orderlyMax {
+			return fails, false, m
+		}
+		if l.cfg.gate.draining() {
+			return fails, true, nil
+		}
+		d := deliveryOf(group, "", m, queueFromContext(ctx))
+		if err := s.send(ctx, clientGroupOf(ctx, group), m, queueFromContext(ctx), delayDeadLetter); err != nil {
+			l.log(ctx, slog.LevelWarn, "exactlyonce: past the maximum reconsume times, but the dead-letter queue refused the message; suspending the queue", m, d,
+				slog.Any("error", err), slog.Any("cause", fails[i].err))
+			return fails, false, m
+		}
+		m.WithProperty(deadLetterMark, "true")
+		l.log(ctx, slog.LevelError, "exactlyonce: past the maximum reconsume times, sent to the dead-letter queue", m, d,
+			slog.Int("maxReconsumeTimes", int(s.orderlyMax)), slog.Any("cause", fails[i].err))
+		rest := msgs[slices.Index(msgs, m)+1:]
+		if len(rest) == 0 {
+			return nil, false, nil
+		}
+		var shutdown bool
+		if fails, shutdown = process(ctx, group, rest, labels, true); shutdown || len(fails) == 0 {
+			return fails, shutdown, nil
+		}
+		msgs = rest
+	}
+}
+
+// notDeadLettered returns the messages of msgs that deadLetter has not
+// marked.
+func notDeadLettered(msgs []*primitive.MessageExt) []*primitive.MessageExt {
+	return slices.DeleteFunc(slices.Clone(msgs), func(m *primitive.MessageExt) bool {
+		return m != nil && m.GetProperty(deadLetterMark) != ""
+	})
+}
+
+// orderlyCounts prepares the messages of an orderly delivery about to be
+// suspended for the client's checkReconsumeTimes, which then adds one to
+// the ReconsumeTimes of every message of the batch, and dead-letters one
+// already past the maximum with its unchecked send-back instead. So that
+// only deadLetter dead-letters, and only failed's own failures count:
+// failed (nil: none) keeps its count, held at the maximum when deadLetter
+// could not dead-letter it (so that its next failure tries again); every
+// other message (not run, applied before failed, marked) is lowered by
+// one, which the client's increment undoes.
+func (s *sendBack) orderlyCounts(msgs []*primitive.MessageExt, failed *primitive.MessageExt) {
+	for _, m := range msgs {
+		switch {
+		case m == nil:
+		case m != failed:
+			m.ReconsumeTimes--
+		case m.ReconsumeTimes > s.orderlyMax:
+			m.ReconsumeTimes = s.orderlyMax
 		}
 	}
 }
