@@ -5,7 +5,8 @@
 // for the raw half of the differential test of rocketmqtest against it; for
 // exactlyonce's send-backs, whose response code rocketmq-client-go v2.1.2
 // ignores (a failure path: one connection each is cheap enough); and for
-// creating a topic on a real cluster (internal/mktopic).
+// creating a topic, or a FIFO topic and its orderly group, on a real
+// cluster (internal/mktopic).
 //
 // It is written from the protocol, independently of rocketmqtest, so that
 // what the tests read from the real broker does not go through the fake's
@@ -45,6 +46,7 @@ const (
 	UnlockBatchMQ           = 42
 	GetRouteInfoByTopic     = 105
 	GetBrokerClusterInfo    = 106
+	UpdateAndCreateGroup    = 200
 	InvokeBrokerResetOffset = 222
 	SendMessageV2           = 310
 )
@@ -324,8 +326,19 @@ func CreateTopic(ctx context.Context, brokerAddr, topic string, queues int) erro
 
 // CreateTopicPerm is CreateTopic with the permission perm.
 func CreateTopicPerm(ctx context.Context, brokerAddr, topic string, queues, perm int) error {
+	return createTopic(ctx, brokerAddr, topic, queues, perm, "")
+}
+
+// CreateFIFOTopic is CreateTopic for a FIFO topic: one with the attribute
+// message.type=FIFO, which RocketMQ 5's proxy checks the messages of v5
+// producers against (a message with a message group is FIFO).
+func CreateFIFOTopic(ctx context.Context, brokerAddr, topic string, queues int) error {
+	return createTopic(ctx, brokerAddr, topic, queues, PermReadWrite, "+message.type=FIFO")
+}
+
+func createTopic(ctx context.Context, brokerAddr, topic string, queues, perm int, attributes string) error {
 	n := strconv.Itoa(queues)
-	_, err := Expect(ctx, brokerAddr, UpdateAndCreateTopic, map[string]string{
+	ext := map[string]string{
 		"topic":           topic,
 		"defaultTopic":    "TBW102",
 		"readQueueNums":   n,
@@ -334,7 +347,35 @@ func CreateTopicPerm(ctx context.Context, brokerAddr, topic string, queues, perm
 		"topicFilterType": "SINGLE_TAG",
 		"topicSysFlag":    "0",
 		"order":           "false",
-	}, nil, Success)
+	}
+	if attributes != "" {
+		ext["attributes"] = attributes
+	}
+	_, err := Expect(ctx, brokerAddr, UpdateAndCreateTopic, ext, nil, Success)
+	return err
+}
+
+// CreateOrderlyGroup creates (or updates) group on the broker at brokerAddr
+// as an orderly group (consumeMessageOrderly): RocketMQ 5's proxy tells
+// the group's v5 consumers to consume each message group of a FIFO topic
+// in order. The Go admin API cannot create groups.
+func CreateOrderlyGroup(ctx context.Context, brokerAddr, group string) error {
+	body, err := json.Marshal(map[string]any{
+		"groupName":                      group,
+		"consumeEnable":                  true,
+		"consumeFromMinEnable":           true,
+		"consumeBroadcastEnable":         true,
+		"consumeMessageOrderly":          true,
+		"retryQueueNums":                 1,
+		"retryMaxTimes":                  16,
+		"brokerId":                       0,
+		"whichBrokerWhenConsumeSlowly":   1,
+		"notifyConsumerIdsChangedEnable": true,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = Expect(ctx, brokerAddr, UpdateAndCreateGroup, nil, body, Success)
 	return err
 }
 
@@ -476,6 +517,27 @@ func BrokerVersion(ctx context.Context, brokerAddr string) (string, error) {
 // rocketmq-client-go v2.1.2's admin API creates a topic on a broker address
 // but cannot list the brokers.
 func EnsureTopic(ctx context.Context, nameServer, topic string, queues int) (created bool, err error) {
+	return ensure(ctx, nameServer, topic, func(ctx context.Context, addr string) error {
+		return CreateTopic(ctx, addr, topic, queues)
+	})
+}
+
+// EnsureFIFOTopic is EnsureTopic for a FIFO topic (CreateFIFOTopic) and
+// group, created on every master as an orderly group (CreateOrderlyGroup):
+// what a v5 consumer of message groups in order needs. With an existing
+// topic the group is not created either.
+func EnsureFIFOTopic(ctx context.Context, nameServer, topic, group string, queues int) (created bool, err error) {
+	return ensure(ctx, nameServer, topic, func(ctx context.Context, addr string) error {
+		if err := CreateFIFOTopic(ctx, addr, topic, queues); err != nil {
+			return err
+		}
+		return CreateOrderlyGroup(ctx, addr, group)
+	})
+}
+
+// ensure runs create for every master broker unless topic has a route, and
+// waits for the route.
+func ensure(ctx context.Context, nameServer, topic string, create func(ctx context.Context, brokerAddr string) error) (created bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := Route(ctx, nameServer, topic); err == nil {
@@ -486,7 +548,7 @@ func EnsureTopic(ctx context.Context, nameServer, topic string, queues int) (cre
 		return false, fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	for _, addr := range masters {
-		if err := CreateTopic(ctx, addr, topic, queues); err != nil {
+		if err := create(ctx, addr); err != nil {
 			return false, fmt.Errorf("create topic %s on the broker at %s: %w", topic, addr, err)
 		}
 	}

@@ -8,11 +8,8 @@ package proxytest
 
 import (
 	"context"
-	"encoding/json"
 	"os"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
@@ -45,59 +42,13 @@ func FromEnv(t testing.TB) *Env {
 // UniqueName returns a topic or group name of this run only.
 func UniqueName(t testing.TB, prefix string) string { return brokertest.UniqueName(t, prefix) }
 
-// Remoting request codes the Go admin API does not send (RequestCode in the
-// Java broker).
-const updateAndCreateSubscriptionGroup = 200
-
 // CreateFIFO creates topic as a FIFO topic (attribute message.type=FIFO,
 // which the proxy checks FIFO messages against) and group as an orderly
-// group (the proxy tells its consumers to consume FIFO), with remoting
-// requests to the broker.
+// group (the proxy tells its consumers to consume FIFO), and waits for the
+// topic's route: the v5 clients refuse a topic without one.
 func (e *Env) CreateFIFO(t testing.TB, topic, group string, queues int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	n := strconv.Itoa(queues)
-	if _, err := remoting.Expect(ctx, e.Addr(), remoting.UpdateAndCreateTopic, map[string]string{
-		"topic":           topic,
-		"defaultTopic":    "TBW102",
-		"readQueueNums":   n,
-		"writeQueueNums":  n,
-		"perm":            "6",
-		"topicFilterType": "SINGLE_TAG",
-		"topicSysFlag":    "0",
-		"order":           "false",
-		"attributes":      "+message.type=FIFO",
-	}, nil, remoting.Success); err != nil {
-		t.Fatalf("create FIFO topic %s: %v", topic, err)
-	}
-	body, err := json.Marshal(map[string]any{
-		"groupName":                      group,
-		"consumeEnable":                  true,
-		"consumeFromMinEnable":           true,
-		"consumeBroadcastEnable":         true,
-		"consumeMessageOrderly":          true,
-		"retryQueueNums":                 1,
-		"retryMaxTimes":                  16,
-		"brokerId":                       0,
-		"whichBrokerWhenConsumeSlowly":   1,
-		"notifyConsumerIdsChangedEnable": true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := remoting.Expect(ctx, e.Addr(), updateAndCreateSubscriptionGroup, nil, body, remoting.Success); err != nil {
-		t.Fatalf("create orderly group %s: %v", group, err)
-	}
-	// The v5 clients refuse a topic without a route.
-	for {
-		if _, err := remoting.Route(ctx, e.NameServer(), topic); err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("FIFO topic %s: no route after creating it", topic)
-		case <-time.After(50 * time.Millisecond):
-		}
+	if _, err := remoting.EnsureFIFOTopic(context.Background(), e.NameServer(), topic, group, queues); err != nil {
+		t.Fatalf("create FIFO topic %s and orderly group %s: %v", topic, group, err)
 	}
 }
