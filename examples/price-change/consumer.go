@@ -32,20 +32,35 @@ import (
 // begun with ctx, so that it is recorded once) and return nil.
 func applyPriceChange(ds *mqdatasource.DataSource) exactlyonce.Handler {
 	return func(ctx context.Context, msg *primitive.MessageExt) error {
-		var c PriceChange
-		if err := json.Unmarshal(msg.Body, &c); err != nil {
-			return fmt.Errorf("decode %s: %w", msg.MsgId, err)
-		}
-		tx, err := ds.BeginTx(ctx, nil) // claims the message
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback() // no-op after Commit
-		if err := applyChange(ctx, tx, ds.Dialect(), c); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return applyMessage(ctx, ds, msg.MsgId, msg.Body)
 	}
+}
+
+// applyMessage is the handler's work, whichever client delivered the
+// message (consumer_v5.go has the RocketMQ 5 one).
+func applyMessage(ctx context.Context, ds *mqdatasource.DataSource, msgID string, body []byte) error {
+	c, err := decodeChange(msgID, body)
+	if err != nil {
+		return err
+	}
+	tx, err := ds.BeginTx(ctx, nil) // claims the message
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+	if err := applyChange(ctx, tx, ds.Dialect(), c); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// decodeChange decodes a message body.
+func decodeChange(msgID string, body []byte) (PriceChange, error) {
+	var c PriceChange
+	if err := json.Unmarshal(body, &c); err != nil {
+		return c, fmt.Errorf("decode %s: %w", msgID, err)
+	}
+	return c, nil
 }
 
 // applyChange makes the change's writes in tx: the new price and the change
@@ -73,6 +88,7 @@ func applyChange(ctx context.Context, tx *sql.Tx, d mqdatasource.Dialect, c Pric
 // consumerConfig is what a consumer instance needs.
 type consumerConfig struct {
 	NameServer string
+	Proxy      string // with it, the RocketMQ 5 client's consumer (consumer_v5.go)
 	Topic      string
 	Group      string
 	Instance   string // distinct per consumer in one process
@@ -85,11 +101,22 @@ type consumerConfig struct {
 	LockInterval time.Duration
 }
 
+// stopper is a running consumer of either client generation.
+type stopper interface {
+	// Shutdown stops taking messages, waits for the running handlers until
+	// ctx ends, and stops the client.
+	Shutdown(ctx context.Context) error
+}
+
 // startConsumer starts an orderly consumer of the price changes. Orderly
 // mode consumes each queue with one goroutine, in order, holding the queue's
 // lock on the broker: with the product id as sharding key, each product's
-// changes are applied in version order.
-func startConsumer(ds *mqdatasource.DataSource, cfg consumerConfig) (*exactlyonce.Consumer, error) {
+// changes are applied in version order. With cfg.Proxy it starts the
+// RocketMQ 5 client's consumer instead (startConsumerV5).
+func startConsumer(ds *mqdatasource.DataSource, cfg consumerConfig) (stopper, error) {
+	if cfg.Proxy != "" {
+		return startConsumerV5(ds, cfg)
+	}
 	clientOpts := []consumer.Option{
 		consumer.WithNameServer(primitive.NamesrvAddr{cfg.NameServer}),
 		consumer.WithInstance(cfg.Instance),

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
@@ -19,10 +17,16 @@ import (
 // error. A change applied before never reaches the handler.
 func applyPriceChangeTx(d mqdatasource.Dialect) exactlyonce.TxHandler {
 	return func(ctx context.Context, tx *sql.Tx, msg *primitive.MessageExt) error {
-		var c PriceChange
-		if err := json.Unmarshal(msg.Body, &c); err != nil {
-			return fmt.Errorf("decode %s: %w", msg.MsgId, err)
-		}
-		return applyChange(ctx, tx, d, c)
+		return applyMessageTx(ctx, tx, d, msg.MsgId, msg.Body)
 	}
+}
+
+// applyMessageTx is the managed-transaction handler's work, whichever client
+// delivered the message.
+func applyMessageTx(ctx context.Context, tx *sql.Tx, d mqdatasource.Dialect, msgID string, body []byte) error {
+	c, err := decodeChange(msgID, body)
+	if err != nil {
+		return err
+	}
+	return applyChange(ctx, tx, d, c)
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
@@ -21,6 +20,7 @@ import (
 type demoConfig struct {
 	Plan       plan
 	NameServer string // "" starts the in-process rocketmqtest broker
+	Proxy      string // RocketMQ 5 proxy: run on the v5 gRPC client instead
 	Driver     string // database/sql driver of DSN: mysql, pgx or sqlserver
 	DSN        string
 	Reset      bool   // empty the example's tables first
@@ -45,13 +45,13 @@ type demo struct {
 	report Report
 
 	mu        sync.Mutex
-	consumers map[string]*exactlyonce.Consumer // by instance name
+	consumers map[string]stopper // by instance name
 }
 
 // runDemo runs the demo and returns its report. The report is valid, and
 // verified, whenever err is nil; mismatches are in the report.
 func runDemo(ctx context.Context, cfg demoConfig, prog *progress) (*Report, error) {
-	d := &demo{cfg: cfg, prog: prog, consumers: map[string]*exactlyonce.Consumer{}}
+	d := &demo{cfg: cfg, prog: prog, consumers: map[string]stopper{}}
 	d.report = Report{Resends: -1, BrokerDuplicates: -1, Rewound: -1}
 	return &d.report, d.run(ctx)
 }
@@ -60,9 +60,11 @@ func (d *demo) run(ctx context.Context) error {
 	cfg := d.cfg
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 
-	if cfg.NameServer != "" {
-		if err := probe(ctx, cfg.NameServer); err != nil {
-			return err
+	for _, srv := range []struct{ what, addr string }{{"RocketMQ name server", cfg.NameServer}, {"RocketMQ 5 proxy", cfg.Proxy}} {
+		if srv.addr != "" {
+			if err := probe(ctx, srv.what, srv.addr); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -79,12 +81,22 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	// The broker: in-process unless a name server was given. On a real
-	// cluster the topic and group are new for every run, so that messages
-	// and offsets of earlier runs stay out of it.
+	// The broker: in-process unless a name server or proxy was given. On a
+	// real cluster the topic and group are new for every run, so that
+	// messages and offsets of earlier runs stay out of it.
 	nameServer := cfg.NameServer
 	topic, group := cfg.Topic, cfg.Group
-	if nameServer == "" {
+	switch {
+	case cfg.Proxy != "":
+		// The in-process broker does not speak gRPC. A v5 consumer gets a
+		// product's changes in order only from a FIFO topic, through an
+		// orderly group: both must exist.
+		if topic == "" || group == "" {
+			return errors.New("with -proxy, -topic names an existing FIFO topic and -group an orderly consumer group " +
+				"(mqadmin updateTopic -a +message.type=FIFO, updateSubGroup -o true; scripts/demo.sh v5 creates both)")
+		}
+		d.prog.event("RocketMQ 5 proxy at %s (gRPC client), FIFO topic %s", cfg.Proxy, topic)
+	case nameServer == "":
 		if topic == "" {
 			topic = "price-change"
 		}
@@ -103,7 +115,7 @@ func (d *demo) run(ctx context.Context) error {
 		d.broker = b
 		nameServer = b.Addr()
 		d.prog.event("in-process RocketMQ broker on %s, topic %s with %d queues", nameServer, topic, cfg.Queues)
-	} else {
+	default:
 		// The consumers start before anything is published, and a client
 		// refuses to start on a topic without a route: the topic must exist.
 		if topic == "" {
@@ -119,7 +131,7 @@ func (d *demo) run(ctx context.Context) error {
 
 	consumerCfg := func(instance string) consumerConfig {
 		c := consumerConfig{
-			NameServer: nameServer, Topic: topic, Group: group, Instance: instance,
+			NameServer: nameServer, Proxy: cfg.Proxy, Topic: topic, Group: group, Instance: instance,
 			Style: cfg.Style, Stats: &d.stats, Logger: cfg.Logger,
 		}
 		if d.broker != nil {
@@ -133,18 +145,22 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 	}
-	d.prog.event("2 orderly consumers (%s handler) in group %s", cfg.Style, group)
+	kind := "orderly consumers"
+	if cfg.Proxy != "" {
+		kind = "FIFO push consumers of the v5 client"
+	}
+	d.prog.event("2 %s (%s handler) in group %s", kind, cfg.Style, group)
 
-	p, err := newProducer(nameServer, "price-engine-"+runID)
+	send, stopProducer, err := startProducer(nameServer, cfg.Proxy, "price-engine-"+runID, topic)
 	if err != nil {
 		return fmt.Errorf("start producer: %w", err)
 	}
-	defer p.Shutdown()
+	defer stopProducer()
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	published := make(chan error, 1)
-	go func() { published <- d.publish(ctx, p, topic) }()
+	go func() { published <- d.publish(ctx, send) }()
 
 	go d.nudge(ctx)
 	if err := d.drive(ctx, published, consumerCfg("consumer-b"), group, topic); err != nil {
@@ -168,21 +184,21 @@ func (d *demo) run(ctx context.Context) error {
 // publish sends the plan. With the in-process broker, the first tenth of
 // the versions is sent while the broker stores every message twice (what a
 // producer retry after a lost send response does).
-func (d *demo) publish(ctx context.Context, p rocketmq.Producer, topic string) error {
+func (d *demo) publish(ctx context.Context, send sendFunc) error {
 	const workers = 4
 	if d.broker == nil {
-		return publish(ctx, p, topic, d.cfg.Plan, 1, d.cfg.Plan.Changes, workers, &d.pub)
+		return publish(ctx, send, d.cfg.Plan, 1, d.cfg.Plan.Changes, workers, &d.pub)
 	}
 	first := max(d.cfg.Plan.Changes/10, 1)
 	dup := d.broker.DuplicateSends()
-	err := publish(ctx, p, topic, d.cfg.Plan, 1, first, workers, &d.pub)
+	err := publish(ctx, send, d.cfg.Plan, 1, first, workers, &d.pub)
 	d.report.BrokerDuplicates = int64(dup.Hits()) // before Remove, which forgets the count
 	dup.Remove()
 	d.prog.event("broker stored versions 1-%d of every product twice (%d duplicates)", first, d.report.BrokerDuplicates)
 	if err != nil || first == d.cfg.Plan.Changes {
 		return err
 	}
-	return publish(ctx, p, topic, d.cfg.Plan, first+1, d.cfg.Plan.Changes, workers, &d.pub)
+	return publish(ctx, send, d.cfg.Plan, first+1, d.cfg.Plan.Changes, workers, &d.pub)
 }
 
 // drive watches the run and injects the consumer-side faults at set points
@@ -262,7 +278,7 @@ func (d *demo) drive(ctx context.Context, published <-chan error, restartCfg con
 				"(the client waits 10 s first)", group, d.report.Rewound)
 		}
 
-		if d.broker == nil && restarted && !stallNoted && now.Applied < total && time.Since(idleSince) > 5*time.Second {
+		if d.broker == nil && d.cfg.Proxy == "" && restarted && !stallNoted && now.Applied < total && time.Since(idleSince) > 5*time.Second {
 			stallNoted = true
 			d.prog.event("waiting for the broker to expire the queue locks consumer-a kept when consumer-b came back " +
 				"(rocketmq-client-go v2.1.2 does not unlock queues it hands over; brokers expire locks after 60 s)")
@@ -319,7 +335,7 @@ func (d *demo) startConsumer(cfg consumerConfig) error {
 func (d *demo) shutdownAll() {
 	d.mu.Lock()
 	cs := d.consumers
-	d.consumers = map[string]*exactlyonce.Consumer{}
+	d.consumers = map[string]stopper{}
 	d.mu.Unlock()
 	var wg sync.WaitGroup
 	for name, c := range cs {
@@ -349,8 +365,10 @@ func (d *demo) nudge(ctx context.Context) {
 		}
 		d.mu.Lock()
 		for _, c := range d.consumers {
-			if r, ok := c.Client().(interface{ Rebalance() }); ok {
-				r.Rebalance()
+			if c, ok := c.(*exactlyonce.Consumer); ok {
+				if r, ok := c.Client().(interface{ Rebalance() }); ok {
+					r.Rebalance()
+				}
 			}
 		}
 		d.mu.Unlock()
@@ -372,8 +390,10 @@ func (d *demo) storedMessages(topic string) int64 {
 func (d *demo) offsetsCommitted(group, topic string) bool {
 	d.mu.Lock()
 	for _, c := range d.consumers {
-		if p, ok := c.Client().(interface{ PersistConsumerOffset() error }); ok {
-			_ = p.PersistConsumerOffset()
+		if c, ok := c.(*exactlyonce.Consumer); ok {
+			if p, ok := c.Client().(interface{ PersistConsumerOffset() error }); ok {
+				_ = p.PersistConsumerOffset()
+			}
 		}
 	}
 	d.mu.Unlock()
@@ -385,19 +405,19 @@ func (d *demo) offsetsCommitted(group, topic string) bool {
 	return true
 }
 
-// probe checks that a name server address accepts connections, so that a
-// wrong address fails at once with a clear message instead of the client's
-// endless retries.
-func probe(ctx context.Context, addr string) error {
+// probe checks that the address of a server (what it is: "RocketMQ name
+// server") accepts connections, so that a wrong address fails at once with
+// a clear message instead of the client's endless retries.
+func probe(ctx context.Context, what, addr string) error {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("cannot reach the RocketMQ name server at %s: no answer within 5 s", addr)
+			return fmt.Errorf("cannot reach the %s at %s: no answer within 5 s", what, addr)
 		}
-		return fmt.Errorf("cannot reach the RocketMQ name server at %s: %w", addr, err)
+		return fmt.Errorf("cannot reach the %s at %s: %w", what, addr, err)
 	}
 	return conn.Close()
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
 )
 
 // TestDemo runs the demo's scenario, smaller, on the in-process broker:
@@ -31,46 +32,85 @@ func TestDemo(t *testing.T) {
 		t.Run(tc.db+"-"+tc.style, func(t *testing.T) {
 			t.Parallel()
 			db := newTestDB(t, tc.db)
-			bin := programBinary(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "demo", "-namesrv=", "-driver", db.driver, "-dsn", db.dsn,
-				"-style", tc.style, "-products", "20", "-changes", "30", "-resend", "0.05",
-				"-timeout", "170s", "-json")
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			start := time.Now()
-			err := cmd.Run()
-			t.Logf("demo took %v; stderr:\n%s", time.Since(start).Round(time.Millisecond), stderr.String())
-			if err != nil {
-				t.Fatalf("demo: %v\nstdout:\n%s", err, stdout.String())
-			}
-			var r Report
-			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-				t.Fatalf("report: %v\n%s", err, stdout.String())
-			}
-			t.Logf("report: %+v", r)
-			if r.Mismatches != 0 {
-				t.Fatalf("%d mismatches: %v", r.Mismatches, r.Problems)
-			}
-			const total = 20 * 30
-			if r.ChangesSent != total || r.Applied != total || r.Records != total {
-				t.Errorf("sent %d, applied %d, records %d; want %d each", r.ChangesSent, r.Applied, r.Records, total)
-			}
+			r := demoReport(t, "-namesrv=", "-driver", db.driver, "-dsn", db.dsn, "-style", tc.style)
 			if r.Resends <= 0 || r.BrokerDuplicates <= 0 || r.Rewound <= 0 || r.Restarts != 1 {
 				t.Errorf("duplicates not injected: resends %d, broker duplicates %d, rewound %d, restarts %d",
 					r.Resends, r.BrokerDuplicates, r.Rewound, r.Restarts)
 			}
-			if r.Skipped < r.injected() {
-				t.Errorf("%d duplicates skipped, want at least the %d injected", r.Skipped, r.injected())
+		})
+	}
+}
+
+// TestDemoV5 runs the demo on the RocketMQ 5 gRPC client (-proxy) against
+// the real proxy, on a FIFO topic and an orderly group created first:
+// producer resends and a consumer restart; every change must be applied
+// exactly once, in order.
+func TestDemoV5(t *testing.T) {
+	for _, tc := range []struct{ db, style string }{
+		{"mysql", "plain"},
+		{"postgres", "tx"},
+	} {
+		t.Run(tc.db+"-"+tc.style, func(t *testing.T) {
+			t.Parallel()
+			endpoint, b := brokertest.Proxy(t)
+			e2eSuite.Record(t, "apache-rocketmq-proxy "+b.Version())
+			db := newTestDB(t, tc.db)
+			topic, group := brokertest.UniqueName(t, "price_change_v5"), brokertest.UniqueName(t, "product_service_v5")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := remoting.EnsureFIFOTopic(ctx, b.NameServer(), topic, group, 4); err != nil {
+				t.Fatal(err)
 			}
-			// Every delivery is applied, skipped or retried: none was
-			// acknowledged without a claim (OutcomeUnclaimed).
-			if r.Deliveries != r.Applied+r.Skipped+r.Retried {
-				t.Errorf("deliveries %d != applied %d + skipped %d + retried %d", r.Deliveries, r.Applied, r.Skipped, r.Retried)
+			r := demoReport(t, "-namesrv=", "-proxy", endpoint, "-topic", topic, "-group", group,
+				"-driver", db.driver, "-dsn", db.dsn, "-style", tc.style)
+			if r.Resends <= 0 || r.Restarts != 1 {
+				t.Errorf("duplicates not injected: resends %d, restarts %d", r.Resends, r.Restarts)
 			}
 		})
 	}
+}
+
+// demoReport runs the demo program on 20 products with 30 changes each, with
+// args, and returns its report. It fails the test unless the verifier found
+// every change applied exactly once, in order (final prices, change
+// counters, history rows), one transaction_record row per change, and every
+// duplicate injected skipped.
+func demoReport(t *testing.T, args ...string) Report {
+	t.Helper()
+	const total = 20 * 30
+	bin := programBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append(append([]string{"demo"}, args...),
+		"-products", "20", "-changes", "30", "-resend", "0.05", "-timeout", "170s", "-json")...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("demo took %v; stderr:\n%s", time.Since(start).Round(time.Millisecond), stderr.String())
+	if err != nil {
+		t.Fatalf("demo: %v\nstdout:\n%s", err, stdout.String())
+	}
+	var r Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	t.Logf("report: %+v", r)
+	if r.Mismatches != 0 {
+		t.Fatalf("%d mismatches: %v", r.Mismatches, r.Problems)
+	}
+	if r.ChangesSent != total || r.Applied != total || r.Records != total {
+		t.Errorf("sent %d, applied %d, records %d; want %d each", r.ChangesSent, r.Applied, r.Records, total)
+	}
+	if r.Skipped < r.injected() {
+		t.Errorf("%d duplicates skipped, want at least the %d injected", r.Skipped, r.injected())
+	}
+	// Every delivery is applied, skipped or retried: none was
+	// acknowledged without a claim (OutcomeUnclaimed).
+	if r.Deliveries != r.Applied+r.Skipped+r.Retried {
+		t.Errorf("deliveries %d != applied %d + skipped %d + retried %d", r.Deliveries, r.Applied, r.Skipped, r.Retried)
+	}
+	return r
 }
 
 // Unreachable servers and bad flags fail at once with a clear message and
@@ -215,7 +255,7 @@ func testKillConsumer(t *testing.T, broker, kind, style string) {
 // the address it prints on its first line.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	bin := buildOnce(t, "rocketmqtest", "../../cmd/rocketmqtest")
+	bin := buildOnce(t, "rocketmqtest", "github.com/b74fc070/rocketmq-exactlyonce/cmd/rocketmqtest")
 	cmd := exec.Command(bin)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

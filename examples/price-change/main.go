@@ -95,12 +95,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // it uses, and the others keep their defaults.
 type flags struct {
 	*flag.FlagSet
-	nameServer, dsn, driver string
-	topic, group, style     string
-	products, changes       int
-	seed                    uint64
-	resend                  float64
-	verbose, jsonOut        bool
+	nameServer, proxy   string
+	dsn, driver         string
+	topic, group, style string
+	products, changes   int
+	seed                uint64
+	resend              float64
+	verbose, jsonOut    bool
 }
 
 func newFlags(name string, stderr io.Writer, use ...string) *flags {
@@ -117,6 +118,9 @@ func newFlags(name string, stderr io.Writer, use ...string) *flags {
 	register := map[string]func(){
 		"namesrv": func() {
 			fs.StringVar(&f.nameServer, "namesrv", os.Getenv("NAMESRV_ADDR"), "RocketMQ name server `host:port` (or $NAMESRV_ADDR)")
+		},
+		"proxy": func() {
+			fs.StringVar(&f.proxy, "proxy", "", "RocketMQ 5 proxy `host:port`: use the v5 gRPC client (exactlyoncev5) instead of rocketmq-client-go and -namesrv; -topic must be a FIFO topic, -group an orderly group")
 		},
 		"dsn": func() {
 			fs.StringVar(&f.dsn, "dsn", os.Getenv("PRICE_CHANGE_DSN"), "database `DSN` (or $PRICE_CHANGE_DSN)")
@@ -142,6 +146,18 @@ func newFlags(name string, stderr io.Writer, use ...string) *flags {
 		register[u]()
 	}
 	return f
+}
+
+// probeBroker checks that the server produce and consume connect to
+// accepts connections: -proxy for the v5 client, else -namesrv.
+func (f *flags) probeBroker(ctx context.Context) error {
+	switch {
+	case f.proxy != "":
+		return probe(ctx, "RocketMQ 5 proxy", f.proxy)
+	case f.nameServer != "":
+		return probe(ctx, "RocketMQ name server", f.nameServer)
+	}
+	return errors.New("-namesrv (or $NAMESRV_ADDR) or -proxy is required")
 }
 
 // setFlags returns the names of the flags given on the command line.
@@ -175,7 +191,7 @@ func (f *flags) logger(stderr io.Writer) *slog.Logger {
 }
 
 func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newFlags("demo", stderr, "namesrv", "dsn", "driver", "topic", "group", "style",
+	f := newFlags("demo", stderr, "namesrv", "proxy", "dsn", "driver", "topic", "group", "style",
 		"products", "changes", "seed", "resend", "json")
 	reset := f.Bool("reset", false, "empty the product and price_history tables of -dsn first")
 	queues := f.Int("queues", 8, "queues of the topic on the in-process broker (with -namesrv the topic exists already)")
@@ -199,7 +215,7 @@ func runDemoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errors.New("-dsn is required (or $PRICE_CHANGE_DSN); scripts/demo.sh runs the demo on a throwaway MariaDB or PostgreSQL")
 	}
 	cfg := demoConfig{
-		Plan: pl, NameServer: f.nameServer, Driver: f.driver, DSN: f.dsn,
+		Plan: pl, NameServer: f.nameServer, Proxy: f.proxy, Driver: f.driver, DSN: f.dsn,
 		Reset: *reset, Style: f.style, Topic: f.topic, Group: f.group,
 		Queues: *queues, Timeout: *timeout, Logger: f.logger(stderr), Verbose: f.verbose,
 	}
@@ -231,7 +247,7 @@ func writeReport(w io.Writer, r *Report, asJSON bool) error {
 }
 
 func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
-	f := newFlags("produce", stderr, "namesrv", "topic", "products", "changes", "seed", "resend")
+	f := newFlags("produce", stderr, "namesrv", "proxy", "topic", "products", "changes", "seed", "resend")
 	workers := f.Int("workers", 4, "sending goroutines (each product is sent by one, in order)")
 	if err := f.parse(args); err != nil {
 		return err
@@ -241,20 +257,17 @@ func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	f.logger(stderr)
-	if f.nameServer == "" {
-		return errors.New("-namesrv is required (or $NAMESRV_ADDR)")
-	}
-	if err := probe(ctx, f.nameServer); err != nil {
+	if err := f.probeBroker(ctx); err != nil {
 		return err
 	}
-	p, err := newProducer(f.nameServer, fmt.Sprintf("price-engine-%d", os.Getpid()))
+	send, stop, err := startProducer(f.nameServer, f.proxy, fmt.Sprintf("price-engine-%d", os.Getpid()), cmp.Or(f.topic, "price-change"))
 	if err != nil {
 		return err
 	}
-	defer p.Shutdown()
+	defer stop()
 	var st publishStats
 	start := time.Now()
-	if err := publish(ctx, p, cmp.Or(f.topic, "price-change"), pl, 1, pl.Changes, *workers, &st); err != nil {
+	if err := publish(ctx, send, pl, 1, pl.Changes, *workers, &st); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "produce: sent %d changes to %d products (+%d resends) in %.1fs\n",
@@ -263,19 +276,19 @@ func runProduce(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
-	f := newFlags("consume", stderr, "namesrv", "dsn", "driver", "topic", "group", "style", "products")
+	f := newFlags("consume", stderr, "namesrv", "proxy", "dsn", "driver", "topic", "group", "style", "products")
 	instance := f.String("instance", "consumer", "client instance name; keep it across restarts so the process gets its queue locks back at once")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	logger := f.logger(stderr)
-	if f.nameServer == "" || f.dsn == "" {
-		return errors.New("-namesrv and -dsn are required (or $NAMESRV_ADDR and $PRICE_CHANGE_DSN)")
+	if f.dsn == "" {
+		return errors.New("-dsn is required (or $PRICE_CHANGE_DSN)")
 	}
 	if f.products < 1 {
 		return errors.New("-products must be at least 1")
 	}
-	if err := probe(ctx, f.nameServer); err != nil {
+	if err := f.probeBroker(ctx); err != nil {
 		return err
 	}
 	ds, err := openDB(ctx, f.driver, f.dsn)
@@ -288,7 +301,7 @@ func runConsume(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var stats exactlyonce.Stats
 	c, err := startConsumer(ds, consumerConfig{
-		NameServer: f.nameServer, Topic: cmp.Or(f.topic, "price-change"),
+		NameServer: f.nameServer, Proxy: f.proxy, Topic: cmp.Or(f.topic, "price-change"),
 		Group: cmp.Or(f.group, "product-service"), Instance: *instance,
 		Style: f.style, Stats: &stats, Logger: logger,
 	})

@@ -74,6 +74,21 @@ func newProducer(nameServer, instance string) (rocketmq.Producer, error) {
 	return p, nil
 }
 
+// startProducer starts the producer of a run's client generation:
+// rocketmq-client-go's through the name server at nameServer, or with proxy
+// set the RocketMQ 5 client's (startProducerV5). It returns the producer's
+// sendFunc for topic and its stop function.
+func startProducer(nameServer, proxy, instance, topic string) (sendFunc, func(), error) {
+	if proxy != "" {
+		return startProducerV5(proxy, topic)
+	}
+	p, err := newProducer(nameServer, instance)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sendWith(p, topic), func() { _ = p.Shutdown() }, nil
+}
+
 // plan is the set of changes a run publishes: changes versions of each of
 // products products, each price a pure function of (seed, product, version),
 // so the verifier can recompute what was sent without talking to the
@@ -130,14 +145,29 @@ type publishStats struct {
 	Resends atomic.Int64 // extra sends of a change already sent
 }
 
+// sendFunc publishes one change, as a new message each time it is called.
+type sendFunc func(ctx context.Context, c PriceChange) error
+
+// sendWith returns the sendFunc of a rocketmq-client-go producer.
+func sendWith(p rocketmq.Producer, topic string) sendFunc {
+	return func(ctx context.Context, c PriceChange) error {
+		msg, err := newMessage(topic, c)
+		if err != nil {
+			return err
+		}
+		_, err = p.SendSync(ctx, msg)
+		return err
+	}
+}
+
 // publish sends versions from to to (inclusive) of every product of the
 // plan: one goroutine per group of products, each sending its products'
-// changes in version order with SendSync, so that a product's changes are
-// stored in order in its queue.
+// changes in version order and waiting for each send, so that a product's
+// changes are stored in order in its queue.
 // A change selected by plan.resent is built and sent a second time, as a
 // pricing module that lost the send result and retried from scratch would:
 // a new message (new message id) with the same business key.
-func publish(ctx context.Context, p rocketmq.Producer, topic string, pl plan, from, to, workers int, st *publishStats) error {
+func publish(ctx context.Context, sendMsg sendFunc, pl plan, from, to, workers int, st *publishStats) error {
 	if workers < 1 {
 		workers = 1
 	}
@@ -152,13 +182,9 @@ func publish(ctx context.Context, p rocketmq.Producer, topic string, pl plan, fr
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
 	send := func(c PriceChange) error {
-		msg, err := newMessage(topic, c)
-		if err != nil {
-			return err
-		}
 		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 		defer scancel()
-		if _, err := p.SendSync(sctx, msg); err != nil {
+		if err := sendMsg(sctx, c); err != nil {
 			return fmt.Errorf("send %s: %w", c.Key(), err)
 		}
 		return nil

@@ -32,6 +32,7 @@ import (
 // The environment variables the package reads.
 const (
 	EnvNameServer = "ROCKETMQ_NAMESRV"        // host:port of the name server
+	EnvProxy      = "ROCKETMQ_PROXY"          // host:port of the RocketMQ 5 proxy's gRPC service
 	EnvRequire    = "REQUIRE_APACHE_ROCKETMQ" // "1": fail instead of skipping without it
 )
 
@@ -94,6 +95,22 @@ func Apache(t testing.TB) *Broker {
 	b.version = strings.ReplaceAll(strings.TrimPrefix(v, "V"), "_", ".")
 	cached[ns] = b
 	return b
+}
+
+// Proxy returns the gRPC address of the Apache RocketMQ proxy named by
+// ROCKETMQ_PROXY, for the v5 clients (scripts/testdb.sh runs the broker
+// inside rocketmq-proxy in local mode), and the broker behind it. Without
+// it the test is skipped, or fails when REQUIRE_APACHE_ROCKETMQ=1.
+func Proxy(t testing.TB) (endpoint string, b *Broker) {
+	t.Helper()
+	endpoint = os.Getenv(EnvProxy)
+	if endpoint == "" {
+		if os.Getenv(EnvRequire) == "1" {
+			t.Fatalf("%s=1 but %s is not set: run under scripts/testdb.sh", EnvRequire, EnvProxy)
+		}
+		t.Skipf("%s not set: skipping the run on a real Apache RocketMQ proxy (run under scripts/testdb.sh)", EnvProxy)
+	}
+	return endpoint, Apache(t)
 }
 
 // UniqueName returns a topic or group name unique to this run of the test:

@@ -8,15 +8,11 @@ package proxytest
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/brokertest"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
 )
-
-// EnvProxy names the proxy's gRPC address, host:port.
-const EnvProxy = "ROCKETMQ_PROXY"
 
 // Env is the proxy a test runs against, and the broker behind it.
 type Env struct {
@@ -29,14 +25,8 @@ type Env struct {
 // REQUIRE_APACHE_ROCKETMQ=1.
 func FromEnv(t testing.TB) *Env {
 	t.Helper()
-	endpoint := os.Getenv(EnvProxy)
-	if endpoint == "" {
-		if os.Getenv(brokertest.EnvRequire) == "1" {
-			t.Fatalf("%s=1 but %s is not set: run under scripts/testdb.sh", brokertest.EnvRequire, EnvProxy)
-		}
-		t.Skipf("%s not set: skipping the run on a real Apache RocketMQ proxy (run under scripts/testdb.sh)", EnvProxy)
-	}
-	return &Env{Broker: brokertest.Apache(t), Endpoint: endpoint}
+	endpoint, b := brokertest.Proxy(t)
+	return &Env{Broker: b, Endpoint: endpoint}
 }
 
 // UniqueName returns a topic or group name of this run only.
