@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/jmoiron/sqlx"
-	"hash/fnv"
 	"io"
 	"maps"
 	"os"
@@ -29,6 +28,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/benchbank"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
@@ -70,11 +70,10 @@ type e2e struct {
 	namesrv   string
 	topic     string
 	run       string // unique per run: groups and client instance names
-	slots     int    // account ranges handed out so far, one per consumption run
+	bank      *benchbank.Bank // the business tables; a slot of accounts per consumption run
 
-	record, account, ledger, dedupe string
-	update, insertLedger            string
-	selectDedupe, insertDedupe      string
+	record, dedupe             string
+	selectDedupe, insertDedupe string
 }
 
 // consumed is a consumption run: its group and its accounts.
@@ -98,7 +97,7 @@ type e2eVariant struct {
 func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	rlog.SetLogLevel("error") // the client logs every rebalance at info
 	e := &e2e{cfg: cfg, run: randomHex(4)}
-	e.record, e.account, e.ledger, e.dedupe = cfg.prefix+"_record", cfg.prefix+"_account", cfg.prefix+"_ledger", cfg.prefix+"_dedupe"
+	e.record, e.dedupe = cfg.prefix+"_record", cfg.prefix+"_dedupe"
 	e.topic = cfg.prefix + "_" + e.run
 	if err := e.open(ctx); err != nil {
 		return nil, err
@@ -157,7 +156,7 @@ func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	for r := range cfg.rounds {
 		for _, v := range vs {
 			group := fmt.Sprintf("%s_%s_%s_r%d", cfg.prefix, e.run, v.name, r+1)
-			slot, err := e.newSlot(ctx)
+			slot, err := e.bank.NewSlot(ctx)
 			if err != nil {
 				return results, err
 			}
@@ -194,16 +193,16 @@ func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	}
 	fmt.Fprintln(out)
 	for _, v := range vs[1:] {
-		fmt.Fprintf(out, "ratio %s/at-least-once %.2f\n", v.name, medianRatio(walls[vs[0].name], walls[v.name]))
+		fmt.Fprintf(out, "ratio %s/at-least-once %.2f\n", v.name, benchbank.MedianRatio(walls[vs[0].name], walls[v.name]))
 	}
-	fmt.Fprintf(out, "ratio eo-batch32/eo %.2f\n", medianRatio(walls["eo"], walls["eo-batch32"]))
+	fmt.Fprintf(out, "ratio eo-batch32/eo %.2f\n", benchbank.MedianRatio(walls["eo"], walls["eo-batch32"]))
 	if e.serverPID != 0 {
 		// On a shared machine the CPU time per message moves less than
 		// the wall time.
 		for _, v := range vs[1:] {
-			fmt.Fprintf(out, "cpu-ratio %s/at-least-once %.2f\n", v.name, medianRatio(cpus[vs[0].name], cpus[v.name]))
+			fmt.Fprintf(out, "cpu-ratio %s/at-least-once %.2f\n", v.name, benchbank.MedianRatio(cpus[vs[0].name], cpus[v.name]))
 		}
-		fmt.Fprintf(out, "cpu-ratio eo-batch32/eo %.2f\n", medianRatio(cpus["eo"], cpus["eo-batch32"]))
+		fmt.Fprintf(out, "cpu-ratio eo-batch32/eo %.2f\n", benchbank.MedianRatio(cpus["eo"], cpus["eo-batch32"]))
 	}
 	fmt.Fprintln(out, "(ratio: the variant's messages/s over at-least-once's; cpu-ratio: at-least-once's client+server CPU per message over the variant's; higher is better; with -rounds, the median of the rounds' ratios)")
 
@@ -240,29 +239,24 @@ func (e *e2e) open(ctx context.Context) (err error) {
 	} else {
 		e.serverPID = findPostgresPID(e.plain)
 	}
-	id := "id bigint AUTO_INCREMENT PRIMARY KEY"
-	if cfg.driver == "pgx" {
-		id = "id bigserial PRIMARY KEY"
+	if e.bank, err = benchbank.Open(ctx, e.plain, e.ds.Dialect(), cfg.prefix, cfg.accounts); err != nil {
+		return err
 	}
-	for _, s := range []string{
-		"CREATE TABLE " + e.account + " (id int PRIMARY KEY, balance bigint NOT NULL)",
-		"CREATE TABLE " + e.ledger + " (" + id + ", consumer_group varchar(128) NOT NULL, message_id varchar(128) NOT NULL, account int NOT NULL, amount bigint NOT NULL)",
-		"CREATE TABLE " + e.dedupe + " (consumer_group varchar(128) NOT NULL, message_id varchar(128) NOT NULL, PRIMARY KEY (consumer_group, message_id))",
-	} {
-		if _, err := e.plain.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", s, err)
-		}
+	s := "CREATE TABLE " + e.dedupe + " (consumer_group varchar(128) NOT NULL, message_id varchar(128) NOT NULL, PRIMARY KEY (consumer_group, message_id))"
+	if _, err := e.plain.ExecContext(ctx, s); err != nil {
+		return fmt.Errorf("%s: %w", s, err)
 	}
 	q := func(s string) string { return sqlx.Rebind(sqlx.BindType(e.ds.Dialect().Name()), s) }
-	e.update = q("UPDATE " + e.account + " SET balance = balance + 1 WHERE id = ?")
-	e.insertLedger = q("INSERT INTO " + e.ledger + " (consumer_group, message_id, account, amount) VALUES (?, ?, ?, 1)")
 	e.selectDedupe = q("SELECT 1 FROM " + e.dedupe + " WHERE consumer_group = ? AND message_id = ?")
 	e.insertDedupe = q("INSERT INTO " + e.dedupe + " (consumer_group, message_id) VALUES (?, ?)")
 	return nil
 }
 
 func (e *e2e) dropTables() {
-	for _, t := range []string{e.record, e.account, e.ledger, e.dedupe} {
+	if e.bank != nil {
+		e.bank.Drop()
+	}
+	for _, t := range []string{e.record, e.dedupe} {
 		_, _ = e.plain.Exec("DROP TABLE IF EXISTS " + t)
 	}
 }
@@ -306,63 +300,9 @@ func (e *e2e) preload(ctx context.Context) error {
 	return nil
 }
 
-// newSlot creates the accounts of a new consumption run and returns its
-// slot: accounts slot*accounts+1 ... (slot+1)*accounts.
-func (e *e2e) newSlot(ctx context.Context) (int, error) {
-	slot := e.slots
-	e.slots++
-	first := slot*e.cfg.accounts + 1
-	for i := first; i < first+e.cfg.accounts; i += 500 {
-		var sb strings.Builder
-		sb.WriteString("INSERT INTO " + e.account + " (id, balance) VALUES ")
-		for j := i; j < min(i+500, first+e.cfg.accounts); j++ {
-			if j > i {
-				sb.WriteString(", ")
-			}
-			fmt.Fprintf(&sb, "(%d, 0)", j)
-		}
-		if _, err := e.plain.ExecContext(ctx, sb.String()); err != nil {
-			return 0, err
-		}
-	}
-	return slot, nil
-}
-
-// accountOf is the account a message moves: spread over the slot's
-// accounts by message id, the same for every variant.
-func (e *e2e) accountOf(slot int, m *primitive.MessageExt) int {
-	h := fnv.New32a()
-	h.Write([]byte(m.MsgId))
-	return slot*e.cfg.accounts + int(h.Sum32()%uint32(e.cfg.accounts)) + 1
-}
-
-// execer is what the business transaction runs on: a *sql.Tx, or the
-// DataSource's *sql.DB with a delivery in the context.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // apply is the business transaction's work for one message.
-func (e *e2e) apply(ctx context.Context, x execer, group string, slot int, m *primitive.MessageExt) error {
-	account := e.accountOf(slot, m)
-	if _, err := x.ExecContext(ctx, e.update, account); err != nil {
-		return err
-	}
-	_, err := x.ExecContext(ctx, e.insertLedger, group, m.MsgId, account)
-	return err
-}
-
-// inTx runs fn in a transaction of the plain pool.
-func (e *e2e) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := e.plain.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+func (e *e2e) apply(ctx context.Context, x benchbank.Execer, group string, slot int, m *primitive.MessageExt) error {
+	return e.bank.Apply(ctx, x, group, slot, m.MsgId)
 }
 
 // variants are the consumers of -mode e2e, in the order they run; the
@@ -401,7 +341,7 @@ func (e *e2e) variants() []e2eVariant {
 			// detects only after deadlock_timeout (1 s), and the listener
 			// then applies the batch message by message.
 			msgs = slices.Clone(msgs)
-			slices.SortFunc(msgs, func(a, b *primitive.MessageExt) int { return cmp.Compare(e.accountOf(slot, a), e.accountOf(slot, b)) })
+			slices.SortFunc(msgs, func(a, b *primitive.MessageExt) int { return cmp.Compare(e.bank.AccountOf(slot, a.MsgId), e.bank.AccountOf(slot, b.MsgId)) })
 			for _, m := range msgs {
 				if err := e.apply(ctx, e.ds.DB(), group, slot, m); err != nil {
 					return err
@@ -412,7 +352,7 @@ func (e *e2e) variants() []e2eVariant {
 	}
 	return []e2eVariant{
 		{name: "at-least-once", batch: 1, listener: plain(func(ctx context.Context, group string, slot int, m *primitive.MessageExt) error {
-			return e.inTx(ctx, func(tx *sql.Tx) error { return e.apply(ctx, tx, group, slot, m) })
+			return e.bank.InTx(ctx, func(tx *sql.Tx) error { return e.apply(ctx, tx, group, slot, m) })
 		})},
 		{name: "select-insert", batch: 1, listener: plain(func(ctx context.Context, group string, slot int, m *primitive.MessageExt) error {
 			var one int
@@ -422,7 +362,7 @@ func (e *e2e) variants() []e2eVariant {
 			case !errors.Is(err, sql.ErrNoRows):
 				return err
 			}
-			return e.inTx(ctx, func(tx *sql.Tx) error {
+			return e.bank.InTx(ctx, func(tx *sql.Tx) error {
 				if err := e.apply(ctx, tx, group, slot, m); err != nil {
 					return err
 				}
@@ -526,18 +466,11 @@ func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exac
 // every message was applied exactly once.
 func (e *e2e) check(ctx context.Context, variant, group string, slot int) (e2eResult, error) {
 	r := e2eResult{variant: variant, group: group}
-	q := func(s string) string { return sqlx.Rebind(sqlx.BindType(e.ds.Dialect().Name()), s) }
-	if err := e.plain.QueryRowContext(ctx, q("SELECT COUNT(*) FROM "+e.ledger+" WHERE consumer_group = ?"), group).Scan(&r.rows); err != nil {
-		return r, err
+	var err error
+	if r.rows, r.balance, err = e.bank.Check(ctx, group, slot, int64(e.cfg.messages)); err != nil {
+		err = fmt.Errorf("%s: %w", variant, err)
 	}
-	first := slot*e.cfg.accounts + 1
-	if err := e.plain.QueryRowContext(ctx, q("SELECT COALESCE(SUM(balance), 0) FROM "+e.account+" WHERE id BETWEEN ? AND ?"), first, first+e.cfg.accounts-1).Scan(&r.balance); err != nil {
-		return r, err
-	}
-	if want := int64(e.cfg.messages); r.rows != want || r.balance != want {
-		return r, fmt.Errorf("%s (group %s): %d ledger rows and balance %d, want %d of each", variant, group, r.rows, r.balance, want)
-	}
-	return r, nil
+	return r, err
 }
 
 // ceiling consumes the topic with listeners that do nothing, one message
@@ -701,17 +634,6 @@ func (e *e2e) dbCounters(ctx context.Context) (map[string]float64, error) {
 
 // roundTrips is dbCounters' count of MySQL/MariaDB round trips.
 const roundTrips = "round trips"
-
-// medianRatio is the median over rounds of base[i]/v[i]: v's throughput
-// relative to base's in the same round.
-func medianRatio(base, v []time.Duration) float64 {
-	rs := make([]float64, len(v))
-	for i := range v {
-		rs[i] = float64(base[i]) / float64(v[i])
-	}
-	slices.Sort(rs)
-	return rs[len(rs)/2]
-}
 
 func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 
