@@ -123,6 +123,7 @@ func TestDemoUnreachableServers(t *testing.T) {
 		want string
 	}{
 		{"name server", []string{"produce", "-namesrv", "127.0.0.1:1"}, "cannot reach the RocketMQ name server at 127.0.0.1:1"},
+		{"proxy", []string{"produce", "-proxy", "127.0.0.1:1"}, "cannot reach the RocketMQ 5 proxy at 127.0.0.1:1"},
 		{"database", []string{"verify", "-dsn", "root@tcp(127.0.0.1:1)/test"}, "cannot reach the mysql database"},
 		{"driver", []string{"verify", "-driver", "oracle", "-dsn", "x"}, `unsupported -driver "oracle"`},
 		{"no database", []string{"demo"}, "-dsn is required"},
