@@ -112,6 +112,8 @@ func handlePullMessage(s *state, in *inbound) *Command {
 	if err != nil {
 		return respond(codeSystemError, err.Error())
 	}
+	// As PullMessageProcessor, before it looks at the topic.
+	s.knowGroup(r.group)
 	return s.pull(in, r, true)
 }
 

@@ -4,13 +4,18 @@ package rocketmqtest
 //
 // Implemented: the offset is stored as given, a negative one included (no
 // check at all, like the Java ConsumerOffsetManager); QUERY_CONSUMER_OFFSET
-// then answers as if there were none. rocketmq-client-go sends it one-way, so
-// there is usually no response; a one-way request with a malformed field is
-// logged. The DropOffsetCommits and DelayOffsetCommits faults apply here and
-// to the commit offset carried by PULL_MESSAGE.
+// then answers as if there were none. A group not in the subscription-group
+// table (never seen in a heartbeat, pull or send-back) gets
+// SUBSCRIPTION_GROUP_NOT_EXIST, "Group <group> not exist!", as on Apache
+// RocketMQ 5.x. rocketmq-client-go sends it one-way, so there is usually no
+// response (a refused commit is then lost, as on the Java broker); a one-way
+// request with a malformed field or an unknown group is logged. The
+// DropOffsetCommits and DelayOffsetCommits faults apply here and to the
+// commit offset carried by PULL_MESSAGE (which adds its group to the table
+// first).
 //
-// Not implemented: the Java broker's SUBSCRIPTION_GROUP_NOT_EXIST and
-// TOPIC_NOT_EXIST answers for a group or topic it does not know.
+// Not implemented: the Java broker's TOPIC_NOT_EXIST answer for a topic it
+// does not know.
 
 func init() { handlers[CodeUpdateConsumerOffset] = handleUpdateConsumerOffset }
 
@@ -23,6 +28,9 @@ func handleUpdateConsumerOffset(s *state, in *inbound) *Command {
 	off, err := c.extInt("commitOffset")
 	if err != nil {
 		return respond(codeSystemError, err.Error())
+	}
+	if group := c.ext("consumerGroup"); !s.knownGroups[group] {
+		return respond(codeSubscriptionGroupNotExist, "Group "+group+" not exist!")
 	}
 	s.commitOffset(offsetKey{c.ext("consumerGroup"), c.ext("topic"), qid}, off)
 	return success()

@@ -61,6 +61,7 @@ func handleHeartbeat(s *state, in *inbound) *Command {
 		if err := validGroup(cd.GroupName); err != nil {
 			return respond(codeSystemError, "invalid consumer group name: "+err.Error())
 		}
+		s.knowGroup(cd.GroupName)
 		g := s.group(cd.GroupName)
 		g.consumeType, g.messageModel = cd.ConsumeType, cd.MessageModel
 		if w, ok := cd.ConsumeFromWhere.(string); ok {

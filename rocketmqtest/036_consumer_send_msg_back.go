@@ -36,6 +36,7 @@ func handleConsumerSendMsgBack(s *state, in *inbound) *Command {
 	if err := validGroup(groupName); err != nil {
 		return respond(codeSystemError, err.Error())
 	}
+	s.knowGroup(groupName)
 	offset, err := c.extInt("offset")
 	if err != nil {
 		return respond(codeSystemError, err.Error())

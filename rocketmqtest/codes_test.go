@@ -138,6 +138,18 @@ func TestOffsetRequests(t *testing.T) {
 	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeQueryConsumerOffset, ExtFields: q}); err != nil || resp.Code != 22 {
 		t.Errorf("new group, empty queue: %v %+v, want QUERY_NOT_FOUND", err, resp)
 	}
+	// A group the broker never met (no heartbeat, pull or send-back) cannot
+	// commit, as on Apache RocketMQ 5.x; the query above did not add it.
+	unknown := map[string]string{"consumerGroup": "g", "topic": "o", "queueId": "0", "commitOffset": "3"}
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset, ExtFields: unknown}); err != nil ||
+		resp.Code != 26 || resp.Remark != "Group g not exist!" || b.CommittedOffset("g", "o", 0) != -1 {
+		t.Errorf("commit of an unknown group: %v %+v, committed %d; want SUBSCRIPTION_GROUP_NOT_EXIST, nothing stored", err, resp, b.CommittedOffset("g", "o", 0))
+	}
+	// A pull adds its group, as PullMessageProcessor does (so do a heartbeat
+	// and a send-back), found or not (here NO_MESSAGE_IN_QUEUE).
+	if resp, err := c.call(pullReq("o", 0, 0, flagSubscription, "")); err != nil || resp.Code != 19 {
+		t.Fatalf("pull: %v %+v", err, resp)
+	}
 	before := time.Now().UnixMilli()
 	for i := range 4 {
 		rawSend(t, c, "o", 0, fmt.Sprint(i), "")

@@ -46,9 +46,6 @@ var knownDifferences = map[string]string{
 		"on a topic nobody created; Apache RocketMQ answers TOPIC_NOT_EXIST (17) until a send creates it",
 	"raw-*/heartbeat*.IS_SUPPORT_HEART_BEAT_V2": "rocketmqtest does not take version 2 heartbeats " +
 		"(HEART_BEAT_V2, which a Java 5.x client may send to a broker that offers it)",
-	"raw-*/commitOffsetUnknownGroup.*": "rocketmqtest keeps no subscription-group table and stores " +
-		"any group's offset; Apache RocketMQ refuses a group it does not know (26) until its first " +
-		"heartbeat or pull",
 }
 
 // target is one broker under comparison.

@@ -167,6 +167,7 @@ func TestQueryConsumerOffsetNotFound(t *testing.T) {
 	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("q", 2))
 	c := dial(t, b)
 	c.send(rocketmqtest.CodeSendMessageV2, false, `{"a":"p","b":"q","e":0,"f":0,"g":1,"h":0,"i":""}`, []byte("x"))
+	c.send(rocketmqtest.CodeHeartbeat, false, `{}`, consumerHeartbeat("minus", "two"))
 	commit := func(group string, queue int, off int64) {
 		c.send(rocketmqtest.CodeUpdateConsumerOffset, true,
 			fmt.Sprintf(`{"consumerGroup":%q,"topic":"q","queueId":%d,"commitOffset":%d}`, group, queue, off), nil)

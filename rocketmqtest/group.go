@@ -77,6 +77,17 @@ func (s *state) group(name string) *group {
 	return g
 }
 
+// knowGroup adds a group to the subscription-group table, as the Java
+// broker's SubscriptionGroupManager.findSubscriptionGroupConfig does for a
+// group it meets in a heartbeat, pull or send-back (autoCreateSubscriptionGroup,
+// on by default), and logs it for WithDataDir.
+func (s *state) knowGroup(name string) {
+	if !s.knownGroups[name] {
+		s.knownGroups[name] = true
+		s.recordKnownGroup(name)
+	}
+}
+
 // removeConn drops the client on c; it reports whether there was one.
 func (g *group) removeConn(c *conn) bool {
 	if _, ok := g.clients[c]; !ok {

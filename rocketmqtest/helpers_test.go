@@ -1,7 +1,9 @@
 package rocketmqtest_test
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,23 @@ func TestMain(m *testing.M) {
 }
 
 // eventually polls cond until it holds or the deadline passes.
+// consumerHeartbeat is a HEART_BEAT body for a consumer of each group, with
+// no subscriptions: it adds the groups to the broker's subscription-group
+// table, as a consumer's first heartbeat does, so that their offset commits
+// are taken.
+func consumerHeartbeat(groups ...string) []byte {
+	var b strings.Builder
+	b.WriteString(`{"clientID":"hb","producerDataSet":[],"consumerDataSet":[`)
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"groupName":%q,"subscriptionDataSet":[]}`, g)
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)

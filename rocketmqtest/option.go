@@ -137,7 +137,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithDataDir keeps topics, messages, committed offsets, pending delayed
-// messages and consumer groups' subscriptions in an append-only log in dir,
+// messages, consumer groups' subscriptions and the groups whose offset
+// commits the broker takes (those it met) in an append-only log in dir,
 // replayed when a broker starts with the same dir: a broker process killed
 // and started again has what it had.
 // Each change is written as it happens (no fsync). Default: memory only.

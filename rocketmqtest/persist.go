@@ -13,8 +13,8 @@ import (
 
 // Persistence for WithDataDir: an append-only log of what the broker must not
 // forget when its process dies — topics, stored messages (their commit-log
-// encoding), committed offsets, delivered delayed messages and consumer
-// groups' subscriptions. Each record is
+// encoding), committed offsets, delivered delayed messages, consumer
+// groups' subscriptions and the subscription-group table. Each record is
 // written with one write call as it happens, so it survives a killed process
 // (not a machine crash: there is no fsync). On start the log is replayed; a
 // record cut short by a kill is ignored.
@@ -26,6 +26,7 @@ import (
 //	'S'     = int64 commit-log offset of a delivered SCHEDULE_TOPIC_XXXX message
 //	'G'     = uint16 len | group | uint16 len | topic | byte removed |
 //	          int64 subVersion | uint16 len | expressionType | uint16 len | expression
+//	'K'     = uint16 len | group, a group added to the subscription-group table
 
 const dataFile = "rocketmqtest.log"
 
@@ -147,6 +148,12 @@ func (s *state) replayRecord(rec []byte, delivered map[int64]bool) error {
 			return r.err
 		}
 		s.setSubscription(s.group(group), sd)
+	case 'K':
+		group := string(r.bytes(int(r.u16())))
+		if r.err != nil {
+			return r.err
+		}
+		s.knownGroups[group] = true
 	default:
 		return fmt.Errorf("unknown record kind %q", rec[0])
 	}
@@ -221,6 +228,11 @@ func (s *state) recordOffset(k offsetKey, off int64) {
 	b = binary.BigEndian.AppendUint32(b, uint32(k.queueID))
 	b = binary.BigEndian.AppendUint64(b, uint64(off))
 	s.record('O', b)
+}
+
+func (s *state) recordKnownGroup(group string) {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(group)))
+	s.record('K', append(b, group...))
 }
 
 func (s *state) recordSubscription(group string, sd *subscriptionData) {

@@ -35,13 +35,19 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 		rawSend(t, c, "kept", i%2, fmt.Sprint("m", i), "UNIQ_KEY\x01K"+strconv.Itoa(i)+"\x02")
 	}
 	rawSend(t, c, "kept", 0, "delayed", "DELAY\x013\x02") // 10 s, scaled to 2 s: still parked across the restart
-	if _, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset,
-		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "1", "commitOffset": "2"}}); err != nil {
-		t.Fatal(err)
-	}
 	hb := `{"clientID":"c","producerDataSet":[],"consumerDataSet":[{"groupName":"g","subscriptionDataSet":[{"topic":"kept","subString":"*","subVersion":1,"expressionType":"TAG"}]}]}`
 	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Body: []byte(hb)}); err != nil || resp.Code != 0 {
 		t.Fatalf("heartbeat: %v %+v", err, resp)
+	}
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset,
+		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "1", "commitOffset": "2"}}); err != nil || resp.Code != 0 {
+		t.Fatalf("commit: %v %+v", err, resp)
+	}
+	// A group met only in a pull is in the subscription-group table too.
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodePullMessage, ExtFields: map[string]string{
+		"consumerGroup": "pulled", "topic": "kept", "queueId": "0", "queueOffset": "0", "maxMsgNums": "1", "sysFlag": "4",
+		"commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*", "subVersion": "0"}}); err != nil || resp.Code != 0 {
+		t.Fatalf("pull: %v %+v", err, resp)
 	}
 	before := b1.Messages("kept")
 	c.close()
@@ -68,6 +74,16 @@ func TestDataDirSurvivesProcessRestart(t *testing.T) {
 	}
 	if off := b2.CommittedOffset("g", "kept", 1); off != 2 {
 		t.Errorf("committed offset %d, want 2", off)
+	}
+	// The subscription-group table survived: its groups commit before any
+	// heartbeat or pull, as on a Java broker (subscriptionGroup.json).
+	c3 := rawDial(b2.Addr())
+	defer c3.close()
+	for _, g := range []string{"g", "pulled"} {
+		if resp, err := c3.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset,
+			ExtFields: map[string]string{"consumerGroup": g, "topic": "kept", "queueId": "0", "commitOffset": "1"}}); err != nil || resp.Code != 0 {
+			t.Errorf("commit of %s after restart: %v %+v", g, err, resp)
+		}
 	}
 	eventually(t, 10*time.Second, "delayed message delivered after restart", func() bool { return len(b2.Messages("kept")) == 6 })
 	// The group's subscription survived: a pull without one of its own works
@@ -116,6 +132,9 @@ func TestDataDirRecordsOffsetChangesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rawDial(b1.Addr())
+	if resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeHeartbeat, Body: consumerHeartbeat("g")}); err != nil || resp.Code != 0 {
+		t.Fatalf("heartbeat: %v %+v", err, resp)
+	}
 	size := func() int64 {
 		t.Helper()
 		fi, err := os.Stat(filepath.Join(dir, "rocketmqtest.log"))

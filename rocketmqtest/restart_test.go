@@ -123,6 +123,11 @@ func (w tWriter) Write(p []byte) (int, error) {
 func TestConsumerAfterNegativeCommitMissesNothing(t *testing.T) {
 	b := rocketmqtest.NewBroker(t, rocketmqtest.WithTopic("late", 2))
 	c := dial(t, b)
+	// A pull adds the group to the broker's subscription-group table, so
+	// that its commits are taken, without making it a member (a heartbeat
+	// would, and take queues from the consumer below).
+	c.send(rocketmqtest.CodePullMessage, false, `{"consumerGroup":"late","topic":"late","queueId":0,"queueOffset":0,`+
+		`"maxMsgNums":1,"sysFlag":4,"commitOffset":0,"suspendTimeoutMillis":0,"subscription":"*","subVersion":0}`, nil)
 	for q := range 2 {
 		c.send(rocketmqtest.CodeUpdateConsumerOffset, true,
 			fmt.Sprintf(`{"consumerGroup":"late","topic":"late","queueId":%d,"commitOffset":-1}`, q), nil)

@@ -41,6 +41,11 @@ type state struct {
 	opaque          int32                       // of broker-to-client requests
 	log             *os.File                    // WithDataDir's log, or nil
 	replaying       bool                        // replaying the log: do not record
+
+	// knownGroups is the Java broker's subscription-group table: a group
+	// is added at its first heartbeat, pull or send-back and kept, across
+	// restarts too; an offset commit for a group not in it is refused.
+	knownGroups map[string]bool
 }
 
 type offsetKey struct {
@@ -62,6 +67,7 @@ func newState(b *Broker) (*state, error) {
 		commitLog:       map[int64]*message{},
 		offsets:         map[offsetKey]int64{},
 		groups:          map[string]*group{},
+		knownGroups:     map[string]bool{},
 		locks:           map[string]map[queueKey]*queueLock{},
 		held:            map[queueKey][]*heldPull{},
 		producerClients: map[string]map[*conn]string{},

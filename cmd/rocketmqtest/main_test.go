@@ -155,6 +155,14 @@ func TestKilledProcessKeepsData(t *testing.T) {
 	if resp := call(t, addr, send); resp.Code != 0 {
 		t.Fatalf("send: %+v", resp)
 	}
+	pull := &rocketmqtest.Command{Code: rocketmqtest.CodePullMessage, Opaque: 3, ExtFields: map[string]string{
+		"consumerGroup": "g", "topic": "kept", "queueId": "0", "queueOffset": "0", "maxMsgNums": "32",
+		"sysFlag": "4", "commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*", "expressionType": "TAG"}}
+	// The group's first pull, without which (or a heartbeat) the broker
+	// refuses its commits, as Apache RocketMQ does.
+	if resp := call(t, addr, pull); resp.Code != 0 {
+		t.Fatalf("pull: %+v", resp)
+	}
 	commit := &rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset, Opaque: 2,
 		ExtFields: map[string]string{"consumerGroup": "g", "topic": "kept", "queueId": "0", "commitOffset": "1"}}
 	if resp := call(t, addr, commit); resp.Code != 0 {
@@ -166,9 +174,6 @@ func TestKilledProcessKeepsData(t *testing.T) {
 	_ = cmd.Wait()
 
 	_, addr = start()
-	pull := &rocketmqtest.Command{Code: rocketmqtest.CodePullMessage, Opaque: 3, ExtFields: map[string]string{
-		"consumerGroup": "g", "topic": "kept", "queueId": "0", "queueOffset": "0", "maxMsgNums": "32",
-		"sysFlag": "4", "commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*", "expressionType": "TAG"}}
 	resp := call(t, addr, pull)
 	if resp.Code != 0 || !strings.Contains(string(resp.Body), "survives") || !strings.Contains(string(resp.Body), "ID1") {
 		t.Fatalf("pull after kill: code %d body %q", resp.Code, resp.Body)
