@@ -12,6 +12,11 @@ import (
 // refused message back without a send-back (FAILURE or no Ack just makes it
 // visible again later), so a refusal can return at once. A nil *gate admits
 // everything and never cancels.
+//
+// It is not shared with the v2 adapter through an internal package of the
+// root module: this module would then compile against whatever version of
+// that unexported API the user's build selects, so the two would have to be
+// released in lock-step.
 type gate struct {
 	mu        sync.Mutex
 	closed    bool
