@@ -57,8 +57,8 @@
 // error) only if all its messages
 // are acknowledged. Otherwise a concurrent consumer gets ConsumeRetryLater
 // (the client sends the whole batch back to the retry topic; the messages
-// that committed are skipped when it returns), except under a Consumer,
-// which sends the failed messages back itself and checks the broker's
+// that committed are skipped when it returns), except under a Consumer (or
+// with WithSendBack), which sends the failed messages back itself and checks the broker's
 // answer, since v2.1.2 takes a refused send-back for a success (upstream
 // #1106): the delivery succeeds once they are stored for retry, and a
 // refused one is run again here (docs/consumer.md, Send-backs). An orderly consumer gets

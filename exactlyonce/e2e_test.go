@@ -336,7 +336,7 @@ func oneDB(t *testing.T) *dbtest.Env {
 // eventuallyCommitted waits until the committed offsets of the group's
 // queues of topic add up to want, pushing c's offsets to the broker on each
 // try (the client does it every 5 s).
-func eventuallyCommitted(t *testing.T, b e2eBroker, c *Consumer, group, topic string, want int64) {
+func eventuallyCommitted(t *testing.T, b e2eBroker, c any, group, topic string, want int64) {
 	t.Helper()
 	eventually(t, 30*time.Second, fmt.Sprintf("offsets committed up to %d", want), func() bool {
 		persist(c)
@@ -344,10 +344,13 @@ func eventuallyCommitted(t *testing.T, b e2eBroker, c *Consumer, group, topic st
 	})
 }
 
-// persist pushes the client's offsets to the broker now (the client does it
-// every 5 s).
-func persist(c *Consumer) {
-	if p, ok := c.Client().(interface{ PersistConsumerOffset() error }); ok {
+// persist pushes the offsets of c, a *Consumer or a client, to the broker
+// now (the client does it every 5 s).
+func persist(c any) {
+	if ec, ok := c.(*Consumer); ok {
+		c = ec.Client()
+	}
+	if p, ok := c.(interface{ PersistConsumerOffset() error }); ok {
 		_ = p.PersistConsumerOffset()
 	}
 }
@@ -1138,14 +1141,44 @@ func TestE2ESendBackFails(t *testing.T) {
 }
 
 // A send-back the broker rejects loses nothing: rocketmq-client-go v2.1.2
-// takes the rejection as success (upstream #1106), so the Consumer sends
-// failed messages back itself and checks the answer. While the broker
+// takes the rejection as success (upstream #1106), so the Consumer (and a
+// listener given WithSendBack on a client of one's own) sends failed
+// messages back itself and checks the answer. While the broker
 // rejects the group's send-backs (rocketmqtest: RejectSendBacks, SYSTEM_ERROR;
 // Apache RocketMQ: a read-only retry topic, NO_PERMISSION), a failed message
 // is run again here until it is applied; once the broker accepts them, a
 // failed message goes to the retry topic and is applied from there.
 func TestE2ERejectedSendBackRetried(t *testing.T) {
 	skipIfRace(t)
+	t.Run("Consumer", func(t *testing.T) { testRejectedSendBackRetried(t, false) })
+	t.Run("WithSendBack", func(t *testing.T) { testRejectedSendBackRetried(t, true) })
+}
+
+// startOwnClient subscribes a TxListener with WithSendBack on a client of
+// the test's own and starts it.
+func startOwnClient(t *testing.T, f *fixture, b e2eBroker, group, topic string, h TxHandler) rocketmq.PushConsumer {
+	t.Helper()
+	b.newGroup(t, group)
+	pc, err := rocketmq.NewPushConsumer(
+		consumer.WithNameServer(primitive.NamesrvAddr{b.nameServer()}),
+		consumer.WithInstance(instanceName(t)),
+		consumer.WithGroupName(group),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Shutdown() })
+	if err := pc.Subscribe(topic, consumer.MessageSelector{}, TxListener(f.ds, group, h, quiet, WithSendBack(pc))); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+func testRejectedSendBackRetried(t *testing.T, ownClient bool) {
 	onBrokers(t, func(t *testing.T, b e2eBroker) {
 		f := newFixture(t, oneDB(t))
 		topic, group := unique(t, "sendback_rejected"), unique(t, "eo_sendback_rejected")
@@ -1154,8 +1187,7 @@ func TestE2ERejectedSendBackRetried(t *testing.T) {
 		fails := newFirstAttemptFails("m0", "m2")
 		var mu sync.Mutex
 		reconsumed := map[string]int32{}
-		c := newConsumer(t, f, b, group)
-		startTx(t, c, topic, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
+		h := func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
 			mu.Lock()
 			reconsumed[string(m.Body)] = m.ReconsumeTimes
 			mu.Unlock()
@@ -1163,7 +1195,15 @@ func TestE2ERejectedSendBackRetried(t *testing.T) {
 				return err
 			}
 			return f.applyMsg(ctx, tx, group, m)
-		})
+		}
+		var c any
+		if ownClient {
+			c = startOwnClient(t, f, b, group, topic, h)
+		} else {
+			ec := newConsumer(t, f, b, group)
+			startTx(t, ec, topic, h)
+			c = ec
+		}
 		// After newConsumer, which creates the group's retry topic on
 		// Apache RocketMQ (newGroup), writable.
 		accept := b.rejectSendBacks(t, group)

@@ -49,8 +49,10 @@ func ExampleListener() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// WithSendBack: the listener sends failed messages back itself and
+	// checks the answer, which rocketmq-client-go v2.1.2 ignores.
 	err = c.Subscribe("orders", consumer.MessageSelector{},
-		exactlyonce.Listener(ds, "stock-service", decrementStock))
+		exactlyonce.Listener(ds, "stock-service", decrementStock, exactlyonce.WithSendBack(c)))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
@@ -207,6 +208,24 @@ func WithPurge(keep, interval time.Duration) Option {
 func withGate(g *gate) Option { return optionFunc(func(c *config) { c.gate = g }) }
 
 func withSendBack(s *sendBack) Option { return optionFunc(func(c *config) { c.sendBack = s }) }
+
+// WithSendBack gives a listener subscribed on a client of your own, pc,
+// what a Consumer's listeners have: a failed message is sent back to the
+// retry topic (past the maximum reconsume times, to the dead-letter queue)
+// by the listener, which checks the broker's answer, instead of by pc.
+// rocketmq-client-go v2.1.2 ignores that answer (upstream #1106), so a
+// message whose send-back the broker refuses is acknowledged and lost.
+// With this option it is run again (for an orderly listener, its queue is
+// suspended) until it is applied or stored: a refusal that lasts keeps it,
+// and the goroutine pc runs it on, even after pc shut down.
+//
+// pc's options are read with reflection. For a client they cannot be read
+// from, a broadcasting one, or one with ACL credentials or TLS, the option
+// does nothing and pc sends back as before. A Consumer's listeners need no
+// option: they always do this.
+func WithSendBack(pc rocketmq.PushConsumer) Option {
+	return withSendBack(newSendBack(func() any { return pc }))
+}
 
 // WithDataSources names further DataSources (other databases) the handler
 // writes to through its context. The listener then claims the message in
