@@ -330,7 +330,7 @@ func (e *e2e) variants() []e2eVariant {
 			opts := append([]exactlyonce.Option{exactlyonce.WithMetrics(stats), exactlyonce.WithLogger(nil)}, opts...)
 			return exactlyonce.TxListener(e.ds, group, func(ctx context.Context, tx *sql.Tx, m *primitive.MessageExt) error {
 				return e.apply(ctx, tx, group, slot, m)
-			}, opts...), func() int64 { return acked(stats) }
+			}, opts...), func() int64 { return benchbank.Acked(stats) }
 		}
 	}
 	batch := func(group string, slot int) (exactlyonce.ListenerFunc, func() int64) {
@@ -348,7 +348,7 @@ func (e *e2e) variants() []e2eVariant {
 				}
 			}
 			return nil
-		}, exactlyonce.WithMetrics(stats), exactlyonce.WithLogger(nil)), func() int64 { return acked(stats) }
+		}, exactlyonce.WithMetrics(stats), exactlyonce.WithLogger(nil)), func() int64 { return benchbank.Acked(stats) }
 	}
 	return []e2eVariant{
 		{name: "at-least-once", batch: 1, listener: plain(func(ctx context.Context, group string, slot int, m *primitive.MessageExt) error {
@@ -375,16 +375,6 @@ func (e *e2e) variants() []e2eVariant {
 		{name: "eo-batch8", batch: 8, listener: batch},
 		{name: "eo-batch32", batch: 32, listener: batch},
 	}
-}
-
-// acked is how many messages the listener acknowledged: applied, or found
-// applied.
-func acked(s *exactlyonce.Stats) int64 {
-	var n int64
-	for o := exactlyonce.OutcomeProcessed; o.Acked(); o++ {
-		n += s.Count(o)
-	}
-	return n
 }
 
 // e2eSample is what one consumption run measured.
@@ -551,8 +541,8 @@ func (e *e2e) storms(ctx context.Context, runs map[string]consumed) ([]e2eResult
 				return [3]int64{stats.Count(exactlyonce.OutcomeSkippedCache), stats.Count(exactlyonce.OutcomeSkippedTable), stats.Count(exactlyonce.OutcomeDuplicate)}
 			}
 			before := counts()
-			skipped := acked(stats)
-			m, err := e.consume(ctx, name, group, base.batch, l, func() int64 { return acked(stats) - skipped })
+			skipped := benchbank.Acked(stats)
+			m, err := e.consume(ctx, name, group, base.batch, l, func() int64 { return benchbank.Acked(stats) - skipped })
 			// A handler that ran failed its messages, which then stall
 			// the pass: report the cause rather than the stall.
 			if n := ran.Load(); n > 0 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/exactlyonce"
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
@@ -151,4 +152,14 @@ func MedianRatio(base, v []time.Duration) float64 {
 	}
 	slices.Sort(rs)
 	return rs[len(rs)/2]
+}
+
+// Acked is how many messages an exactly-once listener reporting to s
+// acknowledged: applied, or found applied.
+func Acked(s *exactlyonce.Stats) int64 {
+	var n int64
+	for o := exactlyonce.OutcomeProcessed; o.Acked(); o++ {
+		n += s.Count(o)
+	}
+	return n
 }
