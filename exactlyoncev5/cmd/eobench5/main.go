@@ -17,8 +17,10 @@
 // ledger row per message. It prints messages/s per variant (from the first
 // business transaction's start to the last message done) and this
 // process's CPU per message,
-// then the ratios to at-least-once (the median of the rounds' ratios), and
-// fails unless every variant applied every message exactly once. Its
+// then the ratios to at-least-once (the median of the rounds' ratios) and
+// the ceiling (noop: a listener that does nothing, the most the client and
+// the proxy deliver), and fails unless every variant applied every message
+// exactly once. Its
 // tables are named eobench5_*. docs/benchmarks.md ("On the RocketMQ 5 gRPC
 // client") has the figures:
 //
@@ -168,16 +170,10 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 			if err != nil {
 				return results, err
 			}
-			var first atomic.Pointer[time.Time]
-			started := func() {
-				if first.Load() == nil {
-					now := time.Now()
-					first.CompareAndSwap(nil, &now)
-				}
-			}
-			l, done := v.listener(group, slot, started)
+			var c clock
+			l, done := v.listener(group, slot, c.start)
 			cpu, err := b.consume(ctx, group, l, done)
-			wall := time.Since(*first.Load())
+			wall := c.since()
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", v.name, err)
 			}
@@ -189,7 +185,7 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 			}
 			walls[v.name] = append(walls[v.name], wall)
 			fmt.Fprintf(out, "%-5d %-16s %9.0f %8.2f %12.1f\n", r+1, v.name,
-				float64(cfg.messages)/wall.Seconds(), wall.Seconds(), float64(cpu.Microseconds())/float64(cfg.messages))
+				float64(cfg.messages)/wall.Seconds(), wall.Seconds(), perMsg(cpu, cfg.messages))
 		}
 	}
 	fmt.Fprintln(out)
@@ -197,8 +193,45 @@ func run(ctx context.Context, cfg config) ([]result, error) {
 		fmt.Fprintf(out, "ratio %s/%s %.2f\n", v.name, vs[0].name, benchbank.MedianRatio(walls[vs[0].name], walls[v.name]))
 	}
 	fmt.Fprintln(out, "(ratio: the variant's messages/s over at-least-once's; with -rounds, the median of the rounds' ratios)")
-	return results, nil
+	return results, b.ceiling(ctx)
 }
+
+// ceiling consumes the topic with a listener that does nothing: the most
+// the client and the proxy deliver, which bounds every variant.
+func (b *bench) ceiling(ctx context.Context) error {
+	var n atomic.Int64
+	var c clock
+	l := &rmq.FuncMessageListener{Consume: func(*rmq.MessageView) rmq.ConsumerResult {
+		c.start()
+		n.Add(1)
+		return rmq.SUCCESS
+	}}
+	cpu, err := b.consume(ctx, fmt.Sprintf("%s_%s_noop", b.cfg.prefix, b.run), l, n.Load)
+	if err != nil {
+		return fmt.Errorf("noop: %w", err)
+	}
+	wall := c.since()
+	fmt.Fprintf(b.cfg.out, "\nceiling: a listener that does nothing\n%-16s %9s %8s %12s\n%-16s %9.0f %8.2f %12.1f\n",
+		"variant", "msgs/s", "seconds", "client µs/m", "noop", float64(b.cfg.messages)/wall.Seconds(), wall.Seconds(), perMsg(cpu, b.cfg.messages))
+	return nil
+}
+
+// clock measures a consumption run from its first message: the client's
+// start-up and first queue assignment are not consumption.
+type clock struct{ first atomic.Pointer[time.Time] }
+
+// start starts the clock unless it runs already; safe for concurrent use.
+func (c *clock) start() {
+	if c.first.Load() == nil {
+		now := time.Now()
+		c.first.CompareAndSwap(nil, &now)
+	}
+}
+
+// since returns the time since start.
+func (c *clock) since() time.Duration { return time.Since(*c.first.Load()) }
+
+func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 
 // open connects to the database and creates the tables and the topic.
 func (b *bench) open(ctx context.Context) (err error) {

@@ -47,7 +47,7 @@ func TestE2E(t *testing.T) {
 		if want := "at-least-once,eo,eo-nocheck"; strings.Join(got, ",") != want {
 			t.Errorf("runs %v, want %s", got, want)
 		}
-		for _, line := range []string{"ratio eo/at-least-once ", "ratio eo-nocheck/at-least-once "} {
+		for _, line := range []string{"ratio eo/at-least-once ", "ratio eo-nocheck/at-least-once ", "\nnoop "} {
 			if !strings.Contains(out.String(), line) {
 				t.Errorf("output lacks %q", line)
 			}
