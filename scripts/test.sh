@@ -144,7 +144,9 @@ rm -rf "$head_mod"
 # exactlyoncev5's end-to-end tests (the v5 gRPC client against the proxy the
 # broker runs in, and the v2 client for the switch between them) are skipped
 # under -race, like step 3's: run them here; their line joins the summary.
-# They run in parallel (own topics and groups), mostly waiting on the broker.
+# They run in parallel (own topics and groups), mostly waiting on the broker;
+# cmd/eobench5's TestE2E (the v5 benchmark with 200 messages, checked for
+# correctness) runs among them.
 (cd exactlyoncev5 && go test -count=1 -parallel 4 -timeout 20m -run E2E ./...) || { cat "$E2E_SUMMARY"; exit 1; }
 cat "$E2E_SUMMARY"
 CHAOS=1 CHAOS_MESSAGES=1000 CHAOS_DURATION=20s go test -count=1 -timeout 15m ./internal/chaos/
