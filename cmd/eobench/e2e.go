@@ -69,10 +69,10 @@ type e2e struct {
 	broker    *rocketmqtest.Broker // nil with -namesrv
 	namesrv   string
 	topic     string
-	run       string // unique per run: groups and client instance names
+	run       string          // unique per run: groups and client instance names
 	bank      *benchbank.Bank // the business tables; a slot of accounts per consumption run
 
-	record, dedupe             string
+	dedupe                     string
 	selectDedupe, insertDedupe string
 }
 
@@ -97,7 +97,7 @@ type e2eVariant struct {
 func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 	rlog.SetLogLevel("error") // the client logs every rebalance at info
 	e := &e2e{cfg: cfg, run: randomHex(4)}
-	e.record, e.dedupe = cfg.prefix+"_record", cfg.prefix+"_dedupe"
+	e.dedupe = cfg.prefix + "_dedupe"
 	e.topic = cfg.prefix + "_" + e.run
 	if err := e.open(ctx); err != nil {
 		return nil, err
@@ -217,34 +217,26 @@ func runE2E(ctx context.Context, cfg e2eConfig) ([]e2eResult, error) {
 // an interrupted run) and prepares the statements' text.
 func (e *e2e) open(ctx context.Context) (err error) {
 	cfg := e.cfg
-	if e.plain, err = sql.Open(cfg.driver, cfg.dsn); err != nil {
+	if e.bank, err = benchbank.Open(ctx, cfg.driver, cfg.dsn, cfg.prefix, cfg.accounts); err != nil {
 		return err
 	}
-	e.dropTables()
-	if e.ds, err = mqdatasource.Open(cfg.driver, cfg.dsn, mqdatasource.WithTable(e.record), mqdatasource.WithMigrate()); err != nil {
-		e.plain.Close()
-		return err
-	}
+	e.plain, e.ds = e.bank.Plain, e.bank.DS
 	defer func() {
 		if err != nil {
 			e.close()
 		}
 	}()
-	// More than the client's 20 consuming goroutines, so the plain variants
-	// do not open and close connections either.
-	e.plain.SetMaxIdleConns(32)
-	e.ds.DB().SetMaxIdleConns(32)
 	if cfg.driver == "mysql" {
 		e.serverPID = findServerPID(e.plain)
 	} else {
 		e.serverPID = findPostgresPID(e.plain)
 	}
-	if e.bank, err = benchbank.Open(ctx, e.plain, e.ds.Dialect(), cfg.prefix, cfg.accounts); err != nil {
-		return err
-	}
-	s := "CREATE TABLE " + e.dedupe + " (consumer_group varchar(128) NOT NULL, message_id varchar(128) NOT NULL, PRIMARY KEY (consumer_group, message_id))"
-	if _, err := e.plain.ExecContext(ctx, s); err != nil {
-		return fmt.Errorf("%s: %w", s, err)
+	drop := "DROP TABLE IF EXISTS " + e.dedupe
+	create := "CREATE TABLE " + e.dedupe + " (consumer_group varchar(128) NOT NULL, message_id varchar(128) NOT NULL, PRIMARY KEY (consumer_group, message_id))"
+	for _, s := range []string{drop, create} {
+		if _, err := e.plain.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
 	}
 	q := func(s string) string { return sqlx.Rebind(sqlx.BindType(e.ds.Dialect().Name()), s) }
 	e.selectDedupe = q("SELECT 1 FROM " + e.dedupe + " WHERE consumer_group = ? AND message_id = ?")
@@ -252,19 +244,10 @@ func (e *e2e) open(ctx context.Context) (err error) {
 	return nil
 }
 
-func (e *e2e) dropTables() {
-	if e.bank != nil {
-		e.bank.Drop()
-	}
-	for _, t := range []string{e.record, e.dedupe} {
-		_, _ = e.plain.Exec("DROP TABLE IF EXISTS " + t)
-	}
-}
-
+// close drops the tables and closes the database.
 func (e *e2e) close() {
-	e.dropTables()
-	e.ds.Close()
-	e.plain.Close()
+	_, _ = e.plain.Exec("DROP TABLE IF EXISTS " + e.dedupe)
+	e.bank.Close()
 }
 
 // preload sends the messages in batches, so that preloading takes a small
@@ -341,7 +324,9 @@ func (e *e2e) variants() []e2eVariant {
 			// detects only after deadlock_timeout (1 s), and the listener
 			// then applies the batch message by message.
 			msgs = slices.Clone(msgs)
-			slices.SortFunc(msgs, func(a, b *primitive.MessageExt) int { return cmp.Compare(e.bank.AccountOf(slot, a.MsgId), e.bank.AccountOf(slot, b.MsgId)) })
+			slices.SortFunc(msgs, func(a, b *primitive.MessageExt) int {
+				return cmp.Compare(e.bank.AccountOf(slot, a.MsgId), e.bank.AccountOf(slot, b.MsgId))
+			})
 			for _, m := range msgs {
 				if err := e.apply(ctx, e.ds.DB(), group, slot, m); err != nil {
 					return err
@@ -423,25 +408,8 @@ func (e *e2e) consume(ctx context.Context, name, group string, batch int, l exac
 	// Shut down after the measurement: it persists the offsets, which a
 	// storm rewinds afterwards.
 	defer func() { _ = pc.Shutdown() }()
-	want := int64(e.cfg.messages)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	lastN, lastMove := int64(-1), time.Now()
-	for {
-		n := done()
-		if n >= want {
-			break
-		}
-		if n != lastN {
-			lastN, lastMove = n, time.Now()
-		} else if time.Since(lastMove) > e.cfg.stall {
-			return e2eSample{}, fmt.Errorf("stalled at %d of %d messages for %v", n, want, e.cfg.stall)
-		}
-		select {
-		case <-ctx.Done():
-			return e2eSample{}, ctx.Err()
-		case <-tick.C:
-		}
+	if err := benchbank.WaitDone(ctx, done, int64(e.cfg.messages), e.cfg.stall); err != nil {
+		return e2eSample{}, err
 	}
 	s := e2eSample{wall: time.Since(*first.Load())}
 	if cpu1, ok := readCPU(e.serverPID, e.cfg.driver == "pgx"); ok {

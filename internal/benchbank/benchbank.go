@@ -23,13 +23,17 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
-// Bank is the business tables of a benchmark run.
+// Bank is a benchmark run's database: its business tables, reached two
+// ways, plainly and through a DataSource with the run's claim table.
 type Bank struct {
-	db       *sql.DB // without the claim: the variants without the library use it as is
+	Plain *sql.DB                  // without the claim, for the variants without the library
+	DS    *mqdatasource.DataSource // with the claim table prefix_record
+
+	db       *sql.DB // Plain
 	accounts int     // per slot
 	slots    int     // handed out so far
 
-	account, ledger              string // table names
+	record, account, ledger      string // table names
 	update, insertLedger         string
 	countLedger, sumSlotBalances string
 }
@@ -40,12 +44,31 @@ type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// Open creates the tables prefix_account and prefix_ledger in db, whose
-// dialect is d, dropping leftovers of an interrupted run; each slot has
-// accounts accounts.
-func Open(ctx context.Context, db *sql.DB, d mqdatasource.Dialect, prefix string, accounts int) (*Bank, error) {
-	b := &Bank{db: db, accounts: accounts, account: prefix + "_account", ledger: prefix + "_ledger"}
-	b.Drop()
+// Open opens the database of driver and dsn twice, plainly and through
+// mqdatasource with the claim table prefix_record, and creates that table
+// and the business tables prefix_account and prefix_ledger, dropping
+// leftovers of an interrupted run first; each slot has accounts accounts.
+func Open(ctx context.Context, driver, dsn, prefix string, accounts int) (b *Bank, err error) {
+	b = &Bank{accounts: accounts, record: prefix + "_record", account: prefix + "_account", ledger: prefix + "_ledger"}
+	if b.Plain, err = sql.Open(driver, dsn); err != nil {
+		return nil, err
+	}
+	b.db = b.Plain
+	b.drop()
+	if b.DS, err = mqdatasource.Open(driver, dsn, mqdatasource.WithTable(b.record), mqdatasource.WithMigrate()); err != nil {
+		b.Plain.Close()
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	// More than the clients' 20 consuming goroutines, so that neither pool
+	// opens and closes connections.
+	b.Plain.SetMaxIdleConns(32)
+	b.DS.DB().SetMaxIdleConns(32)
+	d := b.DS.Dialect()
 	id := "id bigint AUTO_INCREMENT PRIMARY KEY"
 	if d.Name() == "postgres" {
 		id = "id bigserial PRIMARY KEY"
@@ -54,7 +77,7 @@ func Open(ctx context.Context, db *sql.DB, d mqdatasource.Dialect, prefix string
 		"CREATE TABLE " + b.account + " (id int PRIMARY KEY, balance bigint NOT NULL)",
 		"CREATE TABLE " + b.ledger + " (" + id + ", consumer_group varchar(128) NOT NULL, message_id varchar(128) NOT NULL, account int NOT NULL, amount bigint NOT NULL)",
 	} {
-		if _, err := db.ExecContext(ctx, s); err != nil {
+		if _, err := b.db.ExecContext(ctx, s); err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 	}
@@ -66,9 +89,15 @@ func Open(ctx context.Context, db *sql.DB, d mqdatasource.Dialect, prefix string
 	return b, nil
 }
 
-// Drop drops the tables.
-func (b *Bank) Drop() {
-	for _, t := range []string{b.account, b.ledger} {
+// Close drops the tables and closes both pools.
+func (b *Bank) Close() {
+	b.drop()
+	b.DS.Close()
+	b.Plain.Close()
+}
+
+func (b *Bank) drop() {
+	for _, t := range []string{b.record, b.account, b.ledger} {
 		_, _ = b.db.Exec("DROP TABLE IF EXISTS " + t)
 	}
 }
@@ -141,6 +170,30 @@ func (b *Bank) Check(ctx context.Context, group string, slot int, want int64) (r
 		return rows, balance, fmt.Errorf("group %s: %d ledger rows and balance %d, want %d of each", group, rows, balance, want)
 	}
 	return rows, balance, nil
+}
+
+// WaitDone waits until done reaches want, and fails when it stops moving
+// for stall, or when ctx ends.
+func WaitDone(ctx context.Context, done func() int64, want int64, stall time.Duration) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	lastN, lastMove := int64(-1), time.Now()
+	for {
+		n := done()
+		if n >= want {
+			return nil
+		}
+		if n != lastN {
+			lastN, lastMove = n, time.Now()
+		} else if time.Since(lastMove) > stall {
+			return fmt.Errorf("stalled at %d of %d messages for %v", n, want, stall)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // MedianRatio is the median over rounds of base[i]/v[i]: the throughput of

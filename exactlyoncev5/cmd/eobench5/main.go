@@ -51,7 +51,6 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyoncev5"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/benchbank"
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/remoting"
-	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/mysqldriver" // "mysql"
 	_ "github.com/b74fc070/rocketmq-exactlyonce/mqdatasource/pgxdriver"   // "pgx"
 )
@@ -123,8 +122,6 @@ type result struct {
 // GracefulStop waits up to about half a minute for its long polls).
 type bench struct {
 	cfg   config
-	plain *sql.DB
-	ds    *mqdatasource.DataSource
 	bank  *benchbank.Bank
 	topic string
 	run   string // unique per run: groups
@@ -235,41 +232,20 @@ func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) /
 
 // open connects to the database and creates the tables and the topic.
 func (b *bench) open(ctx context.Context) (err error) {
-	cfg := b.cfg
-	if b.plain, err = sql.Open(cfg.driver, cfg.dsn); err != nil {
+	if b.bank, err = benchbank.Open(ctx, b.cfg.driver, b.cfg.dsn, b.cfg.prefix, b.cfg.accounts); err != nil {
 		return err
 	}
-	record := cfg.prefix + "_record"
-	_, _ = b.plain.ExecContext(ctx, "DROP TABLE IF EXISTS "+record)
-	if b.ds, err = mqdatasource.Open(cfg.driver, cfg.dsn, mqdatasource.WithTable(record), mqdatasource.WithMigrate()); err != nil {
-		b.plain.Close()
+	if _, err := remoting.EnsureTopic(ctx, b.cfg.namesrv, b.topic, b.cfg.queues); err != nil {
+		b.bank.Close()
 		return err
 	}
-	defer func() {
-		if err != nil {
-			b.close()
-		}
-	}()
-	// More than the client's 20 consumption goroutines, so that neither
-	// pool opens and closes connections.
-	b.plain.SetMaxIdleConns(32)
-	b.ds.DB().SetMaxIdleConns(32)
-	if b.bank, err = benchbank.Open(ctx, b.plain, b.ds.Dialect(), cfg.prefix, cfg.accounts); err != nil {
-		return err
-	}
-	_, err = remoting.EnsureTopic(ctx, cfg.namesrv, b.topic, cfg.queues)
-	return err
+	return nil
 }
 
 // close waits for the consumers to stop, then drops the tables.
 func (b *bench) close() {
 	b.stopping.Wait()
-	if b.bank != nil {
-		b.bank.Drop()
-	}
-	_, _ = b.plain.Exec("DROP TABLE IF EXISTS " + b.cfg.prefix + "_record")
-	b.ds.Close()
-	b.plain.Close()
+	b.bank.Close()
 }
 
 func clientConfig(endpoint, group string) *rmq.Config {
@@ -318,7 +294,7 @@ func (b *bench) variants() []variant {
 		return func(group string, slot int, started func()) (rmq.MessageListener, func() int64) {
 			stats := new(exactlyonce.Stats)
 			opts := append([]exactlyoncev5.Option{exactlyoncev5.WithMetrics(stats), exactlyoncev5.WithLogger(nil)}, opts...)
-			return exactlyoncev5.TxListener(b.ds, group, func(ctx context.Context, tx *sql.Tx, mv *rmq.MessageView) error {
+			return exactlyoncev5.TxListener(b.bank.DS, group, func(ctx context.Context, tx *sql.Tx, mv *rmq.MessageView) error {
 				started()
 				return b.bank.Apply(ctx, tx, group, slot, mv.GetMessageId())
 			}, opts...), func() int64 { return benchbank.Acked(stats) }
@@ -360,25 +336,8 @@ func (b *bench) consume(ctx context.Context, group string, l rmq.MessageListener
 		return 0, err
 	}
 	defer b.stopping.Go(func() { _ = pc.GracefulStop() })
-	want := int64(b.cfg.messages)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	lastN, lastMove := int64(-1), time.Now()
-	for {
-		n := done()
-		if n >= want {
-			break
-		}
-		if n != lastN {
-			lastN, lastMove = n, time.Now()
-		} else if time.Since(lastMove) > b.cfg.stall {
-			return 0, fmt.Errorf("stalled at %d of %d messages for %v", n, want, b.cfg.stall)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-tick.C:
-		}
+	if err := benchbank.WaitDone(ctx, done, int64(b.cfg.messages), b.cfg.stall); err != nil {
+		return 0, err
 	}
 	return processCPU() - cpu0, nil
 }
