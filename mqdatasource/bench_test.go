@@ -13,8 +13,9 @@ import (
 // BenchmarkDeliverWrites measures the client-side cost of a delivery of
 // three writes over an in-memory driver (no server), by transaction style:
 // one explicit transaction, or each write in a BeginTx/Commit pair of its
-// own (GORM's default). Compare the two with benchstat, or read the ratio
-// of their ns/op.
+// own (GORM's default). The same two styles on the driver alone, without
+// the DataSource or a delivery (three transactions of their own there),
+// give database/sql's own cost of a pair for comparison.
 func BenchmarkDeliverWrites(b *testing.B) {
 	mem := memdb.New()
 	ds, err := mqdatasource.OpenConnector(mem, mqdatasource.WithDialect(mqdatasource.PostgreSQL()), mqdatasource.WithSchemaCheck(false))
@@ -59,9 +60,53 @@ func BenchmarkDeliverWrites(b *testing.B) {
 			return nil
 		}},
 	}
+	raw := sql.OpenDB(memdb.New())
+	b.Cleanup(func() { raw.Close() })
+	rawStyles := []struct {
+		name string
+		fn   func(ctx context.Context) error
+	}{
+		{"one-tx", func(ctx context.Context) error {
+			tx, err := raw.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			for range 3 {
+				if err := write(ctx, tx); err != nil {
+					return err
+				}
+			}
+			return tx.Commit()
+		}},
+		{"tx-per-write", func(ctx context.Context) error {
+			for range 3 {
+				tx, err := raw.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				if err := write(ctx, tx); err != nil {
+					return err
+				}
+				if err := tx.Commit(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+	for _, s := range rawStyles {
+		b.Run("driver-alone/"+s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.fn(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	var n int
 	for _, s := range styles {
-		b.Run(s.name, func(b *testing.B) {
+		b.Run("delivery/"+s.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				n++
