@@ -332,13 +332,13 @@ func notDeadLettered(msgs []*primitive.MessageExt) []*primitive.MessageExt {
 // failed (nil: none) keeps its count, held at the maximum when deadLetter
 // could not dead-letter it (so that its next failure tries again); every
 // other message (not run, applied before failed, marked) is lowered by
-// one, which the client's increment undoes.
+// one, which the client's increment undoes, and to the maximum at most.
 func (s *sendBack) orderlyCounts(msgs []*primitive.MessageExt, failed *primitive.MessageExt) {
 	for _, m := range msgs {
 		switch {
 		case m == nil:
 		case m != failed:
-			m.ReconsumeTimes--
+			m.ReconsumeTimes = min(m.ReconsumeTimes-1, s.orderlyMax)
 		case m.ReconsumeTimes > s.orderlyMax:
 			m.ReconsumeTimes = s.orderlyMax
 		}

@@ -249,7 +249,7 @@ func TestOrderlyDeadLetteredNotRunAgain(t *testing.T) {
 		return commitWith(st)(ctx, m)
 	}, nil, []Option{quiet, withGate(newGate()), withSendBack(sb)}).consume
 	bad, good, late := newMsg("t", "bad", 1), newMsg("t", "good", 2), newMsg("t", "late", 3)
-	bad.ReconsumeTimes = 1 // past the maximum of 0
+	bad.ReconsumeTimes = 3 // well past the maximum of 0 (a lower maximum since)
 	batch := []*primitive.MessageExt{bad, good, late}
 	if ok, err := deliver(t, f, true, batch...); ok || !errors.Is(err, errBusiness) {
 		t.Fatalf("%v, %v: want a suspension for late's failure", ok, err)

@@ -17,105 +17,73 @@ import (
 // the DataSource or a delivery (three transactions of their own there),
 // give database/sql's own cost of a pair for comparison.
 func BenchmarkDeliverWrites(b *testing.B) {
-	mem := memdb.New()
-	ds, err := mqdatasource.OpenConnector(mem, mqdatasource.WithDialect(mqdatasource.PostgreSQL()), mqdatasource.WithSchemaCheck(false))
+	ds, err := mqdatasource.OpenConnector(memdb.New(), mqdatasource.WithDialect(mqdatasource.PostgreSQL()), mqdatasource.WithSchemaCheck(false))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ds.Close() })
-	const add = `UPDATE counter SET n = n + $1 WHERE id = $2`
-	write := func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, add, 1, 1)
-		return err
-	}
-	styles := []struct {
-		name string
-		fn   func(ctx context.Context) error
-	}{
-		{"one-tx", func(ctx context.Context) error {
-			tx, err := ds.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			for range 3 {
-				if err := write(ctx, tx); err != nil {
-					return err
-				}
-			}
-			return tx.Commit()
-		}},
-		{"tx-per-write", func(ctx context.Context) error {
-			for range 3 {
-				tx, err := ds.BeginTx(ctx, nil)
-				if err != nil {
-					return err
-				}
-				if err := write(ctx, tx); err != nil {
-					return err
-				}
-				if err := tx.Commit(); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
-	}
 	raw := sql.OpenDB(memdb.New())
 	b.Cleanup(func() { raw.Close() })
-	rawStyles := []struct {
-		name string
-		fn   func(ctx context.Context) error
-	}{
-		{"one-tx", func(ctx context.Context) error {
-			tx, err := raw.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			for range 3 {
-				if err := write(ctx, tx); err != nil {
-					return err
+
+	n := 0 // keys stay new across -count runs
+	for name, db := range map[string]*sql.DB{"driver-alone": raw, "delivery": ds.DB()} {
+		for style, writes := range map[string]func(context.Context, *sql.DB) error{"one-tx": oneTx, "tx-per-write": txPerWrite} {
+			b.Run(name+"/"+style, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if db == raw {
+						if err := writes(context.Background(), db); err != nil {
+							b.Fatal(err)
+						}
+						continue
+					}
+					n++
+					d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: style + strconv.Itoa(n), Topic: "t"}
+					res, err := mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error { return writes(ctx, db) })
+					if err != nil || res != mqdatasource.Committed {
+						b.Fatalf("delivery: %v, %v", res, err)
+					}
 				}
-			}
-			return tx.Commit()
-		}},
-		{"tx-per-write", func(ctx context.Context) error {
-			for range 3 {
-				tx, err := raw.BeginTx(ctx, nil)
-				if err != nil {
-					return err
-				}
-				if err := write(ctx, tx); err != nil {
-					return err
-				}
-				if err := tx.Commit(); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
+			})
+		}
 	}
-	for _, s := range rawStyles {
-		b.Run("driver-alone/"+s.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := s.fn(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+}
+
+const benchAdd = `UPDATE counter SET n = n + $1 WHERE id = $2`
+
+// oneTx makes three writes in one transaction.
+func oneTx(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
 	}
-	var n int
-	for _, s := range styles {
-		b.Run("delivery/"+s.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				n++
-				d := mqdatasource.Delivery{ConsumerGroup: "bench", Key: "k" + strconv.Itoa(n), Topic: "t"}
-				res, err := mqdatasource.Deliver(context.Background(), d, s.fn)
-				if err != nil || res != mqdatasource.Committed {
-					b.Fatalf("delivery: %v, %v", res, err)
-				}
-			}
-		})
+	defer tx.Rollback()
+	for range 3 {
+		if _, err := tx.ExecContext(ctx, benchAdd, 1, 1); err != nil {
+			return err
+		}
 	}
+	return tx.Commit()
+}
+
+// txPerWrite makes three writes, each in a transaction of its own.
+func txPerWrite(ctx context.Context, db *sql.DB) error {
+	for range 3 {
+		if err := oneWrite(ctx, db); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func oneWrite(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, benchAdd, 1, 1); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -212,7 +212,10 @@ func (c *conn) Ping(ctx context.Context) error {
 // inner one, so the inner driver's reset is deferred to the connection's
 // next work of its own (see guard): go-sql-driver/mysql's liveness check
 // is a system call, and GORM's default per-write transactions hand a
-// connection out for every write.
+// connection out for every write. The one visible difference: a *sql.Conn
+// taken with a delivery's context and then used without it gets
+// driver.ErrBadConn from a dead connection, where a reset at hand-out would
+// have made database/sql take another.
 func (c *conn) ResetSession(ctx context.Context) error {
 	if c.broken {
 		return driver.ErrBadConn

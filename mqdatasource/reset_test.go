@@ -3,6 +3,7 @@ package mqdatasource_test
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"testing"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/internal/memdb"
@@ -66,5 +67,57 @@ func TestSessionResetDeferredForDeliveries(t *testing.T) {
 	}
 	if !mem.Recorded("k1#g") {
 		t.Error("delivery k1 not recorded")
+	}
+}
+
+// A *sql.Conn taken with a delivery's context and then used for work of
+// its own (a context without the delivery) runs the deferred reset before
+// that work. A dead connection then fails the call with driver.ErrBadConn,
+// which database/sql does not retry on a *sql.Conn, and nothing of it is
+// applied.
+func TestSessionResetDeferredSQLConn(t *testing.T) {
+	mem := memdb.New()
+	ds, err := mqdatasource.OpenConnector(mem, mqdatasource.WithDialect(mqdatasource.PostgreSQL()), mqdatasource.WithSchemaCheck(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	ds.DB().SetMaxOpenConns(1)
+	const add = `UPDATE counter SET n = n + $1 WHERE id = $2`
+	d := mqdatasource.Delivery{ConsumerGroup: "g", Key: "k1", Topic: "t"}
+	res, err := mqdatasource.Deliver(context.Background(), d, func(ctx context.Context) error {
+		if _, err := ds.DB().ExecContext(ctx, add, 10, 1); err != nil { // the delivery's
+			return err
+		}
+		own := mqdatasource.WithoutDelivery(ctx)
+		c, err := ds.DB().Conn(ctx)
+		if err != nil {
+			return err
+		}
+		resets := mem.Count(memdb.Reset)
+		if _, err := c.ExecContext(own, add, 1, 2); err != nil {
+			t.Errorf("own work on a *sql.Conn taken with the delivery's context: %v", err)
+		}
+		if got := mem.Count(memdb.Reset) - resets; got != 1 {
+			t.Errorf("%d session resets before the connection's own work, want 1", got)
+		}
+		c.Close()
+
+		mem.Fail(memdb.Reset, driver.ErrBadConn)
+		c, err = ds.DB().Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.ExecContext(own, add, 100, 2); !errors.Is(err, driver.ErrBadConn) {
+			t.Errorf("own work on a dead connection: %v, want driver.ErrBadConn", err)
+		}
+		return nil
+	})
+	if err != nil || res != mqdatasource.Committed {
+		t.Fatalf("Deliver = %v, %v; want Committed", res, err)
+	}
+	if a, b := mem.Counter(1), mem.Counter(2); a != 10 || b != 1 {
+		t.Errorf("counters = %d, %d; want 10 (the delivery's) and 1 (the own work that ran)", a, b)
 	}
 }
