@@ -99,7 +99,7 @@ func newTestDB(t *testing.T, kind string) testDB {
 			return testDB{driver: e.Driver, dsn: e.NewDatabase(t, "price_change")}
 		}
 	}
-	t.Skipf("no %s database configured: run under scripts/testdb.sh (e.g. scripts/testdb.sh go test ./examples/price-change)", kind)
+	t.Skipf("no %s database configured: run under scripts/testdb.sh (e.g. scripts/testdb.sh go -C examples/price-change test .)", kind)
 	return testDB{}
 }
 
