@@ -124,7 +124,25 @@ export REQUIRE_APACHE_ROCKETMQ=1
 # internal/brokertest, Suite), printed after the Go tests, pass or fail.
 E2E_SUMMARY=$(mktemp)
 export E2E_SUMMARY
-trap 'rm -f "$E2E_SUMMARY"' EXIT
+# On any exit (a failure, or Ctrl-C: a background job ignores SIGINT) the
+# example's background tests are stopped, go test's children first, and the
+# temporary files removed.
+example_out= example_pid= head_mod=
+kill_tree() {
+	local child
+	for child in $(pgrep -P "$1" || true); do
+		kill_tree "$child"
+	done
+	kill "$1" 2>/dev/null || true
+}
+cleanup() {
+	if [[ -n $example_pid ]] && kill -0 "$example_pid" 2>/dev/null; then
+		kill_tree "$example_pid"
+	fi
+	rm -f "$E2E_SUMMARY" ${example_out:+"$example_out"}
+	if [[ -n $head_mod ]]; then rm -rf "$head_mod"; fi
+}
+trap cleanup EXIT
 THROWAWAY_TEST=1 go test -race -count=1 -timeout 20m ./... || { cat "$E2E_SUMMARY"; exit 1; }
 # The example's tests run beside these, as they did beside the other
 # packages in step 2 before the example became a module: both are mostly
@@ -135,6 +153,7 @@ example_out=$(mktemp)
 example_pid=$!
 go test -count=1 -timeout 20m ./rocketmqtest/... ./exactlyonce/... ./internal/brokertest/ || { wait "$example_pid"; cat "$example_out" "$E2E_SUMMARY"; exit 1; }
 wait "$example_pid" || { cat "$example_out" "$E2E_SUMMARY"; exit 1; }
+example_pid=
 cat "$example_out"
 rm -f "$example_out"
 head_client=$(sed -n 's|^\tgithub.com/apache/rocketmq-client-go/v2 \(v[^ ]*\)$|\1|p' go.clienthead.mod)
