@@ -34,6 +34,9 @@ func startProducerV5(endpoint, topic string) (sendFunc, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// A failed Start stops the producer itself (the client's Start calls
+	// GracefulStop when its startUp fails; a second GracefulStop would only
+	// return "client has been closed"), so there is nothing to stop here.
 	if err := p.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start producer: %w (is %s a RocketMQ 5 proxy, and does topic %s exist?)", err, endpoint, topic)
 	}

@@ -15,14 +15,12 @@
 // Every variant applies the business transaction of cmd/eobench's e2e mode
 // (internal/benchbank): an UPDATE of an account balance and an INSERT of a
 // ledger row per message. It prints messages/s per variant (from the first
-// business transaction's start to the last message done) and this
-// process's CPU per message,
-// then the ratios to at-least-once (the median of the rounds' ratios) and
-// the ceiling (noop: a listener that does nothing, the most the client and
-// the proxy deliver), and fails unless every variant applied every message
-// exactly once. Its
-// tables are named eobench5_*. docs/benchmarks.md ("On the RocketMQ 5 gRPC
-// client") has the figures:
+// business transaction's start to the last message done) and this process's
+// CPU per message, then the ratios to at-least-once (the median of the
+// rounds' ratios) and the ceiling (noop: a listener that does nothing, the
+// most the client and the proxy deliver), and fails unless every variant
+// applied every message exactly once. Its tables are named eobench5_*.
+// docs/benchmarks.md ("On the RocketMQ 5 gRPC client") has the figures:
 //
 //	scripts/testdb.sh sh -c 'cd exactlyoncev5 && go run ./cmd/eobench5'
 package main
