@@ -27,6 +27,8 @@ import (
 //	'G'     = uint16 len | group | uint16 len | topic | byte removed |
 //	          int64 subVersion | uint16 len | expressionType | uint16 len | expression
 //	'K'     = uint16 len | group, a group added to the subscription-group table
+//	          (replay also adds the groups of 'O' and 'G' records: a log written
+//	          before 'K' records has only those)
 
 const dataFile = "rocketmqtest.log"
 
@@ -135,6 +137,9 @@ func (s *state) replayRecord(rec []byte, delivered map[int64]bool) error {
 			return r.err
 		}
 		s.offsets[offsetKey{group, topic, q}] = off
+		// A group with a committed offset or a subscription was met (logs
+		// written before 'K' records existed have only these).
+		s.knowGroup(group)
 	case 'S':
 		delivered[int64(r.u64())] = true
 	case 'G':
@@ -148,6 +153,7 @@ func (s *state) replayRecord(rec []byte, delivered map[int64]bool) error {
 			return r.err
 		}
 		s.setSubscription(s.group(group), sd)
+		s.knowGroup(group)
 	case 'K':
 		group := string(r.bytes(int(r.u16())))
 		if r.err != nil {

@@ -1,6 +1,7 @@
 package rocketmqtest_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,5 +166,66 @@ func TestDataDirRecordsOffsetChangesOnly(t *testing.T) {
 	b2 := rocketmqtest.NewBroker(t, rocketmqtest.WithDataDir(dir))
 	if off := b2.CommittedOffset("g", "o", 0); off != 3 {
 		t.Errorf("replayed offset %d, want 3", off)
+	}
+}
+
+// TestDataDirWithoutKnownGroupRecords replays a log written before 'K'
+// records (the subscription-group table) existed: its groups are known from
+// their committed offsets ('O') and subscriptions ('G'), so they commit
+// after the restart before any heartbeat or pull, while a group the log
+// never names is still refused.
+func TestDataDirWithoutKnownGroupRecords(t *testing.T) {
+	str := func(b []byte, s string) []byte {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		return append(b, s...)
+	}
+	var log []byte
+	record := func(kind byte, payload []byte) {
+		log = binary.BigEndian.AppendUint32(log, uint32(1+len(payload)))
+		log = append(log, kind)
+		log = append(log, payload...)
+	}
+	topic := str(nil, "old")
+	topic = binary.BigEndian.AppendUint32(topic, 1)
+	topic = binary.BigEndian.AppendUint32(topic, 1)
+	topic = binary.BigEndian.AppendUint32(topic, 6) // read | write
+	record('T', topic)
+	off := str(str(nil, "committed"), "old")
+	off = binary.BigEndian.AppendUint32(off, 0)
+	off = binary.BigEndian.AppendUint64(off, 1)
+	record('O', off)
+	sub := append(str(str(nil, "subscribed"), "old"), 0)
+	sub = binary.BigEndian.AppendUint64(sub, 1)
+	sub = str(str(sub, "TAG"), "*")
+	record('G', sub)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rocketmqtest.log"), log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b := rocketmqtest.NewBroker(t, rocketmqtest.WithDataDir(dir))
+	if got := b.CommittedOffset("committed", "old", 0); got != 1 {
+		t.Fatalf("replayed offset %d, want 1", got)
+	}
+	c := rawDial(b.Addr())
+	defer c.close()
+	commit := func(group string) *rocketmqtest.Command {
+		t.Helper()
+		resp, err := c.call(&rocketmqtest.Command{Code: rocketmqtest.CodeUpdateConsumerOffset,
+			ExtFields: map[string]string{"consumerGroup": group, "topic": "old", "queueId": "0", "commitOffset": "2"}})
+		if err != nil {
+			t.Fatalf("commit of %s: %v", group, err)
+		}
+		return resp
+	}
+	for _, g := range []string{"committed", "subscribed"} {
+		if resp := commit(g); resp.Code != 0 {
+			t.Errorf("commit of %s after restart: %+v", g, resp)
+		} else if got := b.CommittedOffset(g, "old", 0); got != 2 {
+			t.Errorf("%s: committed offset %d, want 2", g, got)
+		}
+	}
+	if resp := commit("never"); resp.Code != 26 {
+		t.Errorf("commit of a group the log never names: %+v, want SUBSCRIPTION_GROUP_NOT_EXIST", resp)
 	}
 }
