@@ -33,7 +33,7 @@ type tcpProxy struct {
 
 func newTCPProxy(t *testing.T, target string) *tcpProxy {
 	t.Helper()
-	p := &tcpProxy{addr: freeAddr(t), target: target}
+	p := &tcpProxy{addr: dbtest.FreeAddr(t), target: target}
 	if err := p.start(); err != nil {
 		t.Fatal(err)
 	}

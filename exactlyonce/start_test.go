@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,20 +13,9 @@ import (
 	rmqerrors "github.com/apache/rocketmq-client-go/v2/errors"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/b74fc070/rocketmq-exactlyonce/internal/dbtest"
 	"github.com/b74fc070/rocketmq-exactlyonce/rocketmqtest"
 )
-
-// freeAddr returns a loopback address where nothing listens (yet).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // retryCounter is a slog handler that counts StartContext's retry records.
 type retryCounter struct{ n *atomic.Int32 }
@@ -72,7 +60,7 @@ func TestE2EStartWaitsForBroker(t *testing.T) {
 	skipIfRace(t)
 	f := newFixture(t, oneDB(t))
 	const topic, group = "late", "eo_late_broker"
-	addr := freeAddr(t)
+	addr := dbtest.FreeAddr(t)
 	var retries atomic.Int32
 	c := startTestConsumer(t, f, addr, group, topic, &retries)
 
@@ -114,7 +102,7 @@ func TestE2EStartGivesUp(t *testing.T) {
 	f := newFixture(t, oneDB(t))
 	t.Run("context ends", func(t *testing.T) {
 		var retries atomic.Int32
-		c := startTestConsumer(t, f, freeAddr(t), "eo_no_broker", "nowhere", &retries)
+		c := startTestConsumer(t, f, dbtest.FreeAddr(t), "eo_no_broker", "nowhere", &retries)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		err := c.StartContext(ctx)
@@ -127,7 +115,7 @@ func TestE2EStartGivesUp(t *testing.T) {
 	})
 	t.Run("shutdown", func(t *testing.T) {
 		var retries atomic.Int32
-		c := startTestConsumer(t, f, freeAddr(t), "eo_no_broker_shutdown", "nowhere", &retries)
+		c := startTestConsumer(t, f, dbtest.FreeAddr(t), "eo_no_broker_shutdown", "nowhere", &retries)
 		errc := make(chan error, 1)
 		go func() { errc <- c.StartContext(context.Background()) }()
 		time.Sleep(500 * time.Millisecond)

@@ -106,6 +106,16 @@ func body(idx int) []byte {
 	return []byte(fmt.Sprintf("%d:%d:%d", idx, idx%nAccounts, idx+1))
 }
 
+// transfers returns n v2 messages to topic, with the bodies body(0) to
+// body(n-1).
+func transfers(topic string, n int) []*primitive.Message {
+	msgs := make([]*primitive.Message, n)
+	for i := range msgs {
+		msgs[i] = primitive.NewMessage(topic, body(i))
+	}
+	return msgs
+}
+
 func parse(t testing.TB, b []byte) (idx, acct, amount int) {
 	idx, acct, amount, err := parseBody(b)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/rocketmq-client-go/v2/primitive"
 	rmq "github.com/apache/rocketmq-clients/golang/v5"
 
 	"github.com/b74fc070/rocketmq-exactlyonce/exactlyoncev5"
@@ -36,9 +35,7 @@ func TestE2ESimpleKill9(t *testing.T) {
 		p.CreateTopic(t, topic, 2)
 		const n = 24
 		pr := v2Producer(t, p)
-		for i := range n {
-			sendV2(t, pr, primitive.NewMessage(topic, body(i)))
-		}
+		sendV2(t, pr, transfers(topic, n)...)
 		child := exec.Command(os.Args[0], "-test.run=^$")
 		child.Env = append(os.Environ(),
 			envChild+"=1",

@@ -107,10 +107,7 @@ func TestE2EPushConcurrent(t *testing.T) {
 		p.CreateTopic(t, topic, 2)
 		const n = 30
 		pr := v2Producer(t, p)
-		msgs := make([]*primitive.Message, n)
-		for i := range msgs {
-			msgs[i] = primitive.NewMessage(topic, body(i))
-		}
+		msgs := transfers(topic, n)
 		sendV2(t, pr, msgs...)
 		sendV2(t, pr, msgs[:n/3]...) // producer resends
 		var tries attempts
@@ -187,9 +184,7 @@ func TestE2ESimpleRedeliveryAfterExpiry(t *testing.T) {
 		p.CreateTopic(t, topic, 1)
 		const n = 20
 		pr := v2Producer(t, p)
-		for i := range n {
-			sendV2(t, pr, primitive.NewMessage(topic, body(i)))
-		}
+		sendV2(t, pr, transfers(topic, n)...)
 		var applied atomic.Int32
 		first := simpleConsumer(t, b, p, group, topic, func(c exactlyoncev5.SimpleClient) exactlyoncev5.SimpleClient { return lostAcks{c} },
 			func(ctx context.Context, mv *rmq.MessageView) error {
@@ -238,9 +233,7 @@ func TestE2ESimpleSlowHandler(t *testing.T) {
 				p.CreateTopic(t, topic, 1)
 				const n = 4
 				pr := v2Producer(t, p)
-				for i := range n {
-					sendV2(t, pr, primitive.NewMessage(topic, body(i)))
-				}
+				sendV2(t, pr, transfers(topic, n)...)
 				var tries attempts
 				var stats exactlyonce.Stats
 				h := func(ctx context.Context, mv *rmq.MessageView) error {
@@ -378,10 +371,7 @@ func TestE2ESwitch(t *testing.T) {
 				p.CreateTopic(t, topic, 2)
 				const n = 20
 				pr := v2Producer(t, p)
-				msgs := make([]*primitive.Message, n)
-				for i := range msgs {
-					msgs[i] = primitive.NewMessage(topic, body(i))
-				}
+				msgs := transfers(topic, n)
 				sendV2(t, pr, msgs...)
 
 				first := tc.first.start(t, b, p, group, topic, func(ctx context.Context, body []byte) error {

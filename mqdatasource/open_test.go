@@ -20,18 +20,6 @@ import (
 	"github.com/b74fc070/rocketmq-exactlyonce/mqdatasource"
 )
 
-// freeAddr returns a loopback address where nothing listens (yet).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // countRetries returns a logger that counts OpenContext's retry records.
 func countRetries(n *atomic.Int32) *slog.Logger {
 	return slog.New(countHandler{n})
@@ -55,7 +43,7 @@ func (h countHandler) WithGroup(string) slog.Handler      { return h }
 func TestOpenContextWaitsForServer(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, e *dbtest.Env) {
 		f := newFixture(t, e, 0)
-		addr := freeAddr(t)
+		addr := dbtest.FreeAddr(t)
 		listening := make(chan error, 1)
 		timer := time.AfterFunc(700*time.Millisecond, func() {
 			ln, err := net.Listen("tcp", addr)
@@ -96,8 +84,8 @@ func TestOpenContextWaitsForServer(t *testing.T) {
 // (connection) error.
 func TestOpenContextGivesUp(t *testing.T) {
 	for _, tc := range []struct{ driver, dsn string }{
-		{"mysql", "u@tcp(" + freeAddr(t) + ")/db"},
-		{"pgx", "postgres://u@" + freeAddr(t) + "/db"},
+		{"mysql", "u@tcp(" + dbtest.FreeAddr(t) + ")/db"},
+		{"pgx", "postgres://u@" + dbtest.FreeAddr(t) + "/db"},
 	} {
 		t.Run(tc.driver, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)

@@ -48,6 +48,11 @@ func (f *flags) parse(args []string) error {
 		fmt.Fprintf(f.Output(), "unknown -style %q (want plain or tx)\n", f.style)
 		return errUsage
 	}
+	if set := f.setFlags(); err == nil && set["proxy"] && set["namesrv"] {
+		// Each names the client to use: the v5 one or rocketmq-client-go.
+		fmt.Fprintln(f.Output(), "-proxy and -namesrv exclude each other (-proxy runs on the v5 client, -namesrv on rocketmq-client-go)")
+		return errUsage
+	}
 	return err
 }
 

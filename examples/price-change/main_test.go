@@ -318,6 +318,7 @@ func TestUsageErrors(t *testing.T) {
 		{"demo", "-driver", "pgx"},
 		{"demo", "-queues", "0"},
 		{"demo", "-timeout", "0s"},
+		{"produce", "-proxy", "127.0.0.1:1", "-namesrv", "127.0.0.1:1"},
 	} {
 		var stderr strings.Builder
 		err := run(context.Background(), args, io.Discard, &stderr)
@@ -329,6 +330,9 @@ func TestUsageErrors(t *testing.T) {
 		}
 		if last := args[len(args)-2]; last == "-queues" && len(args) > 3 && !strings.Contains(stderr.String(), last+" has no effect with -") {
 			t.Errorf("%q: stderr %q does not say %s is unused", args, stderr.String(), last)
+		}
+		if args[1] == "-proxy" && !strings.Contains(stderr.String(), "-proxy and -namesrv exclude each other") {
+			t.Errorf("%q: stderr %q does not name the clash", args, stderr.String())
 		}
 		if flagName := strings.TrimPrefix(args[1], "-"); len(args) == 3 && !strings.Contains(stderr.String(), "-"+flagName) {
 			t.Errorf("%q: stderr %q does not name -%s", args, stderr.String(), flagName)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -162,4 +163,17 @@ func (e *Env) NewDatabase(t testing.TB, prefix string) string {
 	}
 	cfg.DBName = name
 	return cfg.FormatDSN()
+}
+
+// FreeAddr returns a loopback address where nothing listens (yet), for
+// tests of a server that is absent or starts late.
+func FreeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -81,6 +81,8 @@ func main() {
 		fail(errors.New("-dsn (or $MYSQL_DSN / $POSTGRES_DSN), -proxy (or $ROCKETMQ_PROXY) and -namesrv (or $ROCKETMQ_NAMESRV) are required: run under scripts/testdb.sh"))
 	case cfg.messages < 1 || cfg.bodySize < 1 || cfg.queues < 1 || cfg.accounts < 1 || cfg.rounds < 1:
 		fail(errors.New("-messages, -body-size, -queues, -accounts and -rounds must be at least 1"))
+	case cfg.stall <= 0:
+		fail(fmt.Errorf("-stall %v: must be positive", cfg.stall))
 	}
 	cfg.prefix, cfg.out = "eobench5", os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
