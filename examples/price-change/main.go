@@ -48,8 +48,9 @@ func (f *flags) parse(args []string) error {
 		fmt.Fprintf(f.Output(), "unknown -style %q (want plain or tx)\n", f.style)
 		return errUsage
 	}
-	if set := f.setFlags(); err == nil && set["proxy"] && set["namesrv"] {
+	if set := f.setFlags(); err == nil && f.proxy != "" && set["namesrv"] && f.nameServer != "" {
 		// Each names the client to use: the v5 one or rocketmq-client-go.
+		// (-namesrv= clears $NAMESRV_ADDR, which -proxy then ignores.)
 		fmt.Fprintln(f.Output(), "-proxy and -namesrv exclude each other (-proxy runs on the v5 client, -namesrv on rocketmq-client-go)")
 		return errUsage
 	}
